@@ -1,0 +1,98 @@
+"""Database plumbing: the declarative base, engines and sessions. Tables live in
+`loanflow.schema`; this module only knows how to connect."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import Numeric, String, event
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact decimal: NUMERIC(38, 18) on PostgreSQL, text on SQLite (whose NUMERIC is a
+    binary float and would lose cents and wei). Wide enough for 18-place ETH amounts."""
+
+    impl = Numeric(38, 18, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):  # type: ignore[no-untyped-def]
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(Numeric(38, 18, asdecimal=True))
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        value = Decimal(value)
+        return format(value.normalize(), "f") if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        return Decimal(value).normalize() if dialect.name == "sqlite" else Decimal(value)
+
+
+# Prices that are compared in range queries (trigger prices): numeric on both databases. On
+# SQLite that is a binary float, exact enough for cents below 10^13 and only ever used to pick
+# candidates; every decision is re-made in Decimal by the loan itself.
+PRICE = Numeric(20, 2, asdecimal=True)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {Decimal: Money}
+
+
+class Database:
+    """One engine and session factory per process."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        if url.startswith("sqlite"):
+            _ensure_sqlite_dir(url)
+            self.engine: AsyncEngine = create_async_engine(
+                url, echo=echo, connect_args={"timeout": 30}
+            )
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_async_engine(url, echo=echo, pool_size=20, max_overflow=20)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session whose work commits together or not at all."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def create_all(self) -> None:
+        import loanflow.schema  # noqa: F401  (registers the tables)
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    path = url.split(":///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    # WAL lets the CLI read while the worker writes; busy_timeout rides out short write locks.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

@@ -1,0 +1,224 @@
+"""Inputs and results of every activity: the effects a loan asks of the outside world.
+
+Workflow code calls activities by the names below with these models, so it never imports the
+activity modules (and through them SQLAlchemy, SMTP or HTTP code). Every request that moves
+money, collateral or a message carries an idempotency `key` built from the business
+(`loan_id` + step + sequence), never from the run id.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from loanflow.models import Borrower, PriceUpdate
+
+
+class ActivityName:
+    SCREEN_BORROWER = "screen_borrower"
+    LATEST_PRICE = "latest_price"
+    OPEN_DEPOSIT_ADDRESS = "open_deposit_address"
+    RECORD_DEPOSIT = "record_deposit"
+    RELEASE_COLLATERAL = "release_collateral"
+    DISBURSE = "disburse"
+    SELL_COLLATERAL = "sell_collateral"
+    POST_LEDGER = "post_ledger"
+    RECORD_NOTICE = "record_notice"
+    RECORD_LOAN = "record_loan"
+
+
+def effect_key(loan_id: str, step: str, seq: int | str | None = None) -> str:
+    """The business idempotency key of one effect: `L1:disburse`, `L1:sale:3`."""
+    return f"{loan_id}:{step}" if seq is None else f"{loan_id}:{step}:{seq}"
+
+
+# --- KYC ----------------------------------------------------------------------------------------
+
+
+class ScreeningRequest(BaseModel):
+    loan_id: str
+    borrower: Borrower
+    principal_usd: Decimal
+
+
+class ScreeningResult(BaseModel):
+    outcome: Literal["approved", "rejected", "review"]
+    reasons: list[str] = Field(default_factory=list)
+
+
+# --- prices -------------------------------------------------------------------------------------
+
+
+class PriceRequest(BaseModel):
+    asset: str
+
+
+class LatestPrice(BaseModel):
+    observation: PriceUpdate | None = None
+
+
+# --- custody ------------------------------------------------------------------------------------
+
+
+class DepositAddressRequest(BaseModel):
+    loan_id: str
+    asset: str
+
+
+class DepositAddress(BaseModel):
+    address: str
+
+
+class DepositRecord(BaseModel):
+    """Collateral that arrived on-chain under `tx_id` (a tx id counts once per loan)."""
+
+    key: str
+    loan_id: str
+    asset: str
+    amount: Decimal
+    tx_id: str
+    kind: Literal["deposit", "top_up"]
+
+
+class CollateralRelease(BaseModel):
+    key: str
+    loan_id: str
+    asset: str
+    amount: Decimal
+    reason: str
+
+
+class TransferReceipt(BaseModel):
+    key: str
+    transfer_id: str
+    amount: Decimal
+    created: bool
+
+
+# --- payouts ------------------------------------------------------------------------------------
+
+
+class PayoutRequest(BaseModel):
+    key: str
+    loan_id: str
+    borrower_id: str
+    amount_usd: Decimal
+    purpose: Literal["disbursement", "surplus"]
+
+
+class PayoutReceipt(BaseModel):
+    key: str
+    payout_id: str
+    amount_usd: Decimal
+    created: bool
+
+
+# --- exchange -----------------------------------------------------------------------------------
+
+
+class SaleRequest(BaseModel):
+    """Sell collateral for USD. `debt_usd` caps what is applied to the loan; any excess of the
+    net proceeds is owed back to the borrower."""
+
+    key: str
+    loan_id: str
+    asset: str
+    quantity: Decimal
+    reference_price: Decimal
+    fee_rate: Decimal
+    debt_usd: Decimal
+
+
+class SaleReceipt(BaseModel):
+    key: str
+    order_id: str
+    quantity: Decimal
+    fill_price: Decimal
+    gross_usd: Decimal
+    fee_usd: Decimal
+    applied_usd: Decimal
+    surplus_usd: Decimal
+    created: bool
+
+
+# --- ledger -------------------------------------------------------------------------------------
+
+
+class LedgerLine(BaseModel):
+    account: str
+    currency: str
+    amount: Decimal  # debit positive, credit negative
+
+
+class LedgerPosting(BaseModel):
+    key: str
+    loan_id: str
+    memo: str
+    lines: list[LedgerLine]
+
+
+class PostingReceipt(BaseModel):
+    key: str
+    created: bool
+
+
+# --- notices and the read model -----------------------------------------------------------------
+
+
+class Notice(BaseModel):
+    """One borrower notice. `data` holds the figures the message states, as strings."""
+
+    key: str
+    loan_id: str
+    kind: str
+    borrower: Borrower
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class NoticeReceipt(BaseModel):
+    key: str
+    created: bool
+    status: str = "recorded"
+
+
+class AuditEntry(BaseModel):
+    """One decision with the price and thresholds it used."""
+
+    key: str
+    at: datetime
+    kind: str
+    state: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+    price: Decimal | None = None
+    observation_id: int | None = None
+
+
+class LoanSnapshot(BaseModel):
+    """The read model of one loan, published whenever it changes. `version` only grows, so an
+    older snapshot arriving late never overwrites a newer one. Trigger prices let the market
+    monitor find the loans a price move affects with one range query."""
+
+    loan_id: str
+    version: int
+    borrower_id: str
+    state: str
+    collateral_asset: str
+    collateral_amount: Decimal
+    principal_usd: Decimal
+    debt_usd: Decimal
+    ltv: Decimal | None
+    cure_deadline: datetime | None
+    warning_price: Decimal | None
+    margin_call_price: Decimal | None
+    liquidation_price: Decimal | None
+    cure_price: Decimal | None
+    updated_at: datetime
+    application: dict[str, Any] | None = None
+
+
+class LoanRecord(BaseModel):
+    snapshot: LoanSnapshot
+    audit: list[AuditEntry] = Field(default_factory=list)

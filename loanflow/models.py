@@ -1,0 +1,226 @@
+"""The public operations contract as pydantic models: the application, updates, signals and the
+status query. Decimals travel as JSON strings; field names are part of the contract."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from enum import Enum
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from loanflow.money import ASSETS, is_whole_units
+from loanflow.policy import PolicyOverrides
+
+
+class LoanState(str, Enum):
+    KYC_REVIEW = "KYC_REVIEW"
+    AWAITING_COLLATERAL = "AWAITING_COLLATERAL"
+    ACTIVE = "ACTIVE"
+    MARGIN_CALL = "MARGIN_CALL"
+    LIQUIDATING = "LIQUIDATING"
+    CLOSED = "CLOSED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+    DEFAULTED = "DEFAULTED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {LoanState.CLOSED, LoanState.REJECTED, LoanState.CANCELLED, LoanState.DEFAULTED}
+)
+
+
+class Borrower(BaseModel):
+    id: str
+    name: str
+    email: str
+    country: str
+    timezone: str | None = None
+
+
+class LoanApplication(BaseModel):
+    """Input of `LoanWorkflow`. What `temporal workflow start --input '{...}'` sends."""
+
+    loan_id: str
+    borrower: Borrower
+    principal_usd: Decimal
+    collateral_asset: str
+    collateral_amount: Decimal
+    term_days: int
+    annual_rate: Decimal
+    policy: PolicyOverrides | None = None
+    # Operations tuning: continue-as-new after this many history events (Temporal's own
+    # suggestion is always honoured too). Tests set it low to force continue-as-new.
+    history_limit: int | None = None
+    # Set by the workflow itself when it continues as new; never send it.
+    resume: dict[str, Any] | None = None
+
+
+class ApplicationProblem(ValueError):
+    """An application that cannot become a loan; the message names the field."""
+
+
+def check_application(app: LoanApplication) -> None:
+    """Business validation of an application. Raises ApplicationProblem naming the field."""
+    if not app.loan_id.strip() or len(app.loan_id) > 64:
+        raise ApplicationProblem("loan_id: must be 1 to 64 characters")
+    if app.collateral_asset not in ASSETS:
+        raise ApplicationProblem(
+            f"collateral_asset: {app.collateral_asset!r} is not supported (BTC or ETH)"
+        )
+    _positive("principal_usd", app.principal_usd)
+    if app.principal_usd != app.principal_usd.quantize(Decimal("0.01")):
+        raise ApplicationProblem("principal_usd: must be whole cents")
+    _positive("collateral_amount", app.collateral_amount)
+    if not is_whole_units(app.collateral_asset, app.collateral_amount):
+        raise ApplicationProblem(
+            f"collateral_amount: more decimal places than {app.collateral_asset} has"
+        )
+    if not 1 <= app.term_days <= 3650:
+        raise ApplicationProblem("term_days: must be between 1 and 3650")
+    if not Decimal(0) <= app.annual_rate < Decimal(1):
+        raise ApplicationProblem("annual_rate: must be a fraction in [0, 1), e.g. 0.12 for 12%")
+    if app.history_limit is not None and app.history_limit < 200:
+        raise ApplicationProblem("history_limit: must be at least 200 events")
+
+
+def _positive(name: str, value: Decimal) -> None:
+    if not value.is_finite() or value <= 0:
+        raise ApplicationProblem(f"{name}: must be a positive amount (got {value})")
+
+
+# --- updates ----------------------------------------------------------------------------------
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class KycDecision(RequestModel):
+    approved: bool
+    reviewer: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+
+class CollateralDeposit(RequestModel):
+    """`confirm_deposit` and `top_up`: collateral units received under a custody tx id."""
+
+    amount: Decimal
+    tx_id: str = Field(min_length=1, max_length=128)
+
+    @field_validator("amount")
+    @classmethod
+    def _positive_amount(cls, v: Decimal) -> Decimal:
+        if not v.is_finite() or v <= 0:
+            raise ValueError("must be a positive number of collateral units")
+        return v
+
+
+class Repayment(RequestModel):
+    amount_usd: Decimal
+    reference: str = Field(min_length=1, max_length=128)
+
+    @field_validator("amount_usd")
+    @classmethod
+    def _cents(cls, v: Decimal) -> Decimal:
+        if not v.is_finite() or v <= 0:
+            raise ValueError("must be a positive dollar amount")
+        if v != v.quantize(Decimal("0.01")):
+            raise ValueError("must be whole cents")
+        return v
+
+
+class CureExtension(RequestModel):
+    hours: int = Field(gt=0)
+    reason: str = Field(min_length=1)
+    operator: str = Field(min_length=1)
+
+
+class PriceUpdate(RequestModel):
+    """Signal `price_update`: one market observation."""
+
+    asset: str
+    price: Decimal
+    observed_at: datetime
+    source: str = "manual"
+    observation_id: int | None = None
+
+    @field_validator("price")
+    @classmethod
+    def _positive_price(cls, v: Decimal) -> Decimal:
+        if not v.is_finite() or v <= 0:
+            raise ValueError("must be a positive price")
+        return v
+
+    @field_validator("observed_at")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("must carry a time zone (ISO 8601 UTC, e.g. 2022-11-09T23:00:00Z)")
+        return v.astimezone(timezone.utc)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class RequestError(ValueError):
+    """A request that failed validation; the message names the field and the reason."""
+
+
+def parse_request(model: type[M], raw: Any) -> M:
+    """Parse a JSON object into `model`, turning pydantic's errors into one clear line."""
+    if isinstance(raw, model):
+        return raw
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump(mode="json")
+    if not isinstance(raw, dict):
+        raise RequestError(f"expected a JSON object for {model.__name__}, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise RequestError(describe_validation_error(err)) from None
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "input"
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {msg}")
+    return "; ".join(parts)
+
+
+# --- query ------------------------------------------------------------------------------------
+
+
+class LoanStatus(BaseModel):
+    """What the `status` query returns."""
+
+    loan_id: str
+    state: LoanState
+    ltv: Decimal | None
+    collateral_asset: str
+    collateral_amount: Decimal
+    debt_usd: Decimal
+    principal_usd: Decimal
+    interest_usd: Decimal
+    fees_usd: Decimal
+    cure_deadline: datetime | None
+    cure_top_up: Decimal | None
+    cure_repay_usd: Decimal | None
+    price: Decimal | None
+    price_observed_at: datetime | None
+    price_fresh: bool
+    required_collateral: Decimal
+    deposit_address: str | None
+    funding_deadline: datetime | None
+    disbursed_at: datetime | None
+    maturity: datetime | None
+    shortfall_usd: Decimal
+    reason: str | None
+    trigger_prices: dict[str, Decimal | None]

@@ -1,0 +1,81 @@
+"""Decimal money: quanta per asset and rounding against the borrower's risk.
+
+Every amount in loanflow is a `Decimal`. USD is kept to the cent, BTC to 8 places (satoshi),
+ETH to 18 (wei). Intermediate results are computed in a wide context so that an ETH amount
+times a price never loses digits before it is rounded on purpose.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, localcontext
+from typing import Literal
+
+Asset = Literal["BTC", "ETH"]
+ASSETS: tuple[str, ...] = ("BTC", "ETH")
+
+USD = Decimal("0.01")
+QUANTUM: dict[str, Decimal] = {"BTC": Decimal("1e-8"), "ETH": Decimal("1e-18")}
+
+# 28 significant digits (the default) is too few for 18-place ETH amounts times prices.
+WIDE = Context(prec=60)
+
+
+def wide() -> object:
+    """A context manager for money arithmetic: 60 significant digits."""
+    return localcontext(WIDE)
+
+
+def usd_up(amount: Decimal) -> Decimal:
+    """Round a dollar amount up to the cent (debts, fees: against the borrower)."""
+    return amount.quantize(USD, rounding=ROUND_CEILING, context=WIDE)
+
+
+def usd_down(amount: Decimal) -> Decimal:
+    """Round a dollar amount down to the cent (collateral value, proceeds credited)."""
+    return amount.quantize(USD, rounding=ROUND_FLOOR, context=WIDE)
+
+
+def quantum(asset: str) -> Decimal:
+    try:
+        return QUANTUM[asset]
+    except KeyError:
+        raise ValueError(f"unknown asset {asset!r}: expected one of {', '.join(ASSETS)}") from None
+
+
+def units_up(asset: str, amount: Decimal) -> Decimal:
+    """Round collateral units up to the asset's smallest unit (amounts the borrower must add,
+    amounts that must be sold)."""
+    return amount.quantize(quantum(asset), rounding=ROUND_CEILING, context=WIDE)
+
+
+def units_down(asset: str, amount: Decimal) -> Decimal:
+    """Round collateral units down to the asset's smallest unit (collateral we count)."""
+    return amount.quantize(quantum(asset), rounding=ROUND_FLOOR, context=WIDE)
+
+
+def is_whole_units(asset: str, amount: Decimal) -> bool:
+    """True if the amount has no digits below the asset's smallest unit."""
+    return units_down(asset, amount) == amount
+
+
+def fmt_usd(amount: Decimal) -> str:
+    """People's format: $1,234,567.89 (never through float)."""
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(usd_up(amount) if amount < 0 else usd_down(amount)):,.2f}"
+
+
+def fmt_units(asset: str, amount: Decimal, places: int | None = None) -> str:
+    """People's format for collateral: up to 8 places for BTC and ETH, trailing zeros dropped."""
+    places = 8 if places is None else places
+    q = Decimal(1).scaleb(-places)
+    text = f"{amount.quantize(q, rounding=ROUND_CEILING, context=WIDE):,.{places}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text} {asset}"
+
+
+def fmt_ratio(ratio: Decimal | None) -> str:
+    """An LTV as a percentage with two decimals: 0.70125 -> 70.13%."""
+    if ratio is None:
+        return "n/a"
+    return f"{(ratio * 100).quantize(USD, rounding=ROUND_CEILING, context=WIDE):,.2f}%"

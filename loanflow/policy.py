@@ -1,0 +1,88 @@
+"""The risk policy of a loan product: thresholds, periods and fees, all overridable per loan."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class RiskPolicy(BaseModel):
+    """Defaults are the desk's standard product (DESIGN.md, "Default risk policy")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_initial_ltv: Decimal = Decimal("0.50")
+    warning_ltv: Decimal = Decimal("0.65")
+    margin_call_ltv: Decimal = Decimal("0.70")
+    cure_target_ltv: Decimal = Decimal("0.60")
+    liquidation_ltv: Decimal = Decimal("0.80")
+    # Past this LTV a liquidation does not wait for a second observation: waiting costs more
+    # than a wick could.
+    hard_liquidation_ltv: Decimal = Decimal("0.90")
+    post_liquidation_ltv: Decimal = Decimal("0.50")
+    liquidation_fee: Decimal = Decimal("0.02")
+    # Liquidations are sized as if the sale filled this much below the reference price, so that
+    # the post-liquidation LTV is reached even after the exchange's slippage.
+    liquidation_slippage_buffer: Decimal = Decimal("0.01")
+    cure_period_hours: int = Field(default=48, gt=0)
+    reminder_hours: tuple[int, ...] = (24, 4)
+    funding_deadline_hours: int = Field(default=72, gt=0)
+    kyc_review_hours: int = Field(default=72, gt=0)
+    price_staleness_minutes: int = Field(default=15, gt=0)
+    maturity_grace_hours: int = Field(default=72, ge=0)
+    maturity_reminder_days: tuple[int, ...] = (7, 1)
+    max_extension_hours: int = Field(default=168, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RiskPolicy:
+        order = [
+            ("post_liquidation_ltv", self.post_liquidation_ltv),
+            ("cure_target_ltv", self.cure_target_ltv),
+            ("margin_call_ltv", self.margin_call_ltv),
+            ("liquidation_ltv", self.liquidation_ltv),
+            ("hard_liquidation_ltv", self.hard_liquidation_ltv),
+        ]
+        for (lo_name, lo), (hi_name, hi) in zip(order, order[1:]):
+            if not lo < hi:
+                raise ValueError(f"{lo_name} ({lo}) must be below {hi_name} ({hi})")
+        if not self.max_initial_ltv < self.margin_call_ltv:
+            raise ValueError("max_initial_ltv must be below margin_call_ltv")
+        if not self.cure_target_ltv <= self.warning_ltv <= self.margin_call_ltv:
+            raise ValueError("warning_ltv must lie between cure_target_ltv and margin_call_ltv")
+        if not Decimal(0) <= self.liquidation_fee < Decimal("0.2"):
+            raise ValueError("liquidation_fee must be in [0, 0.2)")
+        if not Decimal(0) <= self.liquidation_slippage_buffer < Decimal("0.2"):
+            raise ValueError("liquidation_slippage_buffer must be in [0, 0.2)")
+        if self.hard_liquidation_ltv >= 1:
+            raise ValueError("hard_liquidation_ltv must be below 1")
+        return self
+
+
+class PolicyOverrides(BaseModel):
+    """Per-loan overrides: any field of `RiskPolicy`; unknown names are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_initial_ltv: Decimal | None = None
+    warning_ltv: Decimal | None = None
+    margin_call_ltv: Decimal | None = None
+    cure_target_ltv: Decimal | None = None
+    liquidation_ltv: Decimal | None = None
+    hard_liquidation_ltv: Decimal | None = None
+    post_liquidation_ltv: Decimal | None = None
+    liquidation_fee: Decimal | None = None
+    liquidation_slippage_buffer: Decimal | None = None
+    cure_period_hours: int | None = None
+    reminder_hours: tuple[int, ...] | None = None
+    funding_deadline_hours: int | None = None
+    kyc_review_hours: int | None = None
+    price_staleness_minutes: int | None = None
+    maturity_grace_hours: int | None = None
+    maturity_reminder_days: tuple[int, ...] | None = None
+    max_extension_hours: int | None = None
+
+    def apply(self, base: RiskPolicy) -> RiskPolicy:
+        """The base policy with these overrides; raises ValueError naming a bad combination."""
+        changes = self.model_dump(exclude_none=True)
+        return RiskPolicy.model_validate({**base.model_dump(), **changes})

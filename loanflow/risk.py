@@ -1,0 +1,201 @@
+"""Risk math: pure functions over Decimal.
+
+Conventions (DESIGN.md): LTV = debt / (collateral amount x price). Round against the
+borrower's risk: collateral value down to the cent, debt up to the cent, amounts the borrower
+must add or that must be sold up to the asset's smallest unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from loanflow.money import WIDE, units_down, units_up, usd_down, usd_up, wide
+
+ZERO = Decimal(0)
+
+
+def collateral_value(amount: Decimal, price: Decimal) -> Decimal:
+    """What the collateral is worth, rounded down to the cent."""
+    return usd_down(amount * price)
+
+
+def ltv(debt: Decimal, amount: Decimal, price: Decimal) -> Decimal | None:
+    """Loan-to-value as a ratio (0.7 = 70%); None when the collateral is worth nothing."""
+    value = collateral_value(amount, price)
+    if value <= 0:
+        return None if debt <= 0 else Decimal("Infinity")
+    with wide():
+        return usd_up(debt) / value
+
+
+def ltv_at_or_above(debt: Decimal, amount: Decimal, price: Decimal, threshold: Decimal) -> bool:
+    current = ltv(debt, amount, price)
+    return current is not None and current >= threshold
+
+
+def trigger_price(debt: Decimal, amount: Decimal, threshold: Decimal) -> Decimal | None:
+    """The price at or below which LTV reaches `threshold`, rounded up to the cent so that a
+    trigger never fires late. None when there is no collateral or no debt."""
+    if amount <= 0 or debt <= 0:
+        return None
+    with wide():
+        return usd_up(usd_up(debt) / (amount * threshold))
+
+
+def cure_top_up(
+    asset: str, debt: Decimal, amount: Decimal, price: Decimal, target: Decimal
+) -> Decimal:
+    """Collateral units to add so that LTV <= target at this price (0 if already there)."""
+    with wide():
+        needed_value = usd_up(usd_up(debt) / target)
+        top_up = units_up(asset, needed_value / price - amount)
+    return max(top_up, ZERO)
+
+
+def cure_repay(debt: Decimal, amount: Decimal, price: Decimal, target: Decimal) -> Decimal:
+    """Dollars to repay so that LTV <= target at this price (0 if already there)."""
+    with wide():
+        repay = usd_up(usd_up(debt) - target * collateral_value(amount, price))
+    return max(repay, ZERO)
+
+
+@dataclass(frozen=True)
+class SaleSize:
+    """How much collateral to sell and what it is expected to bring."""
+
+    quantity: Decimal
+    sells_everything: bool
+
+
+def liquidation_quantity(
+    asset: str,
+    debt: Decimal,
+    amount: Decimal,
+    price: Decimal,
+    target: Decimal,
+    fee: Decimal,
+    slippage: Decimal = ZERO,
+) -> SaleSize:
+    """The least collateral to sell so that, after the fee is taken from the proceeds and the
+    rest applied to the debt, LTV <= target at `price`, even if the sale fills `slippage` below
+    `price`.
+
+    Selling q at fill f = price x (1 - slippage) reduces the debt by q f (1 - fee) and the
+    collateral by q. We need D - q f (1 - fee) <= target x price x (C - q), so
+    q >= (D - target price C) / (f (1 - fee) - target price).
+    """
+    debt = usd_up(debt)
+    if debt <= 0:
+        return SaleSize(ZERO, False)
+    with wide():
+        fill = price * (1 - slippage)
+        per_unit = fill * (1 - fee) - target * price
+        excess = debt - target * price * amount
+        if excess <= 0:
+            return SaleSize(ZERO, False)
+        if per_unit <= 0:
+            return SaleSize(amount, True)
+        q = units_up(asset, excess / per_unit)
+    if q >= amount:
+        return SaleSize(amount, True)
+    return SaleSize(q, False)
+
+
+def full_liquidation_quantity(
+    asset: str, debt: Decimal, amount: Decimal, price: Decimal, fee: Decimal, slippage: Decimal
+) -> SaleSize:
+    """Collateral to sell so that net proceeds repay the whole debt (maturity default)."""
+    debt = usd_up(debt)
+    if debt <= 0:
+        return SaleSize(ZERO, False)
+    with wide():
+        net_per_unit = price * (1 - slippage) * (1 - fee)
+        q = units_up(asset, debt / net_per_unit)
+    if q >= amount:
+        return SaleSize(amount, True)
+    return SaleSize(q, False)
+
+
+@dataclass(frozen=True)
+class SaleProceeds:
+    gross: Decimal
+    fee: Decimal
+    net: Decimal
+
+
+def sale_proceeds(quantity: Decimal, fill_price: Decimal, fee_rate: Decimal) -> SaleProceeds:
+    """Gross proceeds rounded down to the cent; the fee rounded up; the rest is applied."""
+    gross = usd_down(quantity * fill_price)
+    fee = min(usd_up(gross * fee_rate), gross)
+    return SaleProceeds(gross=gross, fee=fee, net=gross - fee)
+
+
+def daily_interest(principal: Decimal, annual_rate: Decimal) -> Decimal:
+    """One day's simple interest, actual/365, kept unrounded (to 1e-10 USD) while it accrues;
+    the debt is rounded up to the cent where it is shown or charged."""
+    with wide():
+        return (principal * annual_rate / 365).quantize(Decimal("1e-10"), context=WIDE)
+
+
+def days_between(start: date, end: date) -> int:
+    return max((end - start).days, 0)
+
+
+@dataclass(frozen=True)
+class Balances:
+    """What the borrower owes, by component. `interest` may carry sub-cent accrual."""
+
+    principal: Decimal
+    interest: Decimal
+    fees: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return usd_up(self.principal + self.interest + self.fees)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    fees: Decimal
+    interest: Decimal
+    principal: Decimal
+    unapplied: Decimal
+
+    @property
+    def applied(self) -> Decimal:
+        return self.fees + self.interest + self.principal
+
+
+def allocate_payment(balances: Balances, amount: Decimal) -> Allocation:
+    """Apply a payment to fees, then interest, then principal (the usual waterfall).
+
+    Interest is settled to the cent: a payment that covers the rounded-up interest clears the
+    sub-cent remainder too, so a loan repaid in full owes exactly zero.
+    """
+    remaining = amount
+    fees = min(remaining, balances.fees)
+    remaining -= fees
+    interest_due = usd_up(balances.interest)
+    interest = min(remaining, interest_due)
+    remaining -= interest
+    principal = min(remaining, balances.principal)
+    remaining -= principal
+    return Allocation(fees=fees, interest=interest, principal=principal, unapplied=remaining)
+
+
+def after_payment(balances: Balances, allocation: Allocation) -> Balances:
+    interest_left = balances.interest - allocation.interest
+    if allocation.interest >= usd_up(balances.interest):
+        interest_left = ZERO
+    return Balances(
+        principal=balances.principal - allocation.principal,
+        interest=max(interest_left, ZERO),
+        fees=balances.fees - allocation.fees,
+    )
+
+
+def count_collateral(asset: str, amount: Decimal) -> Decimal:
+    """Collateral as the desk counts it: never a fraction of the smallest unit."""
+    return units_down(asset, amount)
