@@ -74,7 +74,8 @@ class Database:
             yield session
 
     async def create_all(self) -> None:
-        import loanflow.schema  # noqa: F401  (registers the tables)
+        import loanflow.notice_schema  # noqa: F401  (registers the tables)
+        import loanflow.schema  # noqa: F401
 
         async with self.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
