@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from sqlalchemy import create_engine, text
 
+from aiosmtpd.controller import Controller
+
 from loanflow.db import Database
+from tests.support import Inbox, free_port
 
 PG_ADMIN_URL = os.environ.get(
     "LOANFLOW_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -54,3 +57,14 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     await database.create_all()
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port: (inbox, port)."""
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()

@@ -1,0 +1,87 @@
+"""The embedded Temporal dev server: file-backed (nothing lost on restart), with the Web UI and
+the loan book's search attributes registered at launch."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from loanflow import search_attributes as sa
+from loanflow.binaries import temporal_cli
+
+def search_attribute_flags() -> list[str]:
+    """`--search-attribute LoanState=Keyword ...` for `temporal server start-dev`."""
+    flags = []
+    for key in sa.ALL:
+        kind = key.indexed_value_type.name.title().replace("Float", "Double")
+        flags += ["--search-attribute", f"{key.name}={kind}"]
+    return flags
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class DevServer:
+    """A `temporal server start-dev` child process."""
+
+    db_file: Path
+    port: int = 7233
+    ui_port: int = 8233
+    headless: bool = False
+    log_file: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            temporal_cli(), "server", "start-dev",
+            "--ip", "127.0.0.1",
+            "--port", str(self.port),
+            "--db-filename", str(self.db_file),
+            "--log-level", "warn",
+            *search_attribute_flags(),
+        ]
+        cmd += ["--headless"] if self.headless else ["--ui-port", str(self.ui_port)]
+        return cmd
+
+    async def start(self, timeout: float = 60) -> None:
+        self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"temporal dev server exited with code {self.process.returncode}"
+                    + (f"; see {self.log_file}" if self.log_file else "")
+                )
+            if loop.time() > deadline:
+                raise TimeoutError(f"temporal dev server not listening on {self.address}")
+            await asyncio.sleep(0.2)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

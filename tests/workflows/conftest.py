@@ -1,0 +1,78 @@
+"""Workflow test harness: the time-skipping test server (day-long timers in seconds) with a real
+worker running the real activities against a real database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import pytest_asyncio
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.registry import build_activities
+from loanflow.binaries import test_server
+from loanflow.db import Database
+from loanflow.models import LoanApplication, LoanStatus
+from loanflow.worker import build_worker
+from tests.support import Inbox, quiet_settings
+from workflows.loan import LoanWorkflow
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=test_server()
+    )
+    yield env
+    await env.shutdown()
+
+
+class Desk:
+    """A loan desk for one test: client, worker task queue and database."""
+
+    def __init__(self, env: WorkflowEnvironment, db: Database, task_queue: str) -> None:
+        self.env, self.db, self.task_queue = env, db, task_queue
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time()
+
+    async def open(self, app: LoanApplication) -> WorkflowHandle[Any, Any]:
+        return await self.client.start_workflow(
+            LoanWorkflow.run,
+            app,
+            id=f"loan-{app.loan_id}",
+            task_queue=self.task_queue,
+            memo={"search_attributes": False},
+        )
+
+    async def price(self, handle: WorkflowHandle[Any, Any], asset: str, price: str) -> None:
+        await handle.signal(
+            "price_update",
+            {"asset": asset, "price": price, "observed_at": (await self.now()).isoformat(),
+             "source": "test"},
+        )
+
+    async def status(self, handle: WorkflowHandle[Any, Any]) -> LoanStatus:
+        return await handle.query("status", result_type=LoanStatus)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def desk(
+    ts_env: WorkflowEnvironment, db: Database, smtp_server: tuple[Inbox, int]
+) -> AsyncIterator[Desk]:
+    task_queue = f"loans-{uuid.uuid4().hex[:8]}"
+    settings = quiet_settings(smtp_port=smtp_server[1])
+    worker = build_worker(
+        ts_env.client, db, settings, activities=build_activities(db, settings),
+        task_queue=task_queue,
+    )
+    async with worker:
+        yield Desk(ts_env, db, task_queue)

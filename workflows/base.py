@@ -1,0 +1,275 @@
+"""The shared machinery of `LoanWorkflow`: the file, the clock, notices, the audit trail, the
+read model, waiting, and continue-as-new. The lifecycle itself lives in `onboarding` and
+`servicing`; this module holds what both use."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from loanflow import search_attributes as sa
+    from loanflow.effects import (
+        ActivityName,
+        AuditEntry,
+        LatestPrice,
+        LedgerLine,
+        LedgerPosting,
+        LoanRecord,
+        LoanSnapshot,
+        Notice,
+        NoticeReceipt,
+        PostingReceipt,
+        PriceRequest,
+        effect_key,
+    )
+    from loanflow import accounts as account
+    from loanflow.models import LoanApplication, LoanState
+    from loanflow.money import fmt_ratio, usd_up
+    from workflows.calls import effect, read, record
+    from workflows.loan_file import LoanFile
+
+
+def iso(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at else None
+
+
+def text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+class LoanBase:
+    app: LoanApplication
+    f: LoanFile
+
+    def _init_runtime(self) -> None:
+        self._wake = False
+        self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._audit: list[AuditEntry] = []
+        self._published: tuple[Any, ...] | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at: datetime | None = None
+
+    # --- clock and waiting ------------------------------------------------------------------------
+
+    @staticmethod
+    def now() -> datetime:
+        return workflow.now()
+
+    def poke(self) -> None:
+        """Something changed: the main loop should look at the loan again."""
+        self._wake = True
+
+    async def wait(self, until: datetime | None, why: str) -> None:
+        """Wait until `until` (a named timer, kept across wake-ups while it is unchanged) or until
+        something pokes the loan, then continue as new if history has grown large."""
+        self._wake = False
+        if until != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = None, until
+            if until is not None:
+                delay = max(until - self.now(), timedelta(seconds=1))
+                self._timer = asyncio.ensure_future(workflow.sleep(delay, summary=why))
+        timer = self._timer
+        await workflow.wait_condition(lambda: self._wake or (timer is not None and timer.done()))
+        if timer is not None and timer.done():
+            self._timer, self._timer_at = None, None
+        await self.maybe_continue_as_new()
+
+    async def maybe_continue_as_new(self) -> None:
+        info = workflow.info()
+        limit = self.app.history_limit
+        too_long = limit is not None and info.get_current_history_length() >= limit
+        if not (info.is_continue_as_new_suggested() or too_long):
+            return
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self.drain()
+        if self._timer is not None:
+            self._timer.cancel()
+        workflow.logger.info("continuing as new at %s events", info.get_current_history_length())
+        resume = self.f.model_dump(mode="json")
+        workflow.continue_as_new(
+            self.app.model_copy(update={"resume": resume}), memo=workflow.memo()
+        )
+
+    # --- background effects (notices, read model) -----------------------------------------------
+
+    def spawn(self, coro: Any) -> None:
+        """Run a side task (a notice, a read-model write) without holding up the loan's
+        decisions; `drain` waits for all of them before the run ends."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background))
+
+    def notify(self, kind: str, seq: str | int | None = None, **data: Any) -> None:
+        """Tell the borrower: one notice per business key, delivered in the background."""
+        step = f"notice:{kind}"
+        notice = Notice(
+            key=effect_key(self.app.loan_id, step, seq),
+            loan_id=self.app.loan_id,
+            kind=kind,
+            borrower=self.app.borrower,
+            data={k: v for k, v in data.items() if v is not None},
+        )
+        self.spawn(self._deliver(notice))
+
+    async def _deliver(self, notice: Notice) -> None:
+        try:
+            await effect(ActivityName.RECORD_NOTICE, notice, NoticeReceipt, summary=notice.kind)
+        except ActivityError as err:
+            # A notice that can never be delivered is raised to operations by the notice
+            # activity itself; it must not stop the loan.
+            workflow.logger.error("notice %s failed: %s", notice.key, err)
+
+    def audit(self, kind: str, *, price: Any = None, **detail: Any) -> None:
+        """Record a decision with the price and thresholds it used (flushed with the read model)."""
+        self.f.audit_seq += 1
+        observation = price if price is not None else None
+        self._audit.append(
+            AuditEntry(
+                key=effect_key(self.app.loan_id, "audit", self.f.audit_seq),
+                at=self.now(),
+                kind=kind,
+                state=self.f.state.value,
+                detail={k: _jsonable(v) for k, v in detail.items()},
+                price=observation.price if observation is not None else None,
+                observation_id=observation.observation_id if observation is not None else None,
+            )
+        )
+
+    def set_state(self, state: LoanState, reason: str | None = None) -> None:
+        if state != self.f.state:
+            self.audit("state", previous=self.f.state.value, new=state.value, reason=reason)
+            self.f.state = state
+        if reason:
+            self.f.reason = reason
+
+    async def post(self, step: str, memo: str, lines: list[LedgerLine]) -> None:
+        posting = LedgerPosting(
+            key=effect_key(self.app.loan_id, step), loan_id=self.app.loan_id, memo=memo, lines=lines
+        )
+        await effect(ActivityName.POST_LEDGER, posting, PostingReceipt, summary=memo)
+
+    async def post_interest(self) -> None:
+        """Bring the ledger up to date with accrued interest, rounded up to the cent."""
+        self.f.accrue(self.app, self.now())
+        amount = usd_up(self.f.interest) - self.f.interest_posted
+        self.f.interest = usd_up(self.f.interest)
+        if amount <= 0:
+            return
+        self.f.interest_postings += 1
+        loan = self.app.loan_id
+        await self.post(
+            f"interest:{self.f.interest_postings}",
+            f"interest accrued to {iso(self.f.interest_through)}",
+            [
+                LedgerLine(account=account.receivable(loan), currency="USD", amount=amount),
+                LedgerLine(account=account.INTEREST_INCOME, currency="USD", amount=-amount),
+            ],
+        )
+        self.f.interest_posted += amount
+        self.f.total_interest += amount
+
+    async def fetch_price(self) -> None:
+        """Read the newest stored market observation (the safety net when no signal came)."""
+        latest = await read(
+            ActivityName.LATEST_PRICE,
+            PriceRequest(asset=self.app.collateral_asset),
+            LatestPrice,
+            summary="latest stored price",
+        )
+        if latest.observation is not None:
+            self.f.take_price(latest.observation)
+
+    # --- the read model, search attributes and UI details -------------------------------------------
+
+    def publish(self) -> None:
+        """Publish what changed: read model (with trigger prices and audit entries), search
+        attributes and the Web UI's current details."""
+        f, app = self.f, self.app
+        price = f.price.price if f.price else None
+        ltv = f.ltv_at(price) if price is not None else None
+        shown = (f.state, ltv, f.collateral, f.debt(), f.cure_deadline, f.required_collateral)
+        if shown == self._published and not self._audit:
+            return
+        if shown != self._published and self.search_attributes_enabled():
+            workflow.upsert_search_attributes(
+                sa.loan_updates(
+                    state=f.state.value,
+                    ltv=ltv,
+                    asset=app.collateral_asset,
+                    borrower_id=app.borrower.id,
+                    cure_deadline=f.cure_deadline,
+                    debt_usd=f.debt(),
+                )
+            )
+        if shown != self._published:
+            workflow.set_current_details(self._details(ltv))
+        self._published = shown
+        f.snapshot_version += 1
+        triggers = f.triggers()
+        snapshot = LoanSnapshot(
+            loan_id=app.loan_id,
+            version=f.snapshot_version,
+            borrower_id=app.borrower.id,
+            state=f.state.value,
+            collateral_asset=app.collateral_asset,
+            collateral_amount=f.collateral,
+            principal_usd=f.principal,
+            debt_usd=f.debt(),
+            ltv=ltv,
+            cure_deadline=f.cure_deadline,
+            warning_price=triggers["warning"],
+            margin_call_price=triggers["margin_call"],
+            liquidation_price=triggers["liquidation"],
+            cure_price=triggers["cure"],
+            updated_at=self.now(),
+            application=app.model_dump(mode="json", exclude={"resume"})
+            if f.snapshot_version == 1
+            else None,
+        )
+        audit, self._audit = self._audit, []
+        self.spawn(
+            record(ActivityName.RECORD_LOAN, LoanRecord(snapshot=snapshot, audit=audit),
+                   summary="publish loan")
+        )
+
+    @staticmethod
+    def search_attributes_enabled() -> bool:
+        """Search attributes are on unless the run's memo says `search_attributes: false`: the
+        time-skipping test server cannot register custom search attributes."""
+        return bool(workflow.memo_value("search_attributes", default=True))
+
+    def _details(self, ltv: Decimal | None) -> str:
+        f = self.f
+        lines = [
+            f"**{f.state.value}**",
+            f"LTV {fmt_ratio(ltv)} · debt ${f.debt():,.2f} · "
+            f"collateral {f.collateral} {self.app.collateral_asset}",
+        ]
+        if f.cure_deadline:
+            lines.append(f"cure deadline {iso(f.cure_deadline)}")
+        if f.reason:
+            lines.append(f"reason: {f.reason}")
+        return "\n\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, LoanState):
+        return value.value
+    return value

@@ -1,0 +1,64 @@
+"""How workflow code calls activities: by name, with the typed models of `loanflow.effects`,
+and with retry policies that match what each effect can tolerate."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+# Effects on money, collateral and inboxes are idempotent by key, so they may be retried for as
+# long as it takes: giving up would leave a loan half done.
+EFFECT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+)
+# Reads may fail fast; the loan simply waits for the next chance.
+READ_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+)
+
+R = TypeVar("R", bound=BaseModel)
+
+
+async def effect(
+    name: str, request: BaseModel, result_type: type[R], *, summary: str | None = None
+) -> R:
+    """Run an idempotent effect activity to completion (retried until it succeeds or refuses)."""
+    return await workflow.execute_activity(
+        name,
+        request,
+        result_type=result_type,
+        start_to_close_timeout=timedelta(seconds=60),
+        retry_policy=EFFECT_RETRY,
+        summary=summary or name,
+    )
+
+
+async def read(name: str, request: BaseModel, result_type: type[R], *, summary: str) -> R:
+    return await workflow.execute_activity(
+        name,
+        request,
+        result_type=result_type,
+        start_to_close_timeout=timedelta(seconds=20),
+        retry_policy=READ_RETRY,
+        summary=summary,
+    )
+
+
+async def record(name: str, request: BaseModel, *, summary: str) -> None:
+    """Write to the read model / audit log; idempotent, retried until it lands."""
+    await workflow.execute_activity(
+        name,
+        request,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=EFFECT_RETRY,
+        summary=summary,
+    )

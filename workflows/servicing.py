@@ -1,0 +1,460 @@
+"""An active loan: revaluation, warnings, margin calls and cures, liquidation, maturity,
+repayment and close-out."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from loanflow import accounts as account
+    from loanflow.effects import (
+        ActivityName,
+        DepositRecord,
+        LedgerLine,
+        PayoutReceipt,
+        PayoutRequest,
+        SaleReceipt,
+        SaleRequest,
+        TransferReceipt,
+        effect_key,
+    )
+    from loanflow.models import CollateralDeposit, LoanState, PriceUpdate, Repayment
+    from loanflow.risk import after_payment, allocate_payment, full_liquidation_quantity
+    from loanflow.risk import liquidation_quantity
+    from workflows.base import iso, text
+    from workflows.calls import effect
+    from workflows.loan_file import DAY
+    from workflows.onboarding import PRICE_RECHECK, Onboarding
+
+SERVING = (LoanState.ACTIVE, LoanState.MARGIN_CALL)
+# A first liquidation-level observation is confirmed by a later one before anything is sold
+# (wick protection); the loan re-reads the stored observations this soon after the first.
+CONFIRM_RECHECK = timedelta(minutes=1)
+
+
+class Servicing(Onboarding):
+    async def step_serve(self) -> None:
+        while self.f.state in SERVING:
+            async with self._lock:
+                await self.revalue("timer")
+            if self.f.state not in SERVING:
+                break
+            until, why = self.next_wake()
+            await self.wait(until, why)
+
+    # --- revaluation --------------------------------------------------------------------------
+
+    async def revalue(self, cause: str) -> None:
+        """Look at the loan with the latest price and act on it. Called under the lock."""
+        f, now = self.f, self.now()
+        if f.state not in SERVING:
+            return
+        f.accrue(self.app, now)
+        if f.last_revaluation is None or now >= f.last_revaluation + DAY:
+            # The daily safety net: a loan that heard no signal still looks at the market.
+            await self.fetch_price()
+            f.last_revaluation = now
+        await self.maturity_duties(now)
+        if f.state in SERVING:
+            await self.price_duties(now, cause)
+        self.publish()
+
+    async def price_duties(self, now: datetime, cause: str) -> None:
+        f, p = self.f, self.f.policy
+        price = f.fresh_price(now)
+        if price is None and self.action_due(now):
+            await self.fetch_price()
+            price = f.fresh_price(now)
+        if price is None:
+            return  # a stale or missing price is never acted on
+        current = f.ltv_at(price.price)
+        if current is None:
+            return
+        if current >= p.liquidation_ltv:
+            await self.liquidation_breach(price, current)
+            return
+        f.breach_observed_at = None
+        if f.state == LoanState.MARGIN_CALL:
+            await self.margin_call_duties(price, current, now, cause)
+        elif current >= p.margin_call_ltv:
+            self.open_margin_call(price, current, now)
+        elif current >= p.warning_ltv:
+            self.warn(price, current)
+        elif current <= p.cure_target_ltv:
+            f.warned = False  # the warning episode is over
+
+    def action_due(self, now: datetime) -> bool:
+        """Is a decision waiting only for a fresh price?"""
+        f = self.f
+        deadline_due = f.cure_deadline is not None and now >= f.cure_deadline
+        return deadline_due or f.breach_observed_at is not None
+
+    def warn(self, price: PriceUpdate, current: Decimal) -> None:
+        f = self.f
+        if f.warned:
+            return
+        f.warned = True
+        f.warning_seq += 1
+        self.audit("ltv_warning", price=price, ltv=current, warning_ltv=f.policy.warning_ltv)
+        self.notify(
+            "ltv_warning",
+            f.warning_seq,
+            **self.figures(price, current),
+            warning_ltv=text(f.policy.warning_ltv),
+            margin_call_price=text(f.triggers()["margin_call"]),
+        )
+
+    def open_margin_call(self, price: PriceUpdate, current: Decimal, now: datetime) -> None:
+        f = self.f
+        f.call_seq += 1
+        f.cure_deadline = now + timedelta(hours=f.policy.cure_period_hours)
+        f.reminders_sent = [h for h in f.policy.reminder_hours if f.cure_deadline - timedelta(hours=h) <= now]
+        f.warned = True
+        self.set_state(LoanState.MARGIN_CALL, f"LTV {current:.4f} at or above {f.policy.margin_call_ltv}")
+        top_up, repay = f.cure_amounts(self.app.collateral_asset)
+        self.audit(
+            "margin_call",
+            price=price,
+            ltv=current,
+            margin_call_ltv=f.policy.margin_call_ltv,
+            cure_deadline=f.cure_deadline,
+            cure_top_up=top_up,
+            cure_repay_usd=repay,
+        )
+        self.notify("margin_call", f.call_seq, **self.call_figures(price, current))
+
+    async def margin_call_duties(
+        self, price: PriceUpdate, current: Decimal, now: datetime, cause: str
+    ) -> None:
+        f = self.f
+        if current <= f.policy.cure_target_ltv:
+            self.cure(price, current, cause)
+            return
+        if f.cure_deadline is not None and now >= f.cure_deadline:
+            await self.liquidate(price, "cure deadline passed", full=False)
+            return
+        reminder = f.next_reminder()
+        if reminder is not None and now >= reminder[0]:
+            hours = reminder[1]
+            f.reminders_sent.append(hours)
+            self.audit("reminder", price=price, ltv=current, hours_before=hours)
+            left = int((f.cure_deadline - now).total_seconds() // 3600) if f.cure_deadline else 0
+            self.notify(
+                "margin_call_reminder",
+                f"{f.call_seq}:{hours}h",
+                **self.call_figures(price, current),
+                hours_left=str(left),
+            )
+
+    def cure(self, price: PriceUpdate, current: Decimal, cause: str) -> None:
+        f = self.f
+        how = {"top_up": "top_up", "repay": "repayment"}.get(cause, "market")
+        self.audit("cured", price=price, ltv=current, how=how, cure_target_ltv=f.policy.cure_target_ltv)
+        self.notify("margin_call_cured", f.call_seq, ltv=text(current), how=how, price=text(price.price))
+        f.cure_deadline = None
+        f.reminders_sent = []
+        f.reason = None
+        self.set_state(LoanState.ACTIVE)
+
+    def figures(self, price: PriceUpdate, current: Decimal) -> dict[str, str | None]:
+        return {
+            "ltv": text(current),
+            "price": text(price.price),
+            "observed_at": iso(price.observed_at),
+            "collateral_asset": self.app.collateral_asset,
+            "collateral_amount": text(self.f.collateral),
+            "debt_usd": text(self.f.debt()),
+            "margin_call_ltv": text(self.f.policy.margin_call_ltv),
+        }
+
+    def call_figures(self, price: PriceUpdate, current: Decimal) -> dict[str, str | None]:
+        f = self.f
+        top_up, repay = f.cure_amounts(self.app.collateral_asset)
+        return {
+            **self.figures(price, current),
+            "cure_target_ltv": text(f.policy.cure_target_ltv),
+            "liquidation_ltv": text(f.policy.liquidation_ltv),
+            "cure_deadline": iso(f.cure_deadline),
+            "cure_top_up": text(top_up),
+            "cure_repay_usd": text(repay),
+            "liquidation_price": text(f.triggers()["liquidation"]),
+        }
+
+    # --- liquidation ---------------------------------------------------------------------------
+
+    async def liquidation_breach(self, price: PriceUpdate, current: Decimal) -> None:
+        """LTV at or past the liquidation level: sell at once past the hard floor, otherwise only
+        once a second, later observation confirms it (a one-print wick sells nothing)."""
+        f = self.f
+        if current >= f.policy.hard_liquidation_ltv:
+            await self.liquidate(price, f"LTV {current:.4f} past the hard floor", full=False)
+        elif f.breach_observed_at is not None and price.observed_at > f.breach_observed_at:
+            await self.liquidate(price, f"LTV {current:.4f} confirmed at liquidation level", full=False)
+        elif f.breach_observed_at is None:
+            f.breach_observed_at = price.observed_at
+            self.audit("liquidation_pending_confirmation", price=price, ltv=current)
+
+    async def liquidate(self, price: PriceUpdate, reason: str, *, full: bool) -> None:
+        f, app, p = self.f, self.app, self.f.policy
+        f.breach_observed_at = None
+        self.set_state(LoanState.LIQUIDATING, reason)
+        self.publish()
+        await self.post_interest()
+        if full:
+            size = full_liquidation_quantity(
+                app.collateral_asset, f.debt(), f.collateral, price.price,
+                p.liquidation_fee, p.liquidation_slippage_buffer,
+            )
+        else:
+            size = liquidation_quantity(
+                app.collateral_asset, f.debt(), f.collateral, price.price,
+                p.post_liquidation_ltv, p.liquidation_fee, p.liquidation_slippage_buffer,
+            )
+        f.liquidation_seq += 1
+        sale = await effect(
+            ActivityName.SELL_COLLATERAL,
+            SaleRequest(
+                key=effect_key(app.loan_id, "sale", f.liquidation_seq),
+                loan_id=app.loan_id,
+                asset=app.collateral_asset,
+                quantity=size.quantity,
+                reference_price=price.price,
+                fee_rate=p.liquidation_fee,
+                debt_usd=f.debt(),
+            ),
+            SaleReceipt,
+            summary=f"sell {size.quantity} {app.collateral_asset}",
+        )
+        self.apply_sale(sale)
+        if sale.surplus_usd > 0:
+            await self.pay_surplus(sale)
+        self.audit("liquidation", price=price, reason=reason, quantity=sale.quantity,
+                   fill_price=sale.fill_price, gross=sale.gross_usd, fee=sale.fee_usd,
+                   applied=sale.applied_usd, ltv_after=f.ltv_at(price.price))
+        await self.after_liquidation(price, sale, reason)
+
+    def apply_sale(self, sale: SaleReceipt) -> None:
+        f = self.f
+        f.collateral -= sale.quantity
+        allocation = allocate_payment(f.balances(), sale.applied_usd)
+        self.apply_allocation(allocation)
+        f.total_fees += sale.fee_usd
+
+    def apply_allocation(self, allocation) -> None:  # type: ignore[no-untyped-def]
+        f = self.f
+        after = after_payment(f.balances(), allocation)
+        f.principal, f.interest, f.fees = after.principal, after.interest, after.fees
+        f.interest_posted -= allocation.interest
+        f.total_repaid += allocation.applied
+
+    async def pay_surplus(self, sale: SaleReceipt) -> None:
+        app = self.app
+        await effect(
+            ActivityName.DISBURSE,
+            PayoutRequest(
+                key=effect_key(app.loan_id, "surplus", self.f.liquidation_seq),
+                loan_id=app.loan_id,
+                borrower_id=app.borrower.id,
+                amount_usd=sale.surplus_usd,
+                purpose="surplus",
+            ),
+            PayoutReceipt,
+            summary="pay sale surplus to borrower",
+        )
+
+    async def after_liquidation(self, price: PriceUpdate, sale: SaleReceipt, reason: str) -> None:
+        f, app = self.f, self.app
+        left_ltv = f.ltv_at(price.price)
+        self.notify(
+            "liquidation_executed",
+            f.liquidation_seq,
+            quantity_sold=text(sale.quantity),
+            collateral_asset=app.collateral_asset,
+            fill_price=text(sale.fill_price),
+            gross_usd=text(sale.gross_usd),
+            fee_usd=text(sale.fee_usd),
+            applied_usd=text(sale.applied_usd),
+            surplus_usd=text(sale.surplus_usd),
+            ltv_after=text(left_ltv),
+            collateral_left=text(f.collateral),
+            debt_usd=text(f.debt()),
+            reason=reason,
+        )
+        f.cure_deadline = None
+        f.reminders_sent = []
+        if f.debt() <= 0:
+            await self.close("debt repaid from liquidation proceeds")
+        elif f.collateral <= 0:
+            await self.default(sale)
+        else:
+            f.warned = False
+            self.set_state(LoanState.ACTIVE, None)
+            f.reason = None
+
+    async def default(self, sale: SaleReceipt) -> None:
+        f, loan = self.f, self.app.loan_id
+        shortfall = f.debt()
+        await self.post(
+            "shortfall",
+            "shortfall written off: collateral exhausted",
+            [
+                LedgerLine(account=account.SHORTFALL_LOSS, currency="USD", amount=shortfall),
+                LedgerLine(account=account.receivable(loan), currency="USD", amount=-shortfall),
+            ],
+        )
+        f.shortfall = shortfall
+        f.principal = f.interest = f.interest_posted = f.fees = Decimal(0)
+        self.set_state(LoanState.DEFAULTED, f"collateral exhausted with {shortfall} USD unpaid")
+        self.notify(
+            "loan_defaulted",
+            shortfall_usd=text(shortfall),
+            quantity_sold=text(sale.quantity),
+            collateral_asset=self.app.collateral_asset,
+            applied_usd=text(sale.applied_usd),
+        )
+
+    # --- maturity ---------------------------------------------------------------------------
+
+    async def maturity_duties(self, now: datetime) -> None:
+        f = self.f
+        if f.maturity is None:
+            return
+        for days in sorted(f.policy.maturity_reminder_days, reverse=True):
+            if days not in f.maturity_reminders_sent and now >= f.maturity - timedelta(days=days):
+                f.maturity_reminders_sent.append(days)
+                if now < f.maturity:
+                    self.maturity_notice(days)
+        if now >= f.maturity and not f.maturity_notice_sent:
+            f.maturity_notice_sent = True
+            self.maturity_notice(0)
+        grace_end = f.maturity + timedelta(hours=f.policy.maturity_grace_hours)
+        if now >= grace_end and f.debt() > 0:
+            price = f.fresh_price(now)
+            if price is None:
+                await self.fetch_price()
+                price = f.fresh_price(now)
+            if price is not None:
+                await self.liquidate(price, "debt unpaid after maturity and grace period", full=True)
+
+    def maturity_notice(self, days_left: int) -> None:
+        f = self.f
+        self.notify(
+            "maturity_reminder",
+            f"{days_left}d",
+            maturity=iso(f.maturity),
+            debt_usd=text(f.debt()),
+            days_left=str(days_left),
+        )
+
+    def next_wake(self) -> tuple[datetime, str]:
+        """The earliest moment the loan must look at itself again without being asked."""
+        f, now = self.f, self.now()
+        candidates: list[tuple[datetime, str]] = [
+            ((f.last_revaluation or now) + DAY, "daily revaluation")
+        ]
+        if f.cure_deadline is not None:
+            candidates.append((f.cure_deadline, "cure deadline"))
+            reminder = f.next_reminder()
+            if reminder is not None:
+                candidates.append((reminder[0], f"margin-call reminder {reminder[1]}h"))
+        if f.breach_observed_at is not None:
+            candidates.append((now + CONFIRM_RECHECK, "liquidation confirmation re-check"))
+        if self.action_due(now):
+            candidates.append((now + PRICE_RECHECK, "waiting for a fresh price"))
+        if f.maturity is not None:
+            candidates.extend(self.maturity_wakes())
+        future = [c for c in candidates if c[0] > now] or [(now + PRICE_RECHECK, "re-check")]
+        return min(future, key=lambda c: c[0])
+
+    def maturity_wakes(self) -> list[tuple[datetime, str]]:
+        f = self.f
+        assert f.maturity is not None
+        wakes = [
+            (f.maturity - timedelta(days=d), f"maturity reminder {d}d")
+            for d in f.policy.maturity_reminder_days
+            if d not in f.maturity_reminders_sent
+        ]
+        if not f.maturity_notice_sent:
+            wakes.append((f.maturity, "maturity"))
+        grace_end = f.maturity + timedelta(hours=f.policy.maturity_grace_hours)
+        wakes.append((grace_end, "maturity grace period ends"))
+        return wakes
+
+    # --- the borrower's actions ------------------------------------------------------------------
+
+    async def receive_collateral(self, deposit: CollateralDeposit, kind: str) -> None:
+        f, app = self.f, self.app
+        await effect(
+            ActivityName.RECORD_DEPOSIT,
+            DepositRecord(
+                key=effect_key(app.loan_id, kind, deposit.tx_id),
+                loan_id=app.loan_id,
+                asset=app.collateral_asset,
+                amount=deposit.amount,
+                tx_id=deposit.tx_id,
+                kind=kind,  # type: ignore[arg-type]
+            ),
+            TransferReceipt,
+            summary=f"record {kind}",
+        )
+        f.tx_ids.append(deposit.tx_id)
+        f.collateral += deposit.amount
+        self.audit(kind, amount=deposit.amount, tx_id=deposit.tx_id, collateral=f.collateral)
+        self.notify(
+            "collateral_received",
+            deposit.tx_id,
+            collateral_asset=app.collateral_asset,
+            amount_received=text(deposit.amount),
+            total_received=text(f.collateral),
+            amount_required=text(f.required_collateral),
+            tx_id=deposit.tx_id,
+        )
+
+    async def receive_repayment(self, repayment: Repayment) -> None:
+        f, loan = self.f, self.app.loan_id
+        await self.post_interest()
+        allocation = allocate_payment(f.balances(), repayment.amount_usd)
+        await self.post(
+            f"repay:{repayment.reference}",
+            f"repayment {repayment.reference}",
+            [
+                LedgerLine(account=account.CASH, currency="USD", amount=allocation.applied),
+                LedgerLine(account=account.receivable(loan), currency="USD", amount=-allocation.applied),
+            ],
+        )
+        f.references.append(repayment.reference)
+        self.apply_allocation(allocation)
+        self.audit("repayment", amount=repayment.amount_usd, reference=repayment.reference,
+                   principal=allocation.principal, interest=allocation.interest, fees=allocation.fees)
+        self.notify(
+            "repayment_received",
+            repayment.reference,
+            amount_usd=text(repayment.amount_usd),
+            reference=repayment.reference,
+            debt_usd=text(f.debt()),
+            principal_usd=text(allocation.principal),
+            interest_usd=text(allocation.interest),
+            fees_usd=text(allocation.fees),
+        )
+        if f.debt() <= 0:
+            await self.close("repaid in full")
+
+    async def close(self, reason: str) -> None:
+        f = self.f
+        released = f.collateral
+        if released > 0:
+            await self.release_collateral("close", reason)
+        f.cure_deadline = None
+        self.set_state(LoanState.CLOSED, reason)
+        self.notify(
+            "loan_closed",
+            collateral_released=text(released),
+            collateral_asset=self.app.collateral_asset,
+            total_interest_usd=text(f.total_interest),
+            total_fees_usd=text(f.total_fees),
+            total_repaid_usd=text(f.total_repaid),
+            closed_at=iso(self.now()),
+        )
