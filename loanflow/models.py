@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from loanflow.money import ASSETS, is_whole_units
+from loanflow.money import ASSETS, MAX_UNITS, MAX_USD, is_whole_cents, is_whole_units
 from loanflow.policy import PolicyOverrides
 
 
@@ -73,10 +73,10 @@ def check_application(app: LoanApplication) -> None:
         raise ApplicationProblem(
             f"collateral_asset: {app.collateral_asset!r} is not supported (BTC or ETH)"
         )
-    _positive("principal_usd", app.principal_usd)
-    if app.principal_usd != app.principal_usd.quantize(Decimal("0.01")):
+    _positive("principal_usd", app.principal_usd, MAX_USD)
+    if not is_whole_cents(app.principal_usd):
         raise ApplicationProblem("principal_usd: must be whole cents")
-    _positive("collateral_amount", app.collateral_amount)
+    _positive("collateral_amount", app.collateral_amount, MAX_UNITS)
     if not is_whole_units(app.collateral_asset, app.collateral_amount):
         raise ApplicationProblem(
             f"collateral_amount: more decimal places than {app.collateral_asset} has"
@@ -89,9 +89,11 @@ def check_application(app: LoanApplication) -> None:
         raise ApplicationProblem("history_limit: must be at least 200 events")
 
 
-def _positive(name: str, value: Decimal) -> None:
+def _positive(name: str, value: Decimal, limit: Decimal) -> None:
     if not value.is_finite() or value <= 0:
         raise ApplicationProblem(f"{name}: must be a positive amount (got {value})")
+    if value >= limit:
+        raise ApplicationProblem(f"{name}: {value} is implausibly large (limit {limit:,})")
 
 
 # --- updates ----------------------------------------------------------------------------------
@@ -118,6 +120,8 @@ class CollateralDeposit(RequestModel):
     def _positive_amount(cls, v: Decimal) -> Decimal:
         if not v.is_finite() or v <= 0:
             raise ValueError("must be a positive number of collateral units")
+        if v >= MAX_UNITS:
+            raise ValueError(f"is implausibly large (limit {MAX_UNITS:,})")
         return v
 
 
@@ -130,7 +134,9 @@ class Repayment(RequestModel):
     def _cents(cls, v: Decimal) -> Decimal:
         if not v.is_finite() or v <= 0:
             raise ValueError("must be a positive dollar amount")
-        if v != v.quantize(Decimal("0.01")):
+        if v >= MAX_USD:
+            raise ValueError(f"is implausibly large (limit {MAX_USD:,})")
+        if not is_whole_cents(v):
             raise ValueError("must be whole cents")
         return v
 
@@ -223,4 +229,6 @@ class LoanStatus(BaseModel):
     maturity: datetime | None
     shortfall_usd: Decimal
     reason: str | None
+    # "screening", "manual_review" (waiting for a `kyc_decision`), "approved" or "rejected"
+    kyc_status: str
     trigger_prices: dict[str, Decimal | None]

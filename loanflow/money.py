@@ -53,6 +53,16 @@ def units_down(asset: str, amount: Decimal) -> Decimal:
     return amount.quantize(quantum(asset), rounding=ROUND_FLOOR, context=WIDE)
 
 
+# Sanity bounds on amounts people type: far above any real loan, far below where Decimal
+# arithmetic would run out of digits.
+MAX_USD = Decimal(10) ** 15
+MAX_UNITS = Decimal(10) ** 12
+
+
+def is_whole_cents(amount: Decimal) -> bool:
+    return amount == amount.quantize(USD, context=WIDE)
+
+
 def is_whole_units(asset: str, amount: Decimal) -> bool:
     """True if the amount has no digits below the asset's smallest unit."""
     return units_down(asset, amount) == amount
@@ -78,4 +88,6 @@ def fmt_ratio(ratio: Decimal | None) -> str:
     """An LTV as a percentage with two decimals: 0.70125 -> 70.13%."""
     if ratio is None:
         return "n/a"
+    if ratio.is_infinite():
+        return "infinite (collateral worth less than a cent)"
     return f"{(ratio * 100).quantize(USD, rounding=ROUND_CEILING, context=WIDE):,.2f}%"

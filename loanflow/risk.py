@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
-from loanflow.money import WIDE, units_down, units_up, usd_down, usd_up, wide
+from loanflow.money import USD, WIDE, units_down, units_up, usd_down, usd_up, wide
 
 ZERO = Decimal(0)
 
 
 def collateral_value(amount: Decimal, price: Decimal) -> Decimal:
     """What the collateral is worth, rounded down to the cent."""
-    return usd_down(amount * price)
+    with wide():  # an 18-place ETH amount times a price needs more than 28 digits
+        return usd_down(amount * price)
 
 
 def ltv(debt: Decimal, amount: Decimal, price: Decimal) -> Decimal | None:
@@ -36,12 +37,16 @@ def ltv_at_or_above(debt: Decimal, amount: Decimal, price: Decimal, threshold: D
 
 
 def trigger_price(debt: Decimal, amount: Decimal, threshold: Decimal) -> Decimal | None:
-    """The price at or below which LTV reaches `threshold`, rounded up to the cent so that a
-    trigger never fires late. None when there is no collateral or no debt."""
+    """The highest price in cents at which LTV (as `ltv` rounds it) reaches `threshold`: at this
+    price LTV >= threshold, one cent above it LTV < threshold, so a trigger never fires late.
+    None when there is no collateral or no debt."""
     if amount <= 0 or debt <= 0:
         return None
     with wide():
-        return usd_up(usd_up(debt) / (amount * threshold))
+        # LTV >= threshold  <=>  value <= debt / threshold  <=>  value <= the last cent below
+        # that; value is amount x price rounded down, so: amount x price < that cent + 1 cent.
+        limit = (usd_down(usd_up(debt) / threshold) + USD) / amount
+        return usd_up(limit) - USD
 
 
 def cure_top_up(
@@ -80,7 +85,7 @@ def liquidation_quantity(
 ) -> SaleSize:
     """The least collateral to sell so that, after the fee is taken from the proceeds and the
     rest applied to the debt, LTV <= target at `price`, even if the sale fills `slippage` below
-    `price`.
+    `price`. Proceeds and values are rounded to the cent as `sale_proceeds` and `ltv` round them.
 
     Selling q at fill f = price x (1 - slippage) reduces the debt by q f (1 - fee) and the
     collateral by q. We need D - q f (1 - fee) <= target x price x (C - q), so
@@ -93,14 +98,37 @@ def liquidation_quantity(
         fill = price * (1 - slippage)
         per_unit = fill * (1 - fee) - target * price
         excess = debt - target * price * amount
-        if excess <= 0:
+        if debt <= target * collateral_value(amount, price):  # LTV <= target, as `ltv` rounds
             return SaleSize(ZERO, False)
         if per_unit <= 0:
             return SaleSize(amount, True)
-        q = units_up(asset, excess / per_unit)
+        # The formula is a lower bound: the proceeds are rounded to the cent (gross down, fee up:
+        # up to 2 cents less) and so is the collateral value left (down: target x 1 cent less).
+        # `enough` covers that worst case. In between, only the quantities at which the gross
+        # proceeds reach a new cent can be the least that works: try them in order.
+        q = max(units_up(asset, excess / per_unit), ZERO)
+        enough = units_up(asset, (excess + 2 * USD + target * USD) / per_unit)
+        for _ in range(1000):
+            if q >= enough or q >= amount:
+                break
+            if _reaches_target(debt, amount, price, target, q, fill, fee):
+                break
+            q = units_up(asset, (usd_down(q * fill) + USD) / fill)
+        else:
+            q = enough
+        q = min(q, enough)
     if q >= amount:
         return SaleSize(amount, True)
     return SaleSize(q, False)
+
+
+def _reaches_target(
+    debt: Decimal, amount: Decimal, price: Decimal, target: Decimal, q: Decimal, fill: Decimal,
+    fee: Decimal,
+) -> bool:
+    """Selling q at `fill` and applying the net proceeds leaves LTV <= target at `price`."""
+    after = ltv(debt - sale_proceeds(q, fill, fee).net, amount - q, price)
+    return after is None or after <= target
 
 
 def full_liquidation_quantity(
@@ -111,8 +139,15 @@ def full_liquidation_quantity(
     if debt <= 0:
         return SaleSize(ZERO, False)
     with wide():
-        net_per_unit = price * (1 - slippage) * (1 - fee)
+        fill = price * (1 - slippage)
+        net_per_unit = fill * (1 - fee)
+        if net_per_unit <= 0:
+            return SaleSize(amount, True)
         q = units_up(asset, debt / net_per_unit)
+        # Net proceeds are rounded to the cent (gross down, fee up) and may fall a cent or two
+        # short: move on to where the gross proceeds reach the next cent until they cover the debt.
+        while q < amount and sale_proceeds(q, fill, fee).net < debt:
+            q = units_up(asset, (usd_down(q * fill) + USD) / fill)
     if q >= amount:
         return SaleSize(amount, True)
     return SaleSize(q, False)
@@ -127,16 +162,22 @@ class SaleProceeds:
 
 def sale_proceeds(quantity: Decimal, fill_price: Decimal, fee_rate: Decimal) -> SaleProceeds:
     """Gross proceeds rounded down to the cent; the fee rounded up; the rest is applied."""
-    gross = usd_down(quantity * fill_price)
-    fee = min(usd_up(gross * fee_rate), gross)
+    with wide():
+        gross = usd_down(quantity * fill_price)
+        fee = min(usd_up(gross * fee_rate), gross)
     return SaleProceeds(gross=gross, fee=fee, net=gross - fee)
 
 
 def daily_interest(principal: Decimal, annual_rate: Decimal) -> Decimal:
     """One day's simple interest, actual/365, kept unrounded (to 1e-10 USD) while it accrues;
-    the debt is rounded up to the cent where it is shown or charged."""
+    the debt is rounded up to the cent where it is shown or charged. The 1e-10 is cut off
+    (rounded down): rounding it up, or to nearest, would let n days of accrual add up to more
+    than n/365 of a year's interest and cost the borrower a cent once rounded up
+    (100,000 at 12% for 365 days must be 12,000.00, not 12,000.01)."""
     with wide():
-        return (principal * annual_rate / 365).quantize(Decimal("1e-10"), context=WIDE)
+        return (principal * annual_rate / 365).quantize(
+            Decimal("1e-10"), rounding=ROUND_FLOOR, context=WIDE
+        )
 
 
 def days_between(start: date, end: date) -> int:

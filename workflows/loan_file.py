@@ -31,6 +31,7 @@ class LoanFile(BaseModel):
     policy: RiskPolicy
     opened_at: datetime
     awaiting_kyc_decision: bool = False
+    kyc_status: str = "screening"
     kyc_deadline: datetime | None = None
 
     # collateral
@@ -188,5 +189,6 @@ class LoanFile(BaseModel):
             maturity=self.maturity,
             shortfall_usd=self.shortfall,
             reason=self.reason,
+            kyc_status="manual_review" if self.awaiting_kyc_decision else self.kyc_status,
             trigger_prices=self.triggers(),
         )

@@ -81,6 +81,7 @@ class Onboarding(LoanBase):
             await self.wait(f.kyc_deadline, "KYC review deadline")
 
     def kyc_outcome(self, approved: bool, reason: str) -> None:
+        self.f.kyc_status = "approved" if approved else "rejected"
         if approved:
             self.f.reason = None
             self.notify("kyc_approved")

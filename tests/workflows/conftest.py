@@ -3,6 +3,7 @@ worker running the real activities against a real database."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -11,6 +12,7 @@ from typing import Any
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import build_activities
@@ -36,6 +38,7 @@ class Desk:
 
     def __init__(self, env: WorkflowEnvironment, db: Database, task_queue: str) -> None:
         self.env, self.db, self.task_queue = env, db, task_queue
+        self.handles: list[WorkflowHandle[Any, Any]] = []
 
     @property
     def client(self) -> Client:
@@ -45,13 +48,24 @@ class Desk:
         return await self.env.get_current_time()
 
     async def open(self, app: LoanApplication) -> WorkflowHandle[Any, Any]:
-        return await self.client.start_workflow(
+        handle = await self.client.start_workflow(
             LoanWorkflow.run,
             app,
             id=f"loan-{app.loan_id}",
             task_queue=self.task_queue,
             memo={"search_attributes": False},
         )
+        self.handles.append(handle)
+        return handle
+
+    async def close(self) -> None:
+        """End the test's loans: a loan left running would hold the shared time-skipping
+        server's clock for the next test."""
+        for handle in self.handles:
+            try:
+                await handle.terminate("test finished")
+            except RPCError:
+                pass  # already completed
 
     async def price(self, handle: WorkflowHandle[Any, Any], asset: str, price: str) -> None:
         await handle.signal(
@@ -62,6 +76,17 @@ class Desk:
 
     async def status(self, handle: WorkflowHandle[Any, Any]) -> LoanStatus:
         return await handle.query("status", result_type=LoanStatus)
+
+    async def settle(self, handle: WorkflowHandle[Any, Any], limit: float = 20) -> LoanStatus:
+        """Wait (real time) until the loan has no activity in flight: its notices and read-model
+        writes run in the background after an update returns."""
+        deadline = asyncio.get_running_loop().time() + limit
+        while asyncio.get_running_loop().time() < deadline:
+            description = await handle.describe()
+            if not description.raw_description.pending_activities:
+                return await self.status(handle)
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{handle.id} still has activities in flight after {limit}s")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -75,4 +100,6 @@ async def desk(
         task_queue=task_queue,
     )
     async with worker:
-        yield Desk(ts_env, db, task_queue)
+        desk = Desk(ts_env, db, task_queue)
+        yield desk
+        await desk.close()

@@ -3,6 +3,7 @@ database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -70,11 +71,13 @@ async def test_repaid_loan_closes_and_releases_collateral(desk: Desk) -> None:
     assert result.state == LoanState.CLOSED and result.collateral_amount == 0
     assert result.debt_usd == 0
     await assert_books_agree(desk.db, result)
+    await desk.settle(handle)
     kinds = await notices(desk.db, "R1")
     for kind in ("application_received", "kyc_approved", "deposit_instructions",
                  "collateral_received", "loan_disbursed", "repayment_received", "loan_closed"):
         assert kind in kinds
     assert kinds.count("repayment_received") == 2
+    await desk.settle(handle)
     assert await count(desk.db, "payouts", "R1") == 1
 
 
@@ -96,6 +99,7 @@ async def test_margin_call_cured_by_top_up_with_exact_amounts(desk: Desk) -> Non
     after = await desk.status(handle)
     assert after.ltv is not None and after.ltv <= Decimal("0.6")
     assert after.cure_deadline is None
+    await desk.settle(handle)
     kinds = await notices(desk.db, "M1")
     assert kinds.count("margin_call") == 1 and kinds.count("margin_call_cured") == 1
     await assert_books_agree(desk.db, after)
@@ -117,6 +121,7 @@ async def test_margin_call_cured_by_repayment_and_by_market(desk: Desk) -> None:
     await wait_state(desk, handle, LoanState.MARGIN_CALL)
     await desk.price(handle, "BTC", "60000")
     await wait_state(desk, handle, LoanState.ACTIVE)
+    await desk.settle(handle)
     kinds = await notices(desk.db, "M2")
     assert kinds.count("margin_call") == 2 and kinds.count("margin_call_cured") == 2
     assert "repayment_received" in kinds
@@ -128,11 +133,13 @@ async def test_warning_once_per_episode(desk: Desk) -> None:
         await desk.price(handle, "BTC", price)
         await desk.env.sleep(timedelta(seconds=1))
     assert (await desk.status(handle)).state == LoanState.ACTIVE
+    await desk.settle(handle)
     assert len(await notices(desk.db, "W1", "ltv_warning")) == 1
     await desk.price(handle, "BTC", "60000")  # back under the cure target: episode over
     await desk.env.sleep(timedelta(seconds=1))
     await desk.price(handle, "BTC", "45000")
     await desk.env.sleep(timedelta(seconds=1))
+    await desk.settle(handle)
     assert len(await notices(desk.db, "W1", "ltv_warning")) == 2
 
 
@@ -149,9 +156,11 @@ async def test_deadline_liquidation_after_reminders(desk: Desk) -> None:
     status = await desk.status(handle)
     assert status.state == LoanState.ACTIVE
     assert status.ltv is not None and status.ltv <= Decimal("0.50")
+    await desk.settle(handle)
     kinds = await notices(desk.db, "D1")
     assert kinds.count("margin_call_reminder") == 2
     assert kinds.count("liquidation_executed") == 1
+    await desk.settle(handle)
     assert len(await sales(desk.db, "D1")) == 1
     await assert_books_agree(desk.db, status)
 
@@ -165,7 +174,9 @@ async def test_extend_cure_moves_deadline_and_is_recorded(desk: Desk) -> None:
     )
     after = await desk.status(handle)
     assert after.cure_deadline == before.cure_deadline + timedelta(hours=24)
+    await desk.settle(handle)
     assert "cure_extended" in await audit_kinds(desk.db, "E1")
+    await desk.settle(handle)
     assert await notices(desk.db, "E1", "cure_extended") == ["cure_extended"]
 
 
@@ -176,9 +187,11 @@ async def test_liquidation_waits_for_a_second_observation(desk: Desk) -> None:
     await desk.env.sleep(timedelta(seconds=1))
     status = await desk.status(handle)
     assert status.state in (LoanState.MARGIN_CALL, LoanState.ACTIVE)
+    await desk.settle(handle)
     assert await sales(desk.db, "L1") == []
     await desk.price(handle, "BTC", "36400")
     status = await wait_state(desk, handle, LoanState.ACTIVE)
+    await desk.settle(handle)
     assert len(await sales(desk.db, "L1")) == 1
     assert status.ltv is not None and status.ltv <= Decimal("0.50")
     await assert_books_agree(desk.db, status)
@@ -190,6 +203,7 @@ async def test_wick_that_recovers_sells_nothing(desk: Desk) -> None:
     await desk.env.sleep(timedelta(seconds=1))
     await desk.price(handle, "BTC", "52000")
     await desk.env.sleep(timedelta(minutes=5))
+    await desk.settle(handle)
     assert await sales(desk.db, "L2") == []
 
 
@@ -202,6 +216,7 @@ async def test_hard_floor_liquidates_at_once(desk: Desk) -> None:
             break
         await desk.env.sleep(timedelta(seconds=1))
     status = await desk.status(handle)
+    await desk.settle(handle)
     assert len(await sales(desk.db, "L3")) == 1
     assert status.ltv is not None and status.ltv <= Decimal("0.50")
 
@@ -213,6 +228,7 @@ async def test_crash_below_debt_defaults_with_shortfall(desk: Desk) -> None:
     assert result.state == LoanState.DEFAULTED
     assert result.collateral_amount == 0
     assert result.shortfall_usd > 0
+    await desk.settle(handle)
     assert "loan_defaulted" in await notices(desk.db, "S1")
     await assert_books_agree(desk.db, result)
 
@@ -224,6 +240,7 @@ async def test_maturity_liquidates_in_full_and_releases_the_rest(desk: Desk) -> 
     result = await handle.result()
     assert result.state == LoanState.CLOSED
     assert result.collateral_amount == 0
+    await desk.settle(handle)
     kinds = await notices(desk.db, "T1")
     assert kinds.count("maturity_reminder") == 3  # 7 days, 1 day, at maturity
     assert "liquidation_executed" in kinds and "loan_closed" in kinds
@@ -237,6 +254,7 @@ async def test_over_max_initial_ltv_is_rejected_with_the_reason(desk: Desk) -> N
     result = await handle.result()
     assert result.state == LoanState.REJECTED
     assert result.reason is not None and "maximum initial LTV" in result.reason
+    await desk.settle(handle)
     assert await notices(desk.db, "X1", "application_rejected") == ["application_rejected"]
 
 
@@ -245,13 +263,17 @@ async def test_blocked_country_is_rejected_by_screening(desk: Desk) -> None:
     handle = await desk.open(application("K1", borrower=borrower))
     result = await handle.result()
     assert result.state == LoanState.REJECTED
+    await desk.settle(handle)
     assert "kyc_rejected" in await notices(desk.db, "K1")
 
 
 async def test_manual_review_then_approval(desk: Desk) -> None:
     app = application("K2", principal_usd=Decimal("2000000.00"), collateral_amount=Decimal("50"))
     handle = await desk.open(app)
-    await wait_state(desk, handle, LoanState.KYC_REVIEW)
+    for _ in range(100):
+        if (await desk.status(handle)).kyc_status == "manual_review":
+            break
+        await asyncio.sleep(0.05)
     status = await handle.execute_update(
         "kyc_decision", {"approved": True, "reviewer": "ops-ben", "reason": "documents verified"}
     )
@@ -277,7 +299,9 @@ async def test_unfunded_loan_is_cancelled_and_deposit_returned(desk: Desk) -> No
     result = await handle.result()
     assert result.state == LoanState.CANCELLED
     assert result.collateral_amount == 0
+    await desk.settle(handle)
     assert await count(desk.db, "custody_transfers", "C1") == 2  # in, and back out
+    await desk.settle(handle)
     assert "loan_cancelled" in await notices(desk.db, "C1")
     await assert_books_agree(desk.db, result)
 
@@ -291,6 +315,7 @@ async def test_no_fresh_price_means_no_action(desk: Desk) -> None:
     await desk.env.sleep(timedelta(seconds=1))
     status = await desk.status(handle)
     assert status.state == LoanState.ACTIVE
+    await desk.settle(handle)
     assert await sales(desk.db, "P1") == []
 
 
