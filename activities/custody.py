@@ -1,0 +1,306 @@
+"""Collateral custody: deposit addresses, deposits and top-ups seen on-chain, and releases back
+to the borrower. Every movement is recorded once (by key, and a tx id once) and booked in the
+ledger in the same transaction, in the asset's own units."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+
+from activities.ledger import balance, post_entry
+from activities.support import FakeFaults, conflict, find_or_check, refuse, tidy, write_once
+from loanflow import ledger
+from loanflow.db import Database
+from loanflow.effects import (
+    ActivityName,
+    CollateralRelease,
+    DepositAddress,
+    DepositAddressRequest,
+    DepositRecord,
+    TransferReceipt,
+)
+from loanflow.money import ASSETS, is_whole_units
+from loanflow.schema import CustodyAccount, CustodyTransfer
+
+
+class Custodian(Protocol):
+    """The qualified custodian that holds the collateral. Calls must be idempotent by their
+    arguments (an address per loan, a release per key), as real custody APIs are."""
+
+    async def open_address(self, loan_id: str, asset: str) -> str:
+        """The deposit address for this loan's collateral (the same one every time)."""
+        ...
+
+    async def confirm_deposit(self, address: str, asset: str, tx_id: str, amount: Decimal) -> None:
+        """Check that `amount` arrived at `address` in `tx_id`; raise if it did not."""
+        ...
+
+    async def release(self, key: str, loan_id: str, asset: str, amount: Decimal) -> str:
+        """Send collateral back to the borrower; returns the withdrawal reference."""
+        ...
+
+
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+class FakeCustodian:
+    """A stand-in custodian: answers after a network-like delay, fails now and then before
+    doing anything, and derives addresses and withdrawal references from its inputs, so that
+    asking twice gives the same answer (as the real custodian's idempotency does)."""
+
+    def __init__(self, faults: FakeFaults | None = None) -> None:
+        self.faults = faults or FakeFaults()
+
+    async def open_address(self, loan_id: str, asset: str) -> str:
+        await self.faults.call("custodian", "open address")
+        digest = hashlib.sha512(f"deposit:{asset}:{loan_id}".encode()).digest()
+        if asset == "BTC":  # a bech32-looking P2WPKH address: bc1q + 38 characters
+            return "bc1q" + "".join(_BECH32[b % 32] for b in digest[:38])
+        return "0x" + digest[:20].hex()
+
+    async def confirm_deposit(self, address: str, asset: str, tx_id: str, amount: Decimal) -> None:
+        # The fake sees every deposit it is told about; a real one checks the chain.
+        await self.faults.call("custodian", "confirm deposit")
+
+    async def release(self, key: str, loan_id: str, asset: str, amount: Decimal) -> str:
+        await self.faults.call("custodian", "release")
+        return "wd_" + hashlib.sha256(f"release:{key}".encode()).hexdigest()[:24]
+
+
+class CustodyActivities:
+    def __init__(self, db: Database, custodian: Custodian) -> None:
+        self.db = db
+        self.custodian = custodian
+
+    # --- deposit address ------------------------------------------------------------------------
+
+    @activity.defn(name=ActivityName.OPEN_DEPOSIT_ADDRESS)
+    async def open_deposit_address(self, request: DepositAddressRequest) -> DepositAddress:
+        """One address per loan: asking again returns the address already opened."""
+        _check_asset(request.asset)
+
+        async def lookup(session: AsyncSession) -> DepositAddress | None:
+            account = await session.get(CustodyAccount, request.loan_id)
+            if account is None:
+                return None
+            if account.asset != request.asset:
+                raise refuse(
+                    f"loan {request.loan_id} already has a {account.asset} deposit address; "
+                    f"it cannot take {request.asset}",
+                    "AssetMismatch",
+                )
+            return DepositAddress(address=account.address)
+
+        async with self.db.transaction() as session:
+            found = await lookup(session)
+            if found is not None:
+                return found
+        address = await self.custodian.open_address(request.loan_id, request.asset)
+
+        async def write(session: AsyncSession) -> DepositAddress:
+            session.add(
+                CustodyAccount(loan_id=request.loan_id, asset=request.asset, address=address)
+            )
+            await session.flush()
+            return DepositAddress(address=address)
+
+        result, _ = await write_once(self.db, write, lookup)
+        return result
+
+    # --- deposits and top-ups -------------------------------------------------------------------
+
+    @activity.defn(name=ActivityName.RECORD_DEPOSIT)
+    async def record_deposit(self, record: DepositRecord) -> TransferReceipt:
+        """Count collateral that arrived under `tx_id`, once. Asked again with the same key, or
+        with another key for a tx id this loan already counted, it returns the receipt of the
+        transfer that counted it, with created=False. A tx id another loan counted is refused.
+
+        Ledger (asset units): debit `custody:<ASSET>`, credit `loan:<id>:collateral`.
+        """
+        _check_amount(record.asset, record.amount)
+
+        async def lookup(session: AsyncSession) -> TransferReceipt | None:
+            return await self._find_deposit(session, record)
+
+        async with self.db.transaction() as session:
+            found = await lookup(session)
+            if found is not None:
+                return found
+            account = await session.get(CustodyAccount, record.loan_id)
+        address = _deposit_account(account, record)
+        await self.custodian.confirm_deposit(address, record.asset, record.tx_id, record.amount)
+
+        async def write(session: AsyncSession) -> TransferReceipt:
+            transfer = CustodyTransfer(
+                key=record.key,
+                loan_id=record.loan_id,
+                direction="in",
+                asset=record.asset,
+                amount=record.amount,
+                tx_id=record.tx_id,
+                reason=record.kind,
+            )
+            session.add(transfer)
+            await session.flush()
+            await post_entry(
+                session,
+                key=record.key,
+                loan_id=record.loan_id,
+                memo=f"{record.kind} of {record.amount} {record.asset} (tx {record.tx_id})",
+                lines=[
+                    ledger.debit(ledger.custody(record.asset), record.asset, record.amount),
+                    ledger.credit(ledger.collateral(record.loan_id), record.asset, record.amount),
+                ],
+            )
+            return _receipt(transfer, created=True)
+
+        result, _ = await write_once(self.db, write, lookup)
+        return result
+
+    async def _find_deposit(
+        self, session: AsyncSession, record: DepositRecord
+    ) -> TransferReceipt | None:
+        by_key = await session.scalar(
+            select(CustodyTransfer).where(CustodyTransfer.key == record.key)
+        )
+        if by_key is not None:
+            same = _matches(by_key, record.loan_id, "in", record.asset, record.amount)
+            if not same or by_key.tx_id != record.tx_id:
+                raise conflict(record.key, "custody transfer")
+            return _receipt(by_key, created=False)
+        by_tx = await session.scalar(
+            select(CustodyTransfer).where(
+                CustodyTransfer.tx_id == record.tx_id, CustodyTransfer.direction == "in"
+            )
+        )
+        if by_tx is None:
+            return None
+        if by_tx.loan_id != record.loan_id:
+            raise refuse(
+                f"tx {record.tx_id} was already counted for loan {by_tx.loan_id}; "
+                f"it cannot fund loan {record.loan_id}",
+                "TxIdUsedByOtherLoan",
+            )
+        # The same tx reported again (a deposit also sent as a top-up): it counted once already.
+        return _receipt(by_tx, created=False)
+
+    # --- release --------------------------------------------------------------------------------
+
+    @activity.defn(name=ActivityName.RELEASE_COLLATERAL)
+    async def release_collateral(self, release: CollateralRelease) -> TransferReceipt:
+        """Send collateral back to the borrower, once per key, never more than the loan holds.
+
+        Ledger (asset units): debit `loan:<id>:collateral`, credit `custody:<ASSET>`.
+        """
+        _check_amount(release.asset, release.amount)
+
+        async def lookup(session: AsyncSession) -> TransferReceipt | None:
+            found = await session.scalar(
+                select(CustodyTransfer).where(CustodyTransfer.key == release.key)
+            )
+            if found is None:
+                return None
+            if not _matches(found, release.loan_id, "out", release.asset, release.amount):
+                raise conflict(release.key, "custody transfer")
+            return _receipt(found, created=False)
+
+        async def check(session: AsyncSession) -> None:
+            await self._check_holding(session, release)
+
+        async with self.db.transaction() as session:
+            found = await find_or_check(session, lookup, check)
+        if found is not None:
+            return found
+        reference = await self.custodian.release(
+            release.key, release.loan_id, release.asset, release.amount
+        )
+
+        # The custodian has sent the collateral: record what happened, whatever it was. (The
+        # workflow asks for one release of a loan at a time, so the check above still holds.)
+        async def write(session: AsyncSession) -> TransferReceipt:
+            transfer = CustodyTransfer(
+                key=release.key,
+                loan_id=release.loan_id,
+                direction="out",
+                asset=release.asset,
+                amount=release.amount,
+                tx_id=reference,
+                reason=release.reason,
+            )
+            session.add(transfer)
+            await session.flush()
+            await post_entry(
+                session,
+                key=release.key,
+                loan_id=release.loan_id,
+                memo=f"release of {release.amount} {release.asset}: {release.reason}",
+                lines=[
+                    ledger.debit(ledger.collateral(release.loan_id), release.asset, release.amount),
+                    ledger.credit(ledger.custody(release.asset), release.asset, release.amount),
+                ],
+            )
+            return _receipt(transfer, created=True)
+
+        result, _ = await write_once(self.db, write, lookup)
+        return result
+
+    async def _check_holding(self, session: AsyncSession, release: CollateralRelease) -> None:
+        # The loan's collateral account has a credit balance: what the desk holds for it.
+        held = -await balance(session, ledger.collateral(release.loan_id), release.asset)
+        if release.amount > held:
+            raise refuse(
+                f"cannot release {release.amount} {release.asset} for loan {release.loan_id}: "
+                f"it holds {tidy(held)} {release.asset}",
+                "InsufficientCollateral",
+            )
+
+
+def _check_asset(asset: str) -> None:
+    if asset not in ASSETS:
+        raise refuse(
+            f"unknown asset {asset!r}: expected one of {', '.join(ASSETS)}", "UnknownAsset"
+        )
+
+
+def _check_amount(asset: str, amount: Decimal) -> None:
+    _check_asset(asset)
+    if not amount.is_finite() or amount <= 0:
+        raise refuse(f"amount must be positive, got {amount} {asset}", "InvalidAmount")
+    if not is_whole_units(asset, amount):
+        raise refuse(f"{amount} {asset} has more decimal places than {asset} has", "InvalidAmount")
+
+
+def _deposit_account(account: CustodyAccount | None, record: DepositRecord) -> str:
+    """The address the deposit must have arrived at: the loan's own, in the loan's asset."""
+    if account is None:
+        raise refuse(
+            f"loan {record.loan_id} has no deposit address: open one before recording deposits",
+            "NoDepositAddress",
+        )
+    if account.asset != record.asset:
+        raise refuse(
+            f"loan {record.loan_id} takes {account.asset}, not {record.asset}", "AssetMismatch"
+        )
+    return account.address
+
+
+def _matches(
+    transfer: CustodyTransfer, loan_id: str, direction: str, asset: str, amount: Decimal
+) -> bool:
+    """True if a stored transfer is the one a request describes (a retry, not a key reuse)."""
+    stored = (transfer.loan_id, transfer.direction, transfer.asset, transfer.amount)
+    return stored == (loan_id, direction, asset, amount)
+
+
+def _receipt(transfer: CustodyTransfer, *, created: bool) -> TransferReceipt:
+    return TransferReceipt(
+        key=transfer.key,
+        transfer_id=f"{transfer.direction}-{transfer.id}",
+        amount=tidy(transfer.amount),
+        created=created,
+    )

@@ -1,0 +1,309 @@
+"""Selling collateral for dollars (liquidation).
+
+Exactly once, whatever instant a worker dies at:
+
+1. the venue fills a client order id once (the request key); sent again, it returns that fill;
+2. the fill is booked in one ledger entry whose key is the request key, in one transaction
+   with our copy of the order.
+
+Killed before 1 completes: the retry sends the order (for the first time, or again and gets the
+same fill). Killed between 1 and 2: the retry gets the same fill and books it. Killed after 2:
+the retry finds the entry and returns the stored receipt with created=False.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+
+from activities.ledger import balance, entry_lines, find_entry, post_entry
+from activities.support import FakeFaults, conflict, find_or_check, refuse, tidy, write_once
+from loanflow import ledger
+from loanflow.db import Database
+from loanflow.effects import ActivityName, LedgerLine, SaleReceipt, SaleRequest
+from loanflow.money import ASSETS, USD, WIDE, is_whole_units, usd_down, usd_up
+from loanflow.risk import sale_proceeds
+from loanflow.schema import ExchangeOrder
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class SellOrder:
+    """A market sell. `client_order_id` makes it idempotent at the venue."""
+
+    client_order_id: str
+    loan_id: str
+    asset: str
+    quantity: Decimal
+    reference_price: Decimal
+
+
+@dataclass(frozen=True)
+class Fill:
+    order_id: str
+    client_order_id: str
+    quantity: Decimal
+    fill_price: Decimal
+    gross_usd: Decimal
+
+
+class Exchange(Protocol):
+    """A trading venue. `market_sell` must be idempotent by `client_order_id`: an order id it
+    has filled before returns that fill and sells nothing more (real venues reject or return
+    the existing order for a duplicate client order id)."""
+
+    async def market_sell(self, order: SellOrder) -> Fill: ...
+
+
+class FakeExchange:
+    """A stand-in venue whose order book is the `exchange_orders` table.
+
+    Fills market sells at the reference price less a slippage that grows with the order's size:
+    5 bps, plus 10 bps per million dollars sold, plus up to 2 bps of noise, never more than
+    0.8% (the workflow sizes liquidations with a 1% buffer). Answers after a delay and fails
+    now and then, always before executing. The order row (unique client order id) is the
+    venue's idempotency record, so a retry after a fill gets the same fill, even across a
+    worker restart.
+    """
+
+    BASE_SLIPPAGE = Decimal("0.0005")
+    IMPACT_PER_MILLION_USD = Decimal("0.0010")
+    MAX_NOISE_BPS = 2
+    MAX_SLIPPAGE = Decimal("0.008")
+
+    def __init__(
+        self, db: Database, faults: FakeFaults | None = None, rng: random.Random | None = None
+    ) -> None:
+        self.db = db
+        self.faults = faults or FakeFaults()
+        self.rng = rng or random.Random()
+
+    def slippage(self, notional_usd: Decimal) -> Decimal:
+        """The fraction below the reference price an order of this size fills at."""
+        noise = Decimal(self.rng.randrange(self.MAX_NOISE_BPS * 10 + 1)) / 100_000
+        impact = self.IMPACT_PER_MILLION_USD * notional_usd / 1_000_000
+        return min(self.BASE_SLIPPAGE + impact + noise, self.MAX_SLIPPAGE)
+
+    def fill_price(self, reference_price: Decimal, quantity: Decimal) -> Decimal:
+        """The reference price less slippage, rounded down to the cent (a price tick)."""
+        with localcontext(WIDE):
+            return usd_down(reference_price * (1 - self.slippage(quantity * reference_price)))
+
+    async def market_sell(self, order: SellOrder) -> Fill:
+        existing = await self._find(order.client_order_id)
+        if existing is not None:
+            return existing
+        await self.faults.call("exchange", "market sell")
+        price = self.fill_price(order.reference_price, order.quantity)
+        row = ExchangeOrder(
+            client_order_id=order.client_order_id,
+            order_id="fx_" + hashlib.sha256(order.client_order_id.encode()).hexdigest()[:20],
+            loan_id=order.loan_id,
+            asset=order.asset,
+            quantity=order.quantity,
+            reference_price=order.reference_price,
+            fill_price=price,
+            gross_usd=usd_down(order.quantity * price),
+        )
+
+        async def write(session: AsyncSession) -> Fill:
+            session.add(row)
+            await session.flush()
+            return _fill(row)
+
+        async def lookup(session: AsyncSession) -> Fill | None:
+            return await _find_order(session, order.client_order_id)
+
+        fill, _ = await write_once(self.db, write, lookup)
+        return fill
+
+    async def _find(self, client_order_id: str) -> Fill | None:
+        async with self.db.transaction() as session:
+            return await _find_order(session, client_order_id)
+
+
+async def _find_order(session: AsyncSession, client_order_id: str) -> Fill | None:
+    row = await _order_row(session, client_order_id)
+    return None if row is None else _fill(row)
+
+
+async def _order_row(session: AsyncSession, client_order_id: str) -> ExchangeOrder | None:
+    query = select(ExchangeOrder).where(ExchangeOrder.client_order_id == client_order_id)
+    return await session.scalar(query)
+
+
+def _fill(row: ExchangeOrder) -> Fill:
+    return Fill(
+        order_id=row.order_id,
+        client_order_id=row.client_order_id,
+        quantity=row.quantity,
+        fill_price=row.fill_price,
+        gross_usd=row.gross_usd,
+    )
+
+
+class ExchangeActivities:
+    def __init__(self, db: Database, exchange: Exchange) -> None:
+        self.db = db
+        self.exchange = exchange
+
+    @activity.defn(name=ActivityName.SELL_COLLATERAL)
+    async def sell_collateral(self, request: SaleRequest) -> SaleReceipt:
+        """Sell `quantity` of the loan's collateral once per key and book the proceeds.
+
+        Proceeds (`loanflow.risk.sale_proceeds`): gross rounded down to the cent, the fee rounded
+        up; of the net, up to `debt_usd` is applied to the loan, the rest is owed back to the
+        borrower. One ledger entry, keyed by the request key:
+        asset units: debit `loan:<id>:collateral`, credit `custody:<ASSET>`;
+        USD: debit `cash` gross; credit `income:liquidation_fee` fee, `loan:<id>:receivable`
+        applied and `loan:<id>:payable` surplus (zero lines left out).
+        """
+        _check_request(request)
+
+        async def lookup(session: AsyncSession) -> SaleReceipt | None:
+            return await _stored_receipt(session, request)
+
+        async def check(session: AsyncSession) -> None:
+            await _check_holding(session, request)
+
+        async with self.db.transaction() as session:
+            found = await find_or_check(session, lookup, check)
+        if found is not None:
+            return found
+        fill = await self.exchange.market_sell(
+            SellOrder(
+                client_order_id=request.key,
+                loan_id=request.loan_id,
+                asset=request.asset,
+                quantity=request.quantity,
+                reference_price=request.reference_price,
+            )
+        )
+
+        async def write(session: AsyncSession) -> SaleReceipt:
+            await _ensure_order_row(session, request, fill)
+            receipt = book_sale(request, fill)
+            await post_entry(
+                session,
+                key=request.key,
+                loan_id=request.loan_id,
+                memo=f"liquidation sale of {fill.quantity} {request.asset} at {fill.fill_price}",
+                lines=sale_lines(request, receipt),
+            )
+            return receipt
+
+        result, _ = await write_once(self.db, write, lookup)
+        return result
+
+
+def book_sale(request: SaleRequest, fill: Fill) -> SaleReceipt:
+    """What a fill brings: gross, fee, and the net split into applied and surplus."""
+    proceeds = sale_proceeds(fill.quantity, fill.fill_price, request.fee_rate)
+    applied = min(proceeds.net, usd_up(request.debt_usd))
+    return SaleReceipt(
+        key=request.key,
+        order_id=fill.order_id,
+        quantity=tidy(fill.quantity),
+        fill_price=fill.fill_price.quantize(USD),
+        gross_usd=proceeds.gross,
+        fee_usd=proceeds.fee,
+        applied_usd=applied,
+        surplus_usd=proceeds.net - applied,
+        created=True,
+    )
+
+
+def sale_lines(request: SaleRequest, receipt: SaleReceipt) -> list[LedgerLine]:
+    """The booking of one sale (see `ExchangeActivities.sell_collateral`)."""
+    asset, loan_id = request.asset, request.loan_id
+    lines = [
+        ledger.debit(ledger.collateral(loan_id), asset, receipt.quantity),
+        ledger.credit(ledger.custody(asset), asset, receipt.quantity),
+        ledger.debit(ledger.CASH, "USD", receipt.gross_usd),
+        ledger.credit(ledger.LIQUIDATION_FEE_INCOME, "USD", receipt.fee_usd),
+        ledger.credit(ledger.receivable(loan_id), "USD", receipt.applied_usd),
+        ledger.credit(ledger.payable(loan_id), "USD", receipt.surplus_usd),
+    ]
+    return [line for line in lines if line.amount != 0]
+
+
+async def _stored_receipt(session: AsyncSession, request: SaleRequest) -> SaleReceipt | None:
+    """The receipt of a sale already booked under this key, rebuilt from the order and the
+    ledger entry (the records, not a recomputation)."""
+    entry = await find_entry(session, request.key)
+    if entry is None:
+        return None
+    order = await _order_row(session, request.key)
+    asked = (request.loan_id, request.asset, request.quantity)
+    if order is None or (entry.loan_id, order.asset, order.quantity) != asked:
+        raise conflict(request.key, "sale")
+    credits = {x.account: -x.amount for x in entry_lines(entry) if x.currency == "USD"}
+    gross = -credits.get(ledger.CASH, ZERO)
+    return SaleReceipt(
+        key=request.key,
+        order_id=order.order_id,
+        quantity=tidy(order.quantity),
+        fill_price=order.fill_price.quantize(USD),
+        gross_usd=gross.quantize(USD),
+        fee_usd=credits.get(ledger.LIQUIDATION_FEE_INCOME, ZERO).quantize(USD),
+        applied_usd=credits.get(ledger.receivable(request.loan_id), ZERO).quantize(USD),
+        surplus_usd=credits.get(ledger.payable(request.loan_id), ZERO).quantize(USD),
+        created=False,
+    )
+
+
+async def _ensure_order_row(session: AsyncSession, request: SaleRequest, fill: Fill) -> None:
+    """Our copy of the order. The fake venue has already written it (its book is our table); a
+    real venue has not, and then it is written here, with the booking."""
+    if await _order_row(session, fill.client_order_id) is not None:
+        return
+    session.add(
+        ExchangeOrder(
+            client_order_id=fill.client_order_id,
+            order_id=fill.order_id,
+            loan_id=request.loan_id,
+            asset=request.asset,
+            quantity=fill.quantity,
+            reference_price=request.reference_price,
+            fill_price=fill.fill_price,
+            gross_usd=fill.gross_usd,
+        )
+    )
+    await session.flush()
+
+
+def _check_request(request: SaleRequest) -> None:
+    if request.asset not in ASSETS:
+        raise refuse(f"unknown asset {request.asset!r}", "UnknownAsset")
+    if not request.quantity.is_finite() or request.quantity <= 0:
+        raise refuse(f"quantity must be positive, got {request.quantity}", "InvalidAmount")
+    if not is_whole_units(request.asset, request.quantity):
+        raise refuse(
+            f"quantity {request.quantity} is finer than {request.asset} allows", "InvalidAmount"
+        )
+    if not request.reference_price.is_finite() or request.reference_price <= 0:
+        raise refuse(
+            f"reference price must be positive, got {request.reference_price}", "InvalidAmount"
+        )
+    if not ZERO <= request.fee_rate < Decimal("0.2"):
+        raise refuse(f"fee rate must be in [0, 0.2), got {request.fee_rate}", "InvalidAmount")
+    if not request.debt_usd.is_finite() or request.debt_usd < 0:
+        raise refuse(f"debt must not be negative, got {request.debt_usd}", "InvalidAmount")
+
+
+async def _check_holding(session: AsyncSession, request: SaleRequest) -> None:
+    held = -await balance(session, ledger.collateral(request.loan_id), request.asset)
+    if request.quantity > held:
+        raise refuse(
+            f"cannot sell {request.quantity} {request.asset} for loan {request.loan_id}: "
+            f"it holds {tidy(held)} {request.asset}",
+            "InsufficientCollateral",
+        )

@@ -1,0 +1,85 @@
+"""Everything a worker registers: the activity objects wired to the database and to the
+outside services (built-in fakes unless real ones are passed in).
+
+    activities = build_activities(db, settings)
+    Worker(client, task_queue=settings.task_queue, workflows=[...], activities=activities)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from activities.custody import Custodian, CustodyActivities, FakeCustodian
+from activities.exchange import Exchange, ExchangeActivities, FakeExchange
+from activities.kyc import KycActivities
+from activities.ledger import LedgerActivities
+from activities.payouts import FakePayoutRail, PayoutActivities, PayoutRail
+from activities.pricing import PricingActivities
+from activities.store import StoreActivities
+from activities.support import FakeFaults
+from loanflow.db import Database
+from loanflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_activities(
+    db: Database,
+    settings: Settings,
+    *,
+    notice_activities: list[Callable[..., Any]] | None = None,
+    custodian: Custodian | None = None,
+    exchange: Exchange | None = None,
+    payout_rail: PayoutRail | None = None,
+) -> list[Callable[..., Any]]:
+    """The bound activity methods for a `Worker`, one per name in `ActivityName`.
+
+    Outside services default to the built-in fakes, configured from the settings
+    (`fake_latency_ms`, `fake_failure_rate`, `fake_seed`); pass `custodian`, `exchange` or
+    `payout_rail` to use others. Notices: `notice_activities=None` registers
+    `activities.notify.NotifyActivities(db, settings).record_notice` if that module is there;
+    pass a list to register those instead (`[]` for none).
+    """
+
+    def faults(name: str) -> FakeFaults:
+        return FakeFaults.from_settings(settings, name)
+
+    kyc = KycActivities(faults("kyc"))
+    pricing = PricingActivities(db)
+    custody = CustodyActivities(db, custodian or FakeCustodian(faults("custodian")))
+    payouts = PayoutActivities(db, payout_rail or FakePayoutRail(faults("payout_rail")))
+    exchange_activities = ExchangeActivities(
+        db, exchange or FakeExchange(db, faults("exchange"), faults("exchange_fills").rng)
+    )
+    ledger = LedgerActivities(db)
+    store = StoreActivities(db)
+    if notice_activities is None:
+        notice_activities = default_notice_activities(db, settings)
+    return [
+        kyc.screen_borrower,
+        pricing.latest_price,
+        custody.open_deposit_address,
+        custody.record_deposit,
+        custody.release_collateral,
+        payouts.disburse,
+        exchange_activities.sell_collateral,
+        ledger.post_ledger,
+        store.record_loan,
+        *notice_activities,
+    ]
+
+
+def default_notice_activities(db: Database, settings: Settings) -> list[Callable[..., Any]]:
+    """The notice activities from `activities.notify`, or none if that module is not there.
+
+    Imported here, lazily, so that the rest of the worker does not depend on the mail stack."""
+    try:
+        from activities.notify import NotifyActivities
+    except ModuleNotFoundError as err:
+        if err.name != "activities.notify":
+            raise  # the module is there but something it needs is not: that is a real error
+        log.warning("activities.notify is not available: notices will not be recorded")
+        return []
+    return [NotifyActivities(db, settings).record_notice]

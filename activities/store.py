@@ -1,0 +1,81 @@
+"""The loans read model and the audit trail.
+
+`record_loan` is called whenever a loan changes. Activities can run twice and out of order (a
+retry racing a slower first attempt, two workers), so both writes are single statements that
+the database itself makes safe: the snapshot is an upsert that only applies a newer version,
+and audit entries are inserted unless their key is already there. No read-then-write race.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+
+from activities.support import dialect_name
+from loanflow.db import Database
+from loanflow.effects import ActivityName, AuditEntry, LoanRecord, LoanSnapshot
+from loanflow.schema import AuditRecord, Loan
+
+
+class StoreActivities:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @activity.defn(name=ActivityName.RECORD_LOAN)
+    async def record_loan(self, record: LoanRecord) -> None:
+        """Publish a snapshot (ignored unless its version is newer than the stored one) and
+        append its audit entries (each once by key), in one transaction."""
+        async with self.db.transaction() as session:
+            await upsert_snapshot(session, record.snapshot)
+            await append_audit(session, record.snapshot.loan_id, record.audit)
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the session's database (both spell it the same)."""
+    dialect = dialect_name(session)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"record_loan does not support {dialect}")
+
+
+async def upsert_snapshot(session: AsyncSession, snapshot: LoanSnapshot) -> None:
+    """Insert the loan, or update it if this snapshot is newer than the stored one."""
+    values = snapshot.model_dump()
+    # JSON columns get JSON values (a Decimal inside the application would not serialise).
+    values["application"] = snapshot.model_dump(mode="json")["application"]
+    insert = _insert(session, Loan).values(**values)
+    updated = {name: insert.excluded[name] for name in values if name != "loan_id"}
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=[Loan.loan_id],
+            set_=updated,
+            where=Loan.version < insert.excluded.version,
+        )
+    )
+
+
+async def append_audit(session: AsyncSession, loan_id: str, entries: list[AuditEntry]) -> None:
+    """Insert the audit entries whose keys are new; entries already recorded are left as
+    they are (the first record of a decision stands)."""
+    if not entries:
+        return
+    rows = [
+        {
+            "key": e.key,
+            "loan_id": loan_id,
+            "at": e.at,
+            "kind": e.kind,
+            "state": e.state,
+            "detail": e.model_dump(mode="json")["detail"],
+            "price": e.price,
+            "observation_id": e.observation_id,
+        }
+        for e in entries
+    ]
+    insert = _insert(session, AuditRecord).values(rows)
+    await session.execute(insert.on_conflict_do_nothing(index_elements=[AuditRecord.key]))

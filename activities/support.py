@@ -1,0 +1,128 @@
+"""Plumbing shared by the activities: how the built-in fakes misbehave, how a business refusal
+is raised, and how an effect is written exactly once when duplicates race."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.exceptions import ApplicationError
+
+from loanflow.db import Database
+from loanflow.settings import Settings
+
+T = TypeVar("T")
+
+# The error type of a simulated outage; Temporal retries it like any transient failure.
+TRANSIENT = "VendorUnavailable"
+
+
+class FakeFaults:
+    """How a built-in fake of an outside service behaves on the wire: it takes a while to answer
+    and now and then fails. A failure is always raised before the service does anything, the
+    way a refused connection or a 503 is, so a retry is always safe."""
+
+    def __init__(
+        self,
+        latency_ms: int = 0,
+        failure_rate: Decimal = Decimal(0),
+        rng: random.Random | None = None,
+    ) -> None:
+        if not Decimal(0) <= failure_rate <= Decimal(1):
+            raise ValueError(f"failure_rate must be in [0, 1], got {failure_rate}")
+        self.latency_ms = latency_ms
+        self.failure_rate = failure_rate
+        self.rng = rng or random.Random()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, name: str) -> FakeFaults:
+        """Faults for the fake called `name`. With a seed each fake gets its own reproducible
+        sequence (seeded by seed and name), so adding a fake does not shift the others."""
+        seed = None if settings.fake_seed is None else f"{settings.fake_seed}:{name}"
+        return cls(settings.fake_latency_ms, settings.fake_failure_rate, random.Random(seed))
+
+    async def call(self, service: str, operation: str) -> None:
+        """Wait like a network round trip (0.5x to 1.5x the latency), then maybe fail."""
+        if self.latency_ms > 0:
+            await asyncio.sleep(self.latency_ms * self.rng.uniform(0.5, 1.5) / 1000)
+        if self._fails():
+            raise ApplicationError(
+                f"{service}: {operation} failed: service unavailable (simulated transient fault)",
+                type=TRANSIENT,
+                non_retryable=False,
+            )
+
+    def _fails(self) -> bool:
+        # A probability, not money, but kept in integers all the same: rate 1 always fails.
+        return self.rng.randrange(1_000_000) < int(self.failure_rate * 1_000_000)
+
+
+def dialect_name(session: AsyncSession) -> str:
+    """'sqlite' or 'postgresql': the database behind a session."""
+    return session.get_bind().dialect.name
+
+
+def refuse(message: str, error_type: str) -> ApplicationError:
+    """A business refusal: retrying cannot help, so Temporal must not retry it."""
+    return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+def conflict(key: str, what: str) -> ApplicationError:
+    """The same idempotency key came back with a different request: a bug in the caller."""
+    return refuse(
+        f"idempotency key {key!r} was already used for a different {what}", "IdempotencyConflict"
+    )
+
+
+async def write_once(
+    db: Database,
+    write: Callable[[AsyncSession], Awaitable[T]],
+    lookup: Callable[[AsyncSession], Awaitable[T | None]],
+) -> tuple[T, bool]:
+    """Write an effect's records in one transaction; return (result, created).
+
+    The caller has already looked for the effect and not found it, but a duplicate running at
+    the same time (two workers, or a retry racing a slow first attempt) may have written it
+    since. Then the unique keys make our transaction fail as a whole, and what the winner wrote
+    is returned instead with created=False.
+    """
+    try:
+        async with db.transaction() as session:
+            return await write(session), True
+    except IntegrityError:
+        async with db.transaction() as session:
+            found = await lookup(session)
+        if found is None:
+            raise
+        return found, False
+
+
+async def find_or_check(
+    session: AsyncSession,
+    lookup: Callable[[AsyncSession], Awaitable[T | None]],
+    check: Callable[[AsyncSession], Awaitable[None]],
+) -> T | None:
+    """The effect already recorded under the key, or None once `check` has found that it may
+    happen (a balance is enough). The check reads first and the lookup second: a duplicate
+    that completes in between has used up the balance the check looks at, and is then found by
+    the lookup rather than refused by the check."""
+    try:
+        await check(session)
+    except ApplicationError:
+        found = await lookup(session)
+        if found is None:
+            raise
+        return found
+    return await lookup(session)
+
+
+def tidy(amount: Decimal) -> Decimal:
+    """The same amount without trailing zeros or an exponent: 100.000 -> 100, 1.50 -> 1.5.
+    PostgreSQL hands back NUMERIC(38, 18) with 18 places; receipts read better without."""
+    amount = amount.normalize()
+    return amount.quantize(Decimal(1)) if amount.as_tuple().exponent > 0 else amount  # type: ignore[operator]
