@@ -31,16 +31,17 @@ APPLICATION = {
 }
 
 
-def temporal(server: DevServer, *args: str) -> Any:
-    """Run the stock CLI against the dev server; parse its JSON output."""
+def temporal(server: DevServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the stock CLI against the dev server."""
     cmd = [temporal_cli(), *args, "--address", server.address, "--output", "json"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"{' '.join(args[:3])}: {done.stderr or done.stdout}"
-    return json.loads(done.stdout) if done.stdout.strip() else None
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
 async def run_cli(server: DevServer, *args: str) -> Any:
-    return await asyncio.to_thread(temporal, server, *args)
+    """Run the stock CLI off the event loop (the worker runs on it); its parsed JSON output."""
+    done = await asyncio.to_thread(temporal, server, *args)
+    assert done.returncode == 0, f"{' '.join(args[:3])}: {done.stderr or done.stdout}"
+    return json.loads(done.stdout) if done.stdout.strip() else None
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -89,10 +90,9 @@ async def test_stock_cli_drives_a_loan_end_to_end(
     await until_state(dev_server, wid, "ACTIVE")
 
     # A reused tx id is refused by the validator with a message naming the field.
-    refused = subprocess.run(
-        [temporal_cli(), *update, "--name", "top_up", "--address", dev_server.address,
-         "--input", json.dumps({"amount": "1", "tx_id": "0xabc"})],
-        capture_output=True, text=True, timeout=60,
+    refused = await asyncio.to_thread(
+        temporal, dev_server, *update, "--name", "top_up",
+        "--input", json.dumps({"amount": "1", "tx_id": "0xabc"}),
     )
     assert refused.returncode != 0 and "tx_id" in (refused.stderr + refused.stdout)
 

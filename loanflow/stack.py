@@ -1,0 +1,134 @@
+"""The embedded stack in one process tree: the Temporal dev server (file-backed, with the Web
+UI), the worker, SQLite and the local mail sink. Ctrl-C stops it cleanly; started again, it
+resumes where it was, because the server, the database and the mail all live under var/."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.client import Client
+
+from loanflow.db import Database
+from loanflow.devserver import DevServer, port_open
+from loanflow.namespace_setup import ensure_search_attributes
+from loanflow.settings import Settings
+from loanflow.temporal_client import connect
+from loanflow.worker import build_worker
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class StackInfo:
+    temporal_address: str
+    ui_url: str | None
+    database: str
+    mail_dir: Path
+    smtp: str
+
+
+@contextlib.asynccontextmanager
+async def temporal_server(settings: Settings, say: Say) -> AsyncIterator[tuple[str, str | None]]:
+    """Start the embedded dev server, unless TEMPORAL_ADDRESS names another one or one is
+    already listening on the default port (then it is used as it is)."""
+    if os.environ.get("TEMPORAL_ADDRESS"):
+        yield os.environ["TEMPORAL_ADDRESS"], None
+        return
+    server = DevServer(
+        db_file=settings.var_dir / "temporal.db", log_file=settings.var_dir / "temporal.log"
+    )
+    if port_open("127.0.0.1", server.port):
+        say(f"a Temporal server is already listening on {server.address}: using it")
+        yield server.address, server.ui_url
+        return
+    say(f"starting the Temporal dev server ({server.db_file}) ...")
+    await server.start()
+    try:
+        yield server.address, server.ui_url
+    finally:
+        say("stopping the Temporal dev server ...")
+        server.stop()
+
+
+@contextlib.asynccontextmanager
+async def mail_sink(settings: Settings, say: Say) -> AsyncIterator[Path]:
+    """The local SMTP sink, where the settings point e-mail at this machine."""
+    from loanflow.mail.sink import start_sink
+
+    directory = settings.var_dir / "mail"
+    if settings.smtp_host not in ("127.0.0.1", "localhost") or port_open(
+        "127.0.0.1", settings.smtp_port
+    ):
+        say(f"mail goes to {settings.smtp_host}:{settings.smtp_port} (no local sink started)")
+        yield directory
+        return
+    server = await start_sink(directory, "127.0.0.1", settings.smtp_port)
+    try:
+        yield directory
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def connect_when_ready(address: str, attempts: int = 50) -> Client:
+    """The dev server listens a moment before it answers; keep trying for a few seconds."""
+    for attempt in range(attempts):
+        try:
+            client = await connect(target_host=address)
+            await ensure_search_attributes(client)
+            return client
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def stop_event() -> asyncio.Event:
+    """Set on Ctrl-C or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_stack(settings: Settings, *, demo: bool, say: Say = print) -> None:
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    stop = stop_event()
+    async with temporal_server(settings, say) as (address, ui), mail_sink(settings, say) as mail:
+        client = await connect_when_ready(address)
+        db = Database(settings.db_url)
+        await db.create_all()
+        info = StackInfo(address, ui, settings.db_url, mail, f"127.0.0.1:{settings.smtp_port}")
+        try:
+            async with build_worker(client, db, settings):
+                banner(info, settings, say)
+                if demo:
+                    from loanflow.demo import run_demo
+
+                    await run_demo(client, settings.task_queue, say)
+                say("running; Ctrl-C to stop (everything is kept under var/)")
+                await stop.wait()
+                say("stopping the worker ...")
+        finally:
+            await db.dispose()
+
+
+def banner(info: StackInfo, settings: Settings, say: Say) -> None:
+    say("")
+    say("loanflow is up")
+    say(f"  Temporal        {info.temporal_address} (task queue '{settings.task_queue}')")
+    if info.ui_url:
+        say(f"  Web UI          {info.ui_url}/namespaces/default/workflows")
+        say(f"  margin calls    {info.ui_url}/namespaces/default/workflows?query="
+            "LoanState%3D%22MARGIN_CALL%22")
+    say(f"  database        {info.database}")
+    say(f"  mail sink       {info.smtp} -> {info.mail_dir}")
+    say("")
