@@ -7,7 +7,6 @@ outside services (built-in fakes unless real ones are passed in).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -21,8 +20,6 @@ from activities.store import StoreActivities
 from activities.support import FakeFaults
 from loanflow.db import Database
 from loanflow.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 def build_activities(
@@ -72,14 +69,11 @@ def build_activities(
 
 
 def default_notice_activities(db: Database, settings: Settings) -> list[Callable[..., Any]]:
-    """The notice activities from `activities.notify`, or none if that module is not there.
+    """The notice activity, wired to the local mail sink's probe when mail goes to this
+    machine: the sink can tell whether a message whose reply was lost did arrive."""
+    from activities.notify import NotifyActivities
+    from loanflow.mail.sink import SinkProbe
 
-    Imported here, lazily, so that the rest of the worker does not depend on the mail stack."""
-    try:
-        from activities.notify import NotifyActivities
-    except ModuleNotFoundError as err:
-        if err.name != "activities.notify":
-            raise  # the module is there but something it needs is not: that is a real error
-        log.warning("activities.notify is not available: notices will not be recorded")
-        return []
-    return [NotifyActivities(db, settings).record_notice]
+    local = settings.smtp_host in ("127.0.0.1", "localhost")
+    probe = SinkProbe(settings.var_dir / "mail") if local else None
+    return [NotifyActivities(db, settings, probe=probe).record_notice]
