@@ -13,6 +13,8 @@ from sqlalchemy.types import TypeDecorator
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
+from loanflow.money import WIDE
+
 
 class Money(TypeDecorator[Decimal]):
     """An exact decimal: NUMERIC(38, 18) on PostgreSQL, text on SQLite (whose NUMERIC is a
@@ -30,12 +32,12 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         value = Decimal(value)
-        return format(value.normalize(), "f") if dialect.name == "sqlite" else value
+        return format(value.normalize(WIDE), "f") if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
         if value is None:
             return None
-        return Decimal(value).normalize() if dialect.name == "sqlite" else Decimal(value)
+        return Decimal(value).normalize(WIDE) if dialect.name == "sqlite" else Decimal(value)
 
 
 # Prices that are compared in range queries (trigger prices): numeric on both databases. On

@@ -12,6 +12,8 @@ Accounts (the desk's point of view):
 - `loan:<id>:receivable`       dollars the borrower owes (a debit balance)
 - `loan:<id>:payable`          dollars owed to the borrower of loan <id> (a liquidation surplus)
 - `income:liquidation_fee`     the desk's fee income from liquidations
+- `income:interest`            interest earned (posted as it is charged to a loan)
+- `loss:shortfall`             debt written off when a loan's collateral ran out first
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ CURRENCIES: tuple[str, ...] = ("USD", *ASSETS)
 
 CASH = "cash"
 LIQUIDATION_FEE_INCOME = "income:liquidation_fee"
+INTEREST_INCOME = "income:interest"
+SHORTFALL_LOSS = "loss:shortfall"
 
 
 def custody(asset: str) -> str:

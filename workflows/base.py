@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PriceRequest,
         effect_key,
     )
-    from loanflow import accounts as account
+    from loanflow import ledger as account
     from loanflow.models import LoanApplication, LoanState
     from loanflow.money import fmt_ratio, usd_up
     from workflows.calls import effect, read, record
@@ -228,7 +228,7 @@ class LoanBase:
             collateral_amount=f.collateral,
             principal_usd=f.principal,
             debt_usd=f.debt(),
-            ltv=ltv,
+            ltv=ltv if ltv is not None and ltv.is_finite() else None,
             cure_deadline=f.cure_deadline,
             warning_price=triggers["warning"],
             margin_call_price=triggers["margin_call"],

@@ -9,7 +9,7 @@ from decimal import Decimal
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from loanflow import accounts as account
+    from loanflow import ledger as account
     from loanflow.effects import (
         ActivityName,
         DepositRecord,
@@ -181,6 +181,9 @@ class Servicing(Onboarding):
             "cure_top_up": text(top_up),
             "cure_repay_usd": text(repay),
             "liquidation_price": text(f.triggers()["liquidation"]),
+            "post_liquidation_ltv": text(f.policy.post_liquidation_ltv),
+            "liquidation_fee": text(f.policy.liquidation_fee),
+            "address": f.deposit_address,
         }
 
     # --- liquidation ---------------------------------------------------------------------------
@@ -387,7 +390,7 @@ class Servicing(Onboarding):
 
     async def receive_collateral(self, deposit: CollateralDeposit, kind: str) -> None:
         f, app = self.f, self.app
-        await effect(
+        receipt = await effect(
             ActivityName.RECORD_DEPOSIT,
             DepositRecord(
                 key=effect_key(app.loan_id, kind, deposit.tx_id),
@@ -401,7 +404,8 @@ class Servicing(Onboarding):
             summary=f"record {kind}",
         )
         f.tx_ids.append(deposit.tx_id)
-        f.collateral += deposit.amount
+        # The custodian's record is the truth: a retried deposit returns the amount it booked.
+        f.collateral += receipt.amount
         self.audit(kind, amount=deposit.amount, tx_id=deposit.tx_id, collateral=f.collateral)
         self.notify(
             "collateral_received",
