@@ -28,15 +28,27 @@ READ_RETRY = RetryPolicy(
 R = TypeVar("R", bound=BaseModel)
 
 
+# An attempt that takes longer than this is presumed lost (a worker killed mid-call) and is
+# retried; the built-in services answer in well under a second, real ones in a few.
+EFFECT_TIMEOUT = timedelta(seconds=20)
+# One SMTP session may take up to 4 x SMTP_TIMEOUT_SECONDS (40 s by default).
+NOTICE_TIMEOUT = timedelta(seconds=60)
+
+
 async def effect(
-    name: str, request: BaseModel, result_type: type[R], *, summary: str | None = None
+    name: str,
+    request: BaseModel,
+    result_type: type[R],
+    *,
+    summary: str | None = None,
+    timeout: timedelta = EFFECT_TIMEOUT,
 ) -> R:
     """Run an idempotent effect activity to completion (retried until it succeeds or refuses)."""
     return await workflow.execute_activity(
         name,
         request,
         result_type=result_type,
-        start_to_close_timeout=timedelta(seconds=60),
+        start_to_close_timeout=timeout,
         retry_policy=EFFECT_RETRY,
         summary=summary or name,
     )
