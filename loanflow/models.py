@@ -99,6 +99,15 @@ def _positive(name: str, value: Decimal, limit: Decimal) -> None:
 # --- updates ----------------------------------------------------------------------------------
 
 
+def bounded_positive(v: Decimal, limit: Decimal, what: str) -> Decimal:
+    """Validator body: a finite amount above zero and below a sanity limit."""
+    if not v.is_finite() or v <= 0:
+        raise ValueError(f"must be {what}")
+    if v >= limit:
+        raise ValueError(f"is implausibly large (limit {limit:,})")
+    return v
+
+
 class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -118,11 +127,7 @@ class CollateralDeposit(RequestModel):
     @field_validator("amount")
     @classmethod
     def _positive_amount(cls, v: Decimal) -> Decimal:
-        if not v.is_finite() or v <= 0:
-            raise ValueError("must be a positive number of collateral units")
-        if v >= MAX_UNITS:
-            raise ValueError(f"is implausibly large (limit {MAX_UNITS:,})")
-        return v
+        return bounded_positive(v, MAX_UNITS, "a positive number of collateral units")
 
 
 class Repayment(RequestModel):
@@ -132,10 +137,7 @@ class Repayment(RequestModel):
     @field_validator("amount_usd")
     @classmethod
     def _cents(cls, v: Decimal) -> Decimal:
-        if not v.is_finite() or v <= 0:
-            raise ValueError("must be a positive dollar amount")
-        if v >= MAX_USD:
-            raise ValueError(f"is implausibly large (limit {MAX_USD:,})")
+        bounded_positive(v, MAX_USD, "a positive dollar amount")
         if not is_whole_cents(v):
             raise ValueError("must be whole cents")
         return v

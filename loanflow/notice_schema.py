@@ -16,14 +16,14 @@ on if it is still the version that attempt saw. `data_started_at` marks the poin
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
 from loanflow.db import Base
+from loanflow.schema import UtcDateTime
 
 NOTICE_KEY = String(200)
 
@@ -37,28 +37,6 @@ UNCONFIRMED = "unconfirmed"
 STATUSES = (PENDING, SENDING, SENT, FAILED, UNCONFIRMED)
 
 
-class _UtcTime(TypeDecorator[datetime]):
-    """Stored in UTC, returned aware (SQLite drops the zone, so it is put back on read)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: give a time zone (UTC)")
-        value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-
 class NoticeRow(Base):
     """One notice as the loan sent it: the figures, before any rendering."""
 
@@ -68,7 +46,7 @@ class NoticeRow(Base):
     loan_id: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(64))
     borrower_id: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(_UtcTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The borrower as the notice named them (name, e-mail, time zone), so operations can
     # render the notice again, e.g. to resend it to a corrected address.
@@ -96,10 +74,10 @@ class OutboxRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     smtp_response: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(_UtcTime())
-    updated_at: Mapped[datetime] = mapped_column(_UtcTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # Set while an attempt holds the row (cleared when it gives the row back).
-    claimed_at: Mapped[datetime | None] = mapped_column(_UtcTime(), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # The point of no return: set just before the message data is handed to the server.
-    data_started_at: Mapped[datetime | None] = mapped_column(_UtcTime(), nullable=True)
-    sent_at: Mapped[datetime | None] = mapped_column(_UtcTime(), nullable=True)
+    data_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from temporalio import workflow
 
@@ -202,20 +203,25 @@ class Onboarding(LoanBase):
         f.collateral -= amount
         self.audit("collateral_released", amount=amount, reason=reason)
 
-    async def step_disburse(self) -> None:
-        f, app = self.f, self.app
+    async def pay_out(self, step: str, amount: Decimal, purpose: str, summary: str) -> None:
+        """Send dollars to the borrower (the principal, or a sale's surplus), once per key."""
+        app = self.app
         await effect(
             ActivityName.DISBURSE,
             PayoutRequest(
-                key=effect_key(app.loan_id, "disburse"),
+                key=effect_key(app.loan_id, step),
                 loan_id=app.loan_id,
                 borrower_id=app.borrower.id,
-                amount_usd=app.principal_usd,
-                purpose="disbursement",
+                amount_usd=amount,
+                purpose=purpose,  # type: ignore[arg-type]
             ),
             PayoutReceipt,
-            summary="disburse principal",
+            summary=summary,
         )
+
+    async def step_disburse(self) -> None:
+        f, app = self.f, self.app
+        await self.pay_out("disburse", app.principal_usd, "disbursement", "disburse principal")
         now = self.now()
         f.principal = app.principal_usd
         f.disbursed_at = f.interest_through = f.last_revaluation = now

@@ -14,8 +14,6 @@ with workflow.unsafe.imports_passed_through():
         ActivityName,
         DepositRecord,
         LedgerLine,
-        PayoutReceipt,
-        PayoutRequest,
         SaleReceipt,
         SaleRequest,
         TransferReceipt,
@@ -254,19 +252,8 @@ class Servicing(Onboarding):
         f.total_repaid += allocation.applied
 
     async def pay_surplus(self, sale: SaleReceipt) -> None:
-        app = self.app
-        await effect(
-            ActivityName.DISBURSE,
-            PayoutRequest(
-                key=effect_key(app.loan_id, "surplus", self.f.liquidation_seq),
-                loan_id=app.loan_id,
-                borrower_id=app.borrower.id,
-                amount_usd=sale.surplus_usd,
-                purpose="surplus",
-            ),
-            PayoutReceipt,
-            summary="pay sale surplus to borrower",
-        )
+        step = f"surplus:{self.f.liquidation_seq}"
+        await self.pay_out(step, sale.surplus_usd, "surplus", "pay sale surplus to borrower")
 
     async def after_liquidation(self, price: PriceUpdate, sale: SaleReceipt, reason: str) -> None:
         f, app = self.f, self.app
