@@ -88,7 +88,10 @@ class Servicing(Onboarding):
         """Is a decision waiting only for a fresh price?"""
         f = self.f
         deadline_due = f.cure_deadline is not None and now >= f.cure_deadline
-        return deadline_due or f.breach_observed_at is not None
+        grace_over = f.maturity is not None and now >= f.maturity + timedelta(
+            hours=f.policy.maturity_grace_hours
+        ) and f.debt() > 0
+        return deadline_due or grace_over or f.breach_observed_at is not None
 
     def warn(self, price: PriceUpdate, current: Decimal) -> None:
         f = self.f
@@ -155,6 +158,7 @@ class Servicing(Onboarding):
         f.cure_deadline = None
         f.reminders_sent = []
         f.reason = None
+        f.warned = False  # LTV is back at the cure target: a new rise is a new episode
         self.set_state(LoanState.ACTIVE)
 
     def figures(self, price: PriceUpdate, current: Decimal) -> dict[str, str | None]:
