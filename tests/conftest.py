@@ -12,9 +12,19 @@ import pytest_asyncio
 from sqlalchemy import create_engine, text
 
 from aiosmtpd.controller import Controller
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from loanflow.db import Database
 from tests.support import Inbox, free_port
+
+# The SDK core warns at every worker start that the time-skipping server does not advertise a
+# capability it cannot have; keep the core's own log to errors so real problems stand out.
+Runtime.set_default(
+    Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
+        filter=TelemetryFilter(core_level="ERROR", other_level="WARN")
+    ))),
+    error_if_already_set=False,
+)
 
 PG_ADMIN_URL = os.environ.get(
     "LOANFLOW_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
