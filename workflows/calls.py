@@ -54,8 +54,14 @@ async def effect(
     )
 
 
+# Reads of our own database and writes to the read model are short and idempotent, so they
+# run as local activities: one marker event in the loan's history instead of three events and a
+# round trip through the server. That keeps a quiet year of daily revaluations well under
+# Temporal's continue-as-new suggestion and halves the server work per loan in a crash.
+
+
 async def read(name: str, request: BaseModel, result_type: type[R], *, summary: str) -> R:
-    return await workflow.execute_activity(
+    return await workflow.execute_local_activity(
         name,
         request,
         result_type=result_type,
@@ -67,7 +73,7 @@ async def read(name: str, request: BaseModel, result_type: type[R], *, summary: 
 
 async def record(name: str, request: BaseModel, *, summary: str) -> None:
     """Write to the read model / audit log; idempotent, retried until it lands."""
-    await workflow.execute_activity(
+    await workflow.execute_local_activity(
         name,
         request,
         start_to_close_timeout=timedelta(seconds=30),
