@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
@@ -50,6 +51,8 @@ async def upsert_snapshot(session: AsyncSession, snapshot: LoanSnapshot) -> None
     values["application"] = snapshot.model_dump(mode="json")["application"]
     insert = _insert(session, Loan).values(**values)
     updated = {name: insert.excluded[name] for name in values if name != "loan_id"}
+    # Only the first snapshot carries the application: keep it when later ones do not.
+    updated["application"] = func.coalesce(insert.excluded.application, Loan.application)
     await session.execute(
         insert.on_conflict_do_update(
             index_elements=[Loan.loan_id],

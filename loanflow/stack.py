@@ -14,6 +14,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from loanflow import migrations
 from loanflow.db import Database
 from loanflow.devserver import DevServer, port_open
 from loanflow.namespace_setup import ensure_search_attributes
@@ -104,8 +105,10 @@ async def run_stack(settings: Settings, *, demo: bool, say: Say = print) -> None
     stop = stop_event()
     async with temporal_server(settings, say) as (address, ui), mail_sink(settings, say) as mail:
         client = await connect_when_ready(address)
+        # The embedded stack owns its database: bring it to the latest schema (a database made
+        # before migrations existed is adopted at the first revision).
+        await asyncio.to_thread(migrations.upgrade, settings.db_url)
         db = Database(settings.db_url)
-        await db.create_all()
         info = StackInfo(address, ui, settings.db_url, mail, f"127.0.0.1:{settings.smtp_port}")
         try:
             async with build_worker(client, db, settings):

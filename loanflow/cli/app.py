@@ -1,62 +1,109 @@
-"""The root of the `loanflow` command and its error handling: every failure is one clear line
-on stderr and a non-zero exit, never a traceback."""
+"""The root of the `loanflow` command: the stack, and every sub-command registered in one place.
+Every failure an operator can act on is one clear line on stderr and a non-zero exit, never a
+traceback (`loanflow.cli.errors`)."""
 
 from __future__ import annotations
 
-import asyncio
+import importlib
+import logging
+import os
 import sys
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+import traceback
 
 import typer
 
-from loanflow.settings import SettingsError, get_settings
+from loanflow.cli.errors import CliError, explain, fail, run
+from loanflow.settings import get_settings
+
+__all__ = ["CliError", "app", "main", "run"]
 
 app = typer.Typer(
     name="loanflow",
-    help="Operate the loanflow desk: the stack, loans, the book, prices and mail.",
+    help="Operate the loanflow desk: the stack, loans, the book, prices and mail. Settings come "
+         "from the environment and .env (see README, Configuration).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 
-T = TypeVar("T")
+
+@app.callback()
+def start_up() -> None:
+    """Invalid settings fail here, before any command runs, naming the setting."""
+    from loanflow.cli.policy import desk_policy
+
+    get_settings()
+    desk_policy()
 
 
-class CliError(Exception):
-    """A failure the operator can act on; its message is printed as it is."""
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine, turning known failures into one line and exit code 1."""
-    try:
-        return asyncio.run(coro)
-    except (CliError, SettingsError) as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-@app.command()
-def up(demo: bool = typer.Option(False, "--demo", help="Run the scripted demo loans once up.")) -> None:
+@app.command(rich_help_panel="Stack")
+def up(
+    demo: bool = typer.Option(False, "--demo", help="Run the scripted demo loans once up."),
+) -> None:
     """Start the embedded stack: Temporal dev server with Web UI, worker, SQLite, mail sink."""
     from loanflow.stack import run_stack
 
     run(run_stack(get_settings(), demo=demo))
 
 
-@app.command()
+@app.command(rich_help_panel="Stack")
 def worker() -> None:
     """Run only the worker, against the configured Temporal and database."""
     from loanflow.worker import run_worker
 
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run(run_worker(get_settings()))
 
 
-def main() -> None:
+def register() -> None:
+    from loanflow.cli import book, loans, mail, ops, updates
+
+    for module in (loans, updates, book, ops, mail):
+        app.add_typer(module.commands)
+    # The market monitor's commands, where that part of loanflow is installed.
     try:
-        app()
-    except SettingsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        market = importlib.import_module("loanflow.cli.market")
+    except ModuleNotFoundError as err:
+        if err.name != "loanflow.cli.market":
+            raise  # the module is there but broken: say so
+        return
+    app.add_typer(market.market_app, name="market", rich_help_panel="Desk")
+
+
+register()
+
+
+def main() -> None:
+    """The console script."""
+    code = invoke()
+    # Skip the interpreter's teardown: the Temporal client's native threads can crash it
+    # after a short command ("Fatal Python error: PyGILState_Release ... finalizing", SIGABRT;
+    # temporalio/sdk-python#300). Everything the command does is finished by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def invoke() -> int:
+    """Run the command line; its exit code. Usage errors and operator failures print one line
+    each; anything else is a bug and prints its traceback."""
+    try:
+        result = app(standalone_mode=False)
+    except typer.TyperException as err:  # a usage error: unknown option, missing argument
+        typer.secho(f"error: {err.format_message()} (see `loanflow --help`)",
+                    fg=typer.colors.RED, err=True)
+        return 2
+    except typer.Abort:
+        return 130
+    except typer.Exit as done:
+        return done.exit_code
+    except Exception as err:
+        message = explain(err)
+        if message is None:
+            traceback.print_exc()
+            return 1
+        return fail(message).exit_code
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,339 @@
+"""`loanflow market ...`: drive and watch the market monitor.
+
+    loanflow market replay --window 2022-11 --speed 3600      # FTX month, an hour per second
+    loanflow market replay --window 2022-11 --from 2022-11-08T00:00Z --to 2022-11-10T00:00Z
+    loanflow market tick BTC --quote bitstamp=16000 --quote coinbase=16010
+    loanflow market status
+    loanflow market start --interval 60 --venue bitstamp=bitstamp:https://www.bitstamp.net \\
+                          --venue coinbase=coinbase:https://api.exchange.coinbase.com
+    loanflow market stop
+
+Exported as `market_app` (a Typer app) for the root command to mount.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from loanflow.prices.messages import (
+    LIVE_MONITOR_ID,
+    FeedSpec,
+    HttpVenue,
+    ManualTick,
+    MonitorInput,
+    MonitorProgress,
+    ReplayFeed,
+    ReplayPlan,
+    TickSummary,
+    replay_monitor_id,
+)
+from loanflow.prices.replay import parse_time
+from loanflow.prices.sources import Quote
+from loanflow.settings import SettingsError, get_settings
+
+market_app = typer.Typer(
+    name="market",
+    help="Market data: replay history, tick by hand, watch the price and the no-price condition.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+T = TypeVar("T")
+
+
+class MarketCliError(Exception):
+    """A failure the operator can act on; printed as one line."""
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    from temporalio.service import RPCError
+
+    try:
+        return asyncio.run(coro)
+    except (MarketCliError, SettingsError) as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except RPCError as err:
+        typer.secho(f"error: Temporal: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+async def client() -> Any:
+    from loanflow.temporal_client import connect
+
+    try:
+        return await connect()
+    except Exception as err:  # the SDK raises several kinds for "cannot connect"
+        raise MarketCliError(f"cannot reach Temporal: {err}") from None
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+
+@market_app.command()
+def replay(
+    window: str = typer.Option(..., "--window", help="Data window, e.g. 2022-11, 2022-05-06, 2023-07."),
+    start: str = typer.Option(None, "--from", help="First historical moment (ISO 8601 UTC)."),
+    end: str = typer.Option(None, "--to", help="Last historical moment (ISO 8601 UTC)."),
+    speed: str = typer.Option("3600", help="Times faster than history (3600: an hour a second), or 'max'."),
+    assets: str = typer.Option("BTC,ETH", help="Comma-separated assets."),
+    venues: str = typer.Option(None, help="Only these venues (comma-separated), e.g. bitstamp,binance."),
+    detach: bool = typer.Option(False, "--detach", help="Start it and return; it runs in Temporal."),
+) -> None:
+    """Drive the market monitor through a historical window, with a progress bar."""
+    plan = replay_plan(window, start, end, speed, venues)
+    spec = MonitorInput(
+        assets=[a.strip().upper() for a in assets.split(",") if a.strip()],
+        feed=FeedSpec(replay=ReplayFeed(window=window, venues=split(venues))),
+        replay=plan,
+    )
+    run(start_replay(replay_monitor_id(window), spec, detach))
+
+
+def split(text: str | None) -> list[str] | None:
+    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
+def replay_plan(window: str, start: str | None, end: str | None, speed: str,
+                venues: str | None) -> ReplayPlan:
+    from loanflow.prices.replay import ReplaySource
+
+    try:
+        source = ReplaySource.for_window(window, venues=split(venues))
+        first, last = source.span()
+        begin = parse_time(start) if start else first
+        finish = parse_time(end) if end else last
+    except (FileNotFoundError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from None
+    if finish < begin:
+        raise typer.BadParameter(f"--to {finish:%Y-%m-%dT%H:%MZ} is before --from")
+    step = int(source.step().total_seconds())
+    try:
+        pace = None if speed == "max" else Decimal(speed)
+        return ReplayPlan(start=begin, end=finish, step_seconds=step, speed=pace)
+    except (InvalidOperation, ValueError) as err:
+        raise typer.BadParameter(f"--speed: {err}") from None
+
+
+async def start_replay(workflow_id: str, spec: MonitorInput, detach: bool) -> None:
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    temporal = await client()
+    settings = get_settings()
+    handle = await temporal.start_workflow(
+        "MarketMonitor", spec, id=workflow_id, task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary=f"market replay {spec.feed.replay.window if spec.feed.replay else ''}",
+    )
+    console.print(f"replay [bold]{workflow_id}[/] on task queue '{settings.task_queue}' "
+                  f"(run {handle.result_run_id})")
+    if detach:
+        return
+    await watch(handle, spec.replay.total_ticks if spec.replay else 0)
+
+
+async def watch(handle: Any, total: int) -> None:
+    """A progress bar over the replay until it is done (Ctrl-C leaves it running)."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("replaying", total=total)
+        try:
+            while True:
+                progress = await handle.query("progress", result_type=MonitorProgress)
+                bar.update(task, completed=progress.state.replay_index,
+                           description=describe_progress(progress))
+                if progress.done:
+                    break
+                await asyncio.sleep(0.5)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            console.print(f"detached: the replay goes on in Temporal; `loanflow market stop "
+                          f"--monitor {handle.id}` ends it")
+            raise
+    final: MonitorProgress = await handle.query("progress", result_type=MonitorProgress)
+    console.print(f"done: {final.state.seq} ticks, {final.state.priced} prices, "
+                  f"{final.state.no_price} without a price, {final.state.signalled} loan signals")
+
+
+def describe_progress(progress: MonitorProgress) -> str:
+    at = f"{progress.replay_at:%Y-%m-%d %H:%M}" if progress.replay_at else "starting"
+    prices = " ".join(f"{asset} {last.price}" for asset, last in sorted(progress.state.last.items()))
+    return f"{at} {prices} · signalled {progress.state.signalled}"
+
+
+# --- manual tick ------------------------------------------------------------------------------
+
+
+@market_app.command()
+def tick(
+    asset: str = typer.Argument(..., help="BTC or ETH."),
+    quote: list[str] = typer.Option([], "--quote", help="venue=price; give one per venue (quorum 2)."),
+    monitor: str = typer.Option(LIVE_MONITOR_ID, help="The monitor's workflow id."),
+) -> None:
+    """One tick now, with manual quotes (plus the monitor's own sources)."""
+    quotes = [parse_quote(asset.upper(), text) for text in quote]
+    summary = run(manual_tick(monitor, ManualTick(quotes=quotes, assets=[asset.upper()])))
+    print_summary(summary)
+
+
+def parse_quote(asset: str, text: str) -> Quote:
+    venue, _, price = text.partition("=")
+    try:
+        value = Decimal(price)
+    except InvalidOperation:
+        raise typer.BadParameter(f"--quote {text!r}: expected venue=price, e.g. bitstamp=16000") from None
+    if not venue or not value.is_finite() or value <= 0:
+        raise typer.BadParameter(f"--quote {text!r}: expected venue=price with a positive price")
+    return Quote(venue=venue.strip(), asset=asset, price=value)
+
+
+async def manual_tick(monitor_id: str, manual: ManualTick) -> TickSummary:
+    """The update `tick`, starting a manual-only monitor if none runs under that id."""
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    temporal = await client()
+    start = WithStartWorkflowOperation(
+        "MarketMonitor", MonitorInput(), id=monitor_id, task_queue=get_settings().task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    return await temporal.execute_update_with_start_workflow(  # type: ignore[no-any-return]
+        "tick", manual, start_workflow_operation=start, result_type=TickSummary)
+
+
+def print_summary(summary: TickSummary) -> None:
+    for asset_tick in summary.ticks:
+        if asset_tick.observation is None:
+            console.print(f"[bold red]{asset_tick.asset}: NO PRICE[/] - {'; '.join(asset_tick.reasons)}")
+        else:
+            obs = asset_tick.observation
+            console.print(f"[bold]{asset_tick.asset} {obs.price}[/] from {', '.join(asset_tick.used)} "
+                          f"(observation #{obs.observation_id}); previous {asset_tick.previous_price}")
+        for dropped in asset_tick.dropped:
+            console.print(f"  dropped {dropped}")
+    console.print(f"signalled {summary.signalled} loan(s)")
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+@market_app.command()
+def status() -> None:
+    """The last price of each asset and the monitor's last tick, including a no-price condition."""
+    for line in run(market_status()):
+        console.print(line, soft_wrap=True)
+
+
+async def market_status() -> list[str]:
+    from sqlalchemy import select
+    from sqlalchemy.exc import DBAPIError
+
+    from activities.pricing import latest_observation
+    from loanflow.db import Database
+    from loanflow.money import ASSETS
+    from loanflow.schema import MarketTick
+
+    db = Database(get_settings().db_url)
+    try:
+        lines = []
+        for asset in ASSETS:
+            latest = await latest_observation(db, asset)
+            async with db.transaction() as session:
+                tick_row = await session.scalar(select(MarketTick).where(MarketTick.asset == asset)
+                                                .order_by(MarketTick.id.desc()).limit(1))
+            lines += status_lines(asset, latest, tick_row)
+        return lines
+    except DBAPIError as err:
+        raise MarketCliError(f"cannot read the market tables ({db.url}): {err.orig}") from None
+    finally:
+        await db.dispose()
+
+
+def status_lines(asset: str, latest: Any, tick_row: Any) -> list[str]:
+    now = datetime.now(timezone.utc)
+    if latest is None:
+        lines = [f"[bold]{asset}[/]: no price stored yet"]
+    else:
+        seconds = int((now - latest.observed_at).total_seconds())
+        stale = " [bold red]STALE[/]" if seconds > 900 else ""
+        lines = [f"[bold]{asset} {latest.price}[/] observed {latest.observed_at:%Y-%m-%d %H:%M:%S}Z "
+                 f"({seconds}s ago{stale}) from {latest.source}, observation #{latest.observation_id}"]
+    if tick_row is None:
+        return lines + ["  no monitor tick yet"]
+    when = f"{tick_row.at:%Y-%m-%d %H:%M:%S}Z by {tick_row.monitor_id}"
+    if tick_row.status == "no_price":
+        lines.append(f"  last tick {when}: [bold red]NO PRICE[/]: {'; '.join(tick_row.reasons)}")
+    else:
+        signalled = "pending" if tick_row.signalled is None else tick_row.signalled
+        if not tick_row.target_count:
+            signalled = 0
+        lines.append(f"  last tick {when}: price {tick_row.price}, {tick_row.target_count} loan(s) "
+                     f"crossed, signalled {signalled}")
+    return lines
+
+
+# --- the live monitor -------------------------------------------------------------------------
+
+
+@market_app.command()
+def start(
+    interval: int = typer.Option(60, help="Seconds between ticks."),
+    venue: list[str] = typer.Option([], "--venue", help="name=shape:base_url (shape: bitstamp or coinbase)."),
+    assets: str = typer.Option("BTC,ETH", help="Comma-separated assets."),
+) -> None:
+    """Start the live monitor: ticks every --interval seconds from the venues' ticker APIs."""
+    venues = [parse_venue(text) for text in venue]
+    if len(venues) < 2:
+        raise typer.BadParameter("give at least two --venue: a single venue is never a price")
+    spec = MonitorInput(assets=[a.strip().upper() for a in assets.split(",")],
+                        feed=FeedSpec(http=venues), interval_seconds=interval)
+    run(start_live(spec))
+
+
+def parse_venue(text: str) -> HttpVenue:
+    name, _, rest = text.partition("=")
+    shape, _, url = rest.partition(":")
+    if not (name and shape and url):
+        raise typer.BadParameter(f"--venue {text!r}: expected name=shape:base_url")
+    try:
+        return HttpVenue(name=name, shape=shape, base_url=url)  # type: ignore[arg-type]
+    except ValueError as err:
+        raise typer.BadParameter(f"--venue {text!r}: {err}") from None
+
+
+async def start_live(spec: MonitorInput) -> None:
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    temporal = await client()
+    try:
+        handle = await temporal.start_workflow(
+            "MarketMonitor", spec, id=LIVE_MONITOR_ID, task_queue=get_settings().task_queue,
+            static_summary="live market monitor")
+    except WorkflowAlreadyStartedError:
+        raise MarketCliError(f"{LIVE_MONITOR_ID} is already running "
+                             "(`loanflow market stop` first)") from None
+    console.print(f"started {handle.id} (every {spec.interval_seconds}s)")
+
+
+@market_app.command()
+def stop(monitor: str = typer.Option(LIVE_MONITOR_ID, help="The monitor's workflow id.")) -> None:
+    """Ask a monitor (live or replay) to finish its tick and end."""
+
+    async def send() -> None:
+        await (await client()).get_workflow_handle(monitor).signal("stop")
+
+    run(send())
+    console.print(f"asked {monitor} to stop")

@@ -1,0 +1,126 @@
+"""The Temporal Web UI finds a loan in margin call: start the stack (dev server with its Web UI,
+worker, mail sink), drive a loan into margin call with the `loanflow` command, then open the
+UI's workflow list filtered by `LoanState="MARGIN_CALL"` and the loan's own pages in headless
+Chromium (Debian's `chromium` package). Screenshots are saved under test-artifacts/ui/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest_asyncio
+
+from activities.registry import build_activities
+from loanflow.db import Database
+from loanflow.devserver import DevServer
+from loanflow.mail.sink import start_sink
+from loanflow.settings import PROJECT_ROOT
+from loanflow.stack import connect_when_ready
+from loanflow.worker import build_worker
+from tests.cli.support import Cli, application, open_flags
+from tests.support import free_port, quiet_settings
+from tests.ui.browser import Browser
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
+MARGIN_CALLS = 'LoanState="MARGIN_CALL"'
+
+
+@dataclass
+class Stack:
+    server: DevServer
+    cli: Cli
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """What `loanflow up` runs, on free ports: the dev server with its Web UI and the loan
+    search attributes, the local mail sink, and the worker."""
+    server = DevServer(db_file=tmp_path / "temporal.db", port=free_port(), ui_port=free_port(),
+                       headless=False, log_file=tmp_path / "temporal.log")
+    await server.start()
+    sink = await start_sink(tmp_path / "mail", "127.0.0.1", 0)
+    smtp_port = sink.sockets[0].getsockname()[1]
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'loanflow.db'}")
+    try:
+        client = await connect_when_ready(server.address)
+        await db.create_all()
+        settings = quiet_settings(task_queue="loans-ui", smtp_port=smtp_port, var_dir=tmp_path)
+        cli = Cli(tmp_path, {"TEMPORAL_ADDRESS": server.address, "DATABASE_URL": db.url,
+                             "LOANFLOW_TASK_QUEUE": "loans-ui", "SMTP_PORT": str(smtp_port),
+                             "LOANFLOW_VAR_DIR": str(tmp_path)})
+        async with build_worker(client, db, settings, activities=build_activities(db, settings)):
+            yield Stack(server, cli)
+    finally:
+        await db.dispose()
+        sink.close()
+        server.stop()
+
+
+@dataclass(frozen=True)
+class Page:
+    url: str
+    expected: tuple[str, ...]  # texts to wait for
+    screenshot: Path
+    reveal: str | None = None  # scroll to this text before the screenshot
+
+
+def visit(profile: Path, pages: list[Page]) -> list[str]:
+    """Open each page in one headless Chromium, wait for its texts, save its screenshot;
+    the pages' HTML."""
+    browser = Browser(profile)
+    try:
+        found = []
+        for page in pages:
+            found.append(browser.open(page.url, *page.expected))
+            if page.reveal:
+                browser.reveal(page.reveal)
+            browser.screenshot(page.screenshot)
+        return found
+    finally:
+        browser.close()
+
+
+async def test_an_operator_finds_a_margin_call_in_the_web_ui(stack: Stack, tmp_path: Path) -> None:
+    cli, loan = stack.cli, "UI-1"
+    # A 12-hour cure period and no reminders: the next timer the loan starts is "cure deadline".
+    run_id = (await cli.json(*open_flags(application(loan)), LOANFLOW_POLICY_CURE_PERIOD_HOURS="12",
+                             LOANFLOW_POLICY_REMINDER_HOURS="[]"))["run_id"]
+    await cli.ok("price", "ETH", "2000")
+    await cli.until(loan, "AWAITING_COLLATERAL")
+    await cli.ok("deposit", loan, "20", "--tx-id", "0xui")
+    await cli.until(loan, "ACTIVE")
+    await cli.ok("price", "ETH", "1400")
+    await cli.until(loan, "MARGIN_CALL")
+    await until_listed(cli, loan)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    workflows = f"{stack.server.ui_url}/namespaces/default/workflows"
+    loan_page = f"{workflows}/loan-{loan}/{run_id}"
+    listing, details, history = await asyncio.to_thread(visit, tmp_path / "chromium", [
+        # The operator's filter, as typed into the list's query box.
+        Page(f"{workflows}?query={quote(MARGIN_CALLS)}", (f"loan-{loan}",),
+             ARTIFACTS / "margin-call-list.png"),
+        # The loan's current details: state, LTV, debt, collateral, the deadline.
+        Page(f"{loan_page}/user-metadata", ("MARGIN_CALL", "LTV 71.43%", "cure deadline"),
+             ARTIFACTS / "loan-details.png"),
+        # Its history: the named timer it waits on, and its activities.
+        Page(f"{loan_page}/history", ("Timer Started", "cure deadline", "publish loan"),
+             ARTIFACTS / "loan-history.png", reveal="cure deadline"),
+    ])
+    assert f"loan-{loan}" in listing and "MARGIN_CALL" in listing
+    assert f"loan-{loan}" in details and f"loan-{loan}" in history
+    for shot in ARTIFACTS.glob("*.png"):
+        assert shot.stat().st_size > 10_000, f"{shot} looks empty"
+
+
+async def until_listed(cli: Cli, loan: str, timeout: float = 15) -> None:
+    """Visibility shows the loan in margin call (what the UI's list asks too)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not any(r["loan_id"] == loan
+                  for r in (await cli.json("list", "--state", "MARGIN_CALL"))["loans"]):
+        assert asyncio.get_running_loop().time() < deadline, f"{loan} never listed"
+        await asyncio.sleep(0.3)
