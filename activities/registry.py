@@ -8,7 +8,7 @@ outside services (built-in fakes unless real ones are passed in).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from activities.custody import Custodian, CustodyActivities, FakeCustodian
 from activities.exchange import Exchange, ExchangeActivities, FakeExchange
@@ -21,6 +21,9 @@ from activities.support import FakeFaults
 from loanflow.db import Database
 from loanflow.settings import Settings
 
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
 
 def build_activities(
     db: Database,
@@ -30,6 +33,7 @@ def build_activities(
     custodian: Custodian | None = None,
     exchange: Exchange | None = None,
     payout_rail: PayoutRail | None = None,
+    client: Client | None = None,
 ) -> list[Callable[..., Any]]:
     """The bound activity methods for a `Worker`, one per name in `ActivityName`.
 
@@ -38,6 +42,9 @@ def build_activities(
     `payout_rail` to use others. Notices: `notice_activities=None` registers
     `activities.notify.NotifyActivities(db, settings).record_notice` if that module is there;
     pass a list to register those instead (`[]` for none).
+
+    With a Temporal `client`, the market monitor's activities are added too (`market_observe`,
+    `market_fan_out`): the fan-out signals loans through that client.
     """
 
     def faults(name: str) -> FakeFaults:
@@ -65,7 +72,17 @@ def build_activities(
         ledger.post_ledger,
         store.record_loan,
         *notice_activities,
+        *market_activities(db, client),
     ]
+
+
+def market_activities(db: Database, client: Client | None) -> list[Callable[..., Any]]:
+    if client is None:
+        return []
+    from activities.market import MarketActivities
+
+    market = MarketActivities(db, client)
+    return [market.observe, market.fan_out]
 
 
 def default_notice_activities(db: Database, settings: Settings) -> list[Callable[..., Any]]:

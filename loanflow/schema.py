@@ -102,7 +102,9 @@ class Loan(Base):
     liquidation_price: Mapped[Decimal | None] = mapped_column(PRICE)
     cure_price: Mapped[Decimal | None] = mapped_column(PRICE)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    application: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Sent with the first snapshot only; later snapshots leave it as it is (SQL NULL, not JSON
+    # null, so that COALESCE keeps the stored one).
+    application: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     # A price tick for one asset asks "whose trigger lies in [new, old]?": one index per trigger.
     __table_args__ = (
@@ -110,6 +112,8 @@ class Loan(Base):
         Index("ix_loans_asset_margin_call_price", "collateral_asset", "margin_call_price"),
         Index("ix_loans_asset_liquidation_price", "collateral_asset", "liquidation_price"),
         Index("ix_loans_asset_cure_price", "collateral_asset", "cure_price"),
+        # The book lists margin calls by deadline.
+        Index("ix_loans_state_cure_deadline", "state", "cure_deadline"),
     )
 
 
@@ -262,3 +266,38 @@ class PriceObservation(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_price_observations_asset_observed", "asset", "observed_at"),)
+
+
+class MarketTick(Base):
+    """One market-monitor tick for one asset: the price it formed, or the "no price" condition
+    with its reasons, every quote it saw (used or dropped, and why), and the loans whose
+    trigger prices the move crossed. The no-price rows are what operators look at when the
+    market goes dark (`loanflow market status`); `key` makes a retried tick store nothing twice,
+    and `targets` is the fixed list a retried fan-out signals again (never more loans)."""
+
+    __tablename__ = "market_ticks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(KEY, unique=True)
+    monitor_id: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    asset: Mapped[str] = mapped_column(String(8))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The historical moment a replay tick stands for (None when live).
+    replay_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # 'price' | 'no_price'
+    observation_id: Mapped[int | None] = mapped_column(BigInteger)
+    price: Mapped[Decimal | None]
+    previous_price: Mapped[Decimal | None]
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    # [{venue, price, at, currency, used, reason}] for every quote the tick saw.
+    quotes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # {loan_id: [crossed trigger kinds]}: the loans this tick signals.
+    targets: Mapped[dict[str, Any]] = mapped_column(JSON)
+    target_count: Mapped[int] = mapped_column(Integer, default=0)
+    signalled: Mapped[int | None] = mapped_column(Integer)
+    gone: Mapped[int | None] = mapped_column(Integer)
+    fanned_out_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_market_ticks_asset_at", "asset", "at"),)

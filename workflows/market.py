@@ -73,8 +73,13 @@ class MarketMonitor:
                 break
             elif await self.wait_for_schedule():
                 await self.scheduled_tick()
-            if not self._queue and self.run_is_long():
+            if not self._queue and not self.replay_finished() and self.run_is_long():
                 await self.continue_as_new()
+        # Refuse new manual ticks, but answer the ones already accepted before ending.
+        self._stop = True
+        while self._queue:
+            ticket, manual = self._queue.pop(0)
+            self._answers[ticket] = await self.manual_tick(manual)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.progress()
 

@@ -1,0 +1,249 @@
+"""The crash benchmark: how fast a price move reaches every affected loan, against what the
+Temporal server itself carries.
+
+    python -m bench.crash --loans 1000
+    python -m bench.crash --loans 10000 --quiet-loans 100
+
+In one run, on one dev server it starts itself (headless, in a temporary directory):
+1. seeds N active loans (60% BTC, 40% ETH; LTVs 25-62.5% after a 20% drawdown) through the
+   real LoanWorkflow;
+2. the baseline: N minimal workflows, one signal and one no-op activity each, timed from the
+   first signal to the last activity completed;
+3. a tick that moves BTC 20% and crosses no trigger (zero wake-ups expected);
+4. the crash, BTC -25%: as one tick, then (after a recovery) as 25 ticks of 1%, each timed from
+   the tick to the last margin-call notice stored, with per-loan p50/p95/p99;
+5. a quiet month (2023-07, hourly ticks) on the time-skipping server: workflow tasks per loan
+   per day and history events per loan per simulated year;
+and prints every figure, the ratio crash / baseline, and writes bench/results/crash-N.json and
+a plot of the latency distributions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bench.baseline import run_baseline
+from bench.book import START_PRICES, SEED_PRICES, fund_loans, plan_book, start_loans
+from bench.crashes import CrashResult, gradual_crash, one_tick_crash, quiet_tick, restore
+from bench.market import Monitor, wait_until_quiet
+from bench.quiet import SUGGEST_CONTINUE_AS_NEW, QuietResult, quiet_month
+from bench.report import (Bar, console, count_in_log, load, machine, plot, quiet_logs, spread,
+                          write_json)
+from bench.stack import DYNAMIC_CONFIG, SQLITE_PRAGMAS, Stack, Tuning, bench_stack, loan_worker
+
+RESULTS = Path(__file__).parent / "results"
+PREFIX = "BK-"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.crash", description=__doc__.split("\n")[0])
+    parser.add_argument("--loans", type=int, default=1000, help="N, the size of the book")
+    parser.add_argument("--concurrency", type=int, default=100,
+                        help="signals in flight (fan-out and baseline alike), starts and deposits")
+    parser.add_argument("--latency-ms", type=int, default=20, help="built-in fakes' latency")
+    parser.add_argument("--failure-rate", type=Decimal, default=Decimal("0.01"),
+                        help="built-in fakes' transient failure rate")
+    parser.add_argument("--tick-spacing", type=float, default=1.0,
+                        help="seconds between the 25 ticks of the gradual crash")
+    parser.add_argument("--quiet-loans", type=int, default=100, help="book of the quiet month")
+    parser.add_argument("--quiet-days", type=float, default=31, help="days of 2023-07 replayed")
+    parser.add_argument("--timeout", type=float, default=1800, help="per phase, seconds")
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql",
+                        help="a fresh database on 127.0.0.1:5432 (LOANFLOW_BENCH_PG_URL), or "
+                             "SQLite in the temporary directory")
+    parser.add_argument("--workflow-tasks", type=int, default=50,
+                        help="the worker's concurrent workflow tasks")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    tuning = Tuning(fake_latency_ms=args.latency_ms, fake_failure_rate=args.failure_rate,
+                    database=args.database, keep=args.keep,
+                    max_concurrent_workflow_tasks=args.workflow_tasks)
+    results: dict[str, Any] = {
+        "command": "python -m bench.crash " + " ".join(_argv(args)),
+        "machine": machine(),
+        "config": {"loans": args.loans, "concurrency": args.concurrency,
+                   "fake_latency_ms": tuning.fake_latency_ms,
+                   "fake_failure_rate": str(tuning.fake_failure_rate),
+                   "dynamic_config": DYNAMIC_CONFIG,
+                   "temporal_sqlite_pragmas": SQLITE_PRAGMAS,
+                   "max_concurrent_activities": tuning.max_concurrent_activities,
+                   "max_concurrent_workflow_tasks": tuning.max_concurrent_workflow_tasks,
+                   "database": args.database},
+        "started_at": datetime.now(timezone.utc).isoformat(),
+        "load_before": load(),
+    }
+    with Bar(enabled=not args.no_progress) as bar:
+        async with bench_stack(tuning) as stack:
+            results["config"]["database_url"] = stack.settings.db_url
+            async with loan_worker(stack, tuning, cache=args.loans + 1000):
+                await desk_phases(stack, args, bar, results)
+            quiet = await quiet_month(stack.root, stack.settings, args.quiet_loans,
+                                      args.quiet_days, bar)
+            results["quiet_month"] = quiet
+    results["finished_at"] = datetime.now(timezone.utc).isoformat()
+    results["load_after"] = load()
+    log = args.out / f"crash-{args.loans}.log"
+    results["log"] = {"file": str(log),
+                      "slow_workflow_tasks": count_in_log(log, "Workflow task duration exceeded"),
+                      "failed_activity_attempts": count_in_log(log, "Completing activity as failed")}
+    return results
+
+
+async def desk_phases(stack: Stack, args: argparse.Namespace, bar: Bar,
+                      results: dict[str, Any]) -> None:
+    monitor = await Monitor.start(stack.client, stack.settings.task_queue, args.concurrency)
+    results["seed"] = await seed(stack, monitor, args, bar)
+
+    bar.add("baseline started", args.loans)
+    bar.add("baseline done", args.loans)
+    total, latencies = await run_baseline(stack.client, args.loans, args.concurrency, bar)
+    results["baseline"] = {"seconds": round(total, 3), "per_workflow": spread(latencies)}
+
+    start = START_PRICES["BTC"]
+    results["quiet_tick"] = await quiet_tick(stack.db, stack.client, monitor, start, PREFIX,
+                                             sample=min(args.loans, 300))
+    one = await one_tick_crash(stack.db, monitor, start, PREFIX, bar, args.timeout)
+    await wait_until_quiet(stack.db, seconds=3, timeout=args.timeout)
+    results["recovery"] = await restore(stack.db, monitor, start, bar)
+    gradual = await gradual_crash(stack.db, monitor, start, PREFIX, bar, args.tick_spacing,
+                                  args.timeout)
+    await wait_until_quiet(stack.db, seconds=3, timeout=args.timeout)
+    results["failed_workflows"] = await failed_workflows(stack)
+    results["crash_one_tick"] = crash_summary(one, total)
+    results["crash_25_ticks"] = crash_summary(gradual, total)
+    results["latencies"] = {"baseline": latencies, "one_tick": one.latencies,
+                            "gradual": gradual.latencies}
+
+
+async def seed(stack: Stack, monitor: Monitor, args: argparse.Namespace, bar: Bar) -> dict[str, Any]:
+    began = time.monotonic()
+    for asset, price in SEED_PRICES.items():
+        await monitor.tick(asset, price)
+    plans = plan_book(args.loans)
+    for name in ("started", "funded", "active"):
+        bar.add(name, args.loans)
+    refresher = asyncio.create_task(refresh_prices(monitor))
+    try:
+        await start_loans(stack.client, plans, stack.settings.task_queue, args.concurrency, bar)
+        await fund_loans(stack.client, stack.db, plans, args.concurrency, bar)
+    finally:
+        refresher.cancel()
+    await monitor.tick("BTC", SEED_PRICES["BTC"])  # a fresh price for what follows
+    await wait_until_quiet(stack.db, seconds=3, timeout=args.timeout)
+    btc = sum(1 for p in plans if p.app.collateral_asset == "BTC")
+    return {"loans": len(plans), "btc_loans": btc, "eth_loans": len(plans) - btc,
+            "seconds": round(time.monotonic() - began, 1)}
+
+
+async def refresh_prices(monitor: Monitor, every: float = 240) -> None:
+    """A seed that takes longer than the 15-minute staleness limit still approves on a fresh
+    price: the market 'ticks' at the same price (which crosses nothing)."""
+    while True:
+        await asyncio.sleep(every)
+        for asset, price in SEED_PRICES.items():
+            await monitor.tick(asset, price)
+
+
+async def failed_workflows(stack: Stack) -> int:
+    count = await stack.client.count_workflows("ExecutionStatus = 'Failed'")
+    return count.count
+
+
+def crash_summary(result: CrashResult, baseline: float) -> dict[str, Any]:
+    return {
+        "ticks": result.ticks,
+        "affected_loans": result.affected,
+        "margin_call_notices": result.notices,
+        "seconds_to_last_notice": round(result.seconds, 3),
+        "ratio_to_baseline": round(result.seconds / baseline, 3) if baseline else None,
+        "per_loan": spread(result.latencies),
+        "exactly_one_notice_per_affected_loan": result.exact,
+        "duplicates": result.duplicates[:20],
+        "missing": result.missing[:20],
+        "unexpected": result.unexpected[:20],
+        "signalled": result.signalled,
+        "signals_to_ended_loans": result.gone,
+        "slowest_fan_out_seconds": result.fan_out_seconds,
+        "liquidations": result.liquidations,
+        "expected_liquidations": result.expected_liquidations,
+        "notice_delivery_failures": result.delivery_failures,
+        **result.extra,
+    }
+
+
+def print_figures(results: dict[str, Any]) -> None:
+    base = results["baseline"]
+    console.print(f"\n[bold]loanflow crash benchmark[/]  {results['command']}")
+    m = results["machine"]
+    console.print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['temporal']}")
+    console.print(f"seed: {results['seed']['loans']} loans ({results['seed']['btc_loans']} BTC) "
+                  f"in {results['seed']['seconds']} s")
+    console.print(f"baseline: {base['seconds']} s for {results['config']['loans']} "
+                  f"signal + no-op activity workflows; per workflow {base['per_workflow']}")
+    q = results["quiet_tick"]
+    console.print(f"tick crossing no trigger (BTC {q['previous']} -> {q['price']}): "
+                  f"{q['signalled']} loans signalled, {q['sampled_loans_woken']} of "
+                  f"{q['sampled_loans']} sampled loans woken")
+    for key in ("crash_one_tick", "crash_25_ticks"):
+        c = results[key]
+        console.print(
+            f"{key}: {c['affected_loans']} affected, {c['margin_call_notices']} margin-call notices, "
+            f"last after {c['seconds_to_last_notice']} s, ratio to baseline "
+            f"[bold]{c['ratio_to_baseline']}[/]; per loan {c['per_loan']}; exactly one each: "
+            f"{c['exactly_one_notice_per_affected_loan']}; liquidations {c['liquidations']}/"
+            f"{c['expected_liquidations']}; delivery failures {c['notice_delivery_failures']}")
+    console.print(f"failed workflows: {results['failed_workflows']}; slow workflow tasks (> 5 s): "
+                  f"{results['log']['slow_workflow_tasks']}; failed activity attempts (retried): "
+                  f"{results['log']['failed_activity_attempts']}; load {results['load_before']} -> "
+                  f"{results['load_after']}")
+    quiet: QuietResult = results["quiet_month"]
+    console.print(
+        f"quiet month ({quiet.loans} loans, {quiet.days} days of 2023-07, {quiet.ticks} hourly "
+        f"ticks, {quiet.signalled} signals): {quiet.tasks_per_loan_day} workflow tasks per loan "
+        f"per day (max {quiet.tasks_per_loan_day_max}); {quiet.events_per_loan_year} history "
+        f"events per loan per year (max {quiet.events_per_loan_year_max}, continue-as-new "
+        f"suggested at {SUGGEST_CONTINUE_AS_NEW}); {quiet.continued_as_new} loans continued as "
+        f"new; {quiet.wall_seconds} s")
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    parts = [f"--loans {args.loans}"]
+    if args.quiet_loans != 100:
+        parts.append(f"--quiet-loans {args.quiet_loans}")
+    if args.quiet_days != 31:
+        parts.append(f"--quiet-days {args.quiet_days:g}")
+    if args.concurrency != 100:
+        parts.append(f"--concurrency {args.concurrency}")
+    return parts
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    quiet_logs(args.out / f"crash-{args.loans}.log")
+    results = asyncio.run(run(args))
+    latencies = results.pop("latencies")
+    print_figures(results)
+    out = args.out / f"crash-{args.loans}.json"
+    write_json(out, results | {"latencies_seconds": latencies})
+    plot(args.out / f"crash-{args.loans}.png",
+         {"baseline (signal + no-op activity)": latencies["baseline"],
+          "one tick of -25%": latencies["one_tick"],
+          "25 ticks of -1% (from each loan's tick)": latencies["gradual"]},
+         f"Time to margin-call notice, {args.loans} loans ({results['seed']['btc_loans']} BTC)")
+    console.print(f"results: {out} and {out.with_suffix('.png')}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Driving the market in the benchmark: the monitor takes manual ticks (three venues quoting the
+same price, as in a fast, orderly crash), and the database tells what the loans did."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from temporalio.client import Client, WorkflowHandle
+
+from loanflow.db import Database
+from loanflow.notice_schema import NoticeRow, OutboxRow
+from loanflow.prices.messages import LIVE_MONITOR_ID, ManualTick, MonitorInput, TickSummary
+from loanflow.prices.sources import Quote
+from loanflow.schema import Loan, MarketTick
+
+VENUES = ("bitstamp", "coinbase", "kraken")
+
+
+class Monitor:
+    def __init__(self, handle: WorkflowHandle[Any, Any]) -> None:
+        self.handle = handle
+
+    @classmethod
+    async def start(cls, client: Client, task_queue: str, concurrency: int,
+                    memo: dict[str, Any] | None = None) -> Monitor:
+        spec = MonitorInput(fan_out_concurrency=concurrency)
+        handle = await client.start_workflow("MarketMonitor", spec, id=LIVE_MONITOR_ID,
+                                             task_queue=task_queue, memo=memo)
+        return cls(handle)
+
+    async def tick(self, asset: str, price: Decimal) -> TickSummary:
+        quotes = [Quote(venue=v, asset=asset, price=price) for v in VENUES]
+        return await self.handle.execute_update(  # type: ignore[no-any-return]
+            "tick", ManualTick(quotes=quotes), result_type=TickSummary)
+
+
+@dataclass(frozen=True)
+class LoanLevels:
+    loan_id: str
+    state: str
+    margin_call: Decimal | None
+    liquidation: Decimal | None
+
+
+async def book_levels(db: Database, asset: str, prefix: str) -> list[LoanLevels]:
+    async with db.transaction() as s:
+        rows = await s.execute(
+            select(Loan.loan_id, Loan.state, Loan.margin_call_price, Loan.liquidation_price)
+            .where(Loan.collateral_asset == asset, Loan.loan_id.like(f"{prefix}%")))
+        return [LoanLevels(*row) for row in rows]
+
+
+async def notices_since(db: Database, kind: str, since: datetime,
+                        loan_ids: Iterable[str] | None = None) -> list[tuple[str, datetime]]:
+    """(loan_id, created_at) of every notice of `kind` recorded since `since`."""
+    query = select(NoticeRow.loan_id, NoticeRow.created_at).where(
+        NoticeRow.kind == kind, NoticeRow.created_at >= since)
+    async with db.transaction() as s:
+        rows = [(r[0], r[1]) for r in await s.execute(query)]
+    if loan_ids is not None:
+        wanted = set(loan_ids)
+        rows = [r for r in rows if r[0] in wanted]
+    return rows
+
+
+async def count_notices(db: Database, kind: str, since: datetime) -> int:
+    async with db.transaction() as s:
+        query = select(func.count()).where(NoticeRow.kind == kind, NoticeRow.created_at >= since)
+        return int(await s.scalar(query) or 0)
+
+
+async def wait_for_notices(db: Database, kind: str, since: datetime, expected: int,
+                           progress: Any, label: str, timeout: float) -> int:
+    """Poll until `expected` notices of `kind` exist since `since` (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await count_notices(db, kind, since)
+        progress.set(label, found)
+        if found >= expected or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.1)
+
+
+async def wait_until_quiet(db: Database, seconds: float = 3.0, timeout: float = 600) -> None:
+    """Until no notice has been recorded and no loan changed for `seconds`."""
+    deadline = time.monotonic() + timeout
+    last: tuple[Any, ...] = ()
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        async with db.transaction() as s:
+            now = (await s.scalar(select(func.count()).select_from(NoticeRow)),
+                   await s.scalar(select(func.max(Loan.updated_at))),
+                   await s.scalar(select(func.sum(Loan.version))))
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        elif time.monotonic() - stable_since >= seconds:
+            return
+        await asyncio.sleep(0.25)
+
+
+async def delivery_failures(db: Database) -> int:
+    async with db.transaction() as s:
+        query = select(func.count()).where(OutboxRow.status.in_(("failed", "unconfirmed")))
+        return int(await s.scalar(query) or 0)
+
+
+async def tick_rows(db: Database, ids: Iterable[int]) -> list[MarketTick]:
+    async with db.transaction() as s:
+        return list(await s.scalars(select(MarketTick).where(MarketTick.id.in_(list(ids)))))

@@ -1,0 +1,40 @@
+"""The crash benchmark as a smoke test: a tiny book through every phase, on its own dev server
+and time-skipping server. No timing is asserted (CI machines vary); only that every phase ran,
+every affected loan got exactly one margin-call notice and nothing failed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(600)
+def test_crash_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "bench.crash", "--loans", "8", "--quiet-loans", "3",
+               "--quiet-days", "1", "--tick-spacing", "0", "--no-progress", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=580)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "ratio to baseline" in done.stdout
+    results = json.loads((tmp_path / "crash-8.json").read_text())
+    assert (tmp_path / "crash-8.png").stat().st_size > 0
+
+    assert results["seed"]["loans"] == 8 and results["baseline"]["seconds"] > 0
+    assert results["quiet_tick"]["signalled"] == 0
+    assert results["quiet_tick"]["sampled_loans_woken"] == 0
+    for key in ("crash_one_tick", "crash_25_ticks"):
+        crash = results[key]
+        assert crash["exactly_one_notice_per_affected_loan"], crash
+        assert crash["margin_call_notices"] == crash["affected_loans"]
+        assert crash["notice_delivery_failures"] == 0
+        assert crash["signals_to_ended_loans"] == 0
+    gradual = results["crash_25_ticks"]
+    assert gradual["liquidations"] == gradual["expected_liquidations"]
+    assert results["failed_workflows"] == 0
+    quiet = results["quiet_month"]
+    assert quiet["loans"] == 3 and quiet["ticks"] == 24 and quiet["tasks_per_loan_day"] > 0
