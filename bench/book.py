@@ -17,7 +17,9 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
-from temporalio.client import Client
+from temporalio.client import (Client, WorkflowUpdateFailedError,
+                               WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateStage)
+from temporalio.service import RPCError
 
 from activities.market import bounded
 from loanflow.db import Database
@@ -89,10 +91,18 @@ async def fund_loans(client: Client, db: Database, plans: list[Plan], concurrenc
 
     async def confirm(loan_id: str) -> None:
         plan = by_id[loan_id]
-        await client.get_workflow_handle(f"loan-{loan_id}").execute_update(
-            "confirm_deposit",
-            {"amount": str(plan.app.collateral_amount), "tx_id": f"{loan_id}-deposit"},
-        )
+        handle = client.get_workflow_handle(f"loan-{loan_id}")
+        deposit = {"amount": str(plan.app.collateral_amount), "tx_id": f"{loan_id}-deposit"}
+        try:
+            # Accepted is enough: the loan takes it from there (under load, waiting for the
+            # update to complete can outlast the server's long poll).
+            await handle.start_update("confirm_deposit", deposit,
+                                      wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+        except WorkflowUpdateFailedError:
+            pass  # refused: a retry of one that did land (the tx id counts once)
+        except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError):
+            funded.discard(loan_id)  # not known to have landed: again on the next poll
+            return
         progress.advance("funded")
 
     while True:
