@@ -63,7 +63,12 @@ class Servicing(Onboarding):
     async def price_duties(self, now: datetime, cause: str) -> None:
         f, p = self.f, self.f.policy
         price = f.fresh_price(now)
-        if price is None and self.action_due(now):
+        awaiting_confirmation = (
+            price is not None and price.observed_at == f.breach_observed_at
+        )
+        if (price is None and self.action_due(now)) or awaiting_confirmation:
+            # A pending liquidation needs a *later* observation than the one that breached:
+            # look at the store rather than wait for the next signal.
             await self.fetch_price()
             price = f.fresh_price(now)
         if price is None:
