@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -31,7 +30,7 @@ from loanflow.worker import WORKFLOWS
 from tests.market.recorder import PriceRecorder
 from tests.support import Inbox, quiet_settings
 from tests.workflows.book import application
-from tests.workflows.conftest import ts_env  # noqa: F401  (the shared time-skipping server)
+from tests.workflows.conftest import Desk, ts_env  # noqa: F401  (the shared time-skipping server)
 from workflows.loan import LoanWorkflow
 from workflows.market import MarketMonitor
 
@@ -47,19 +46,8 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-class Market:
+class Market(Desk):
     """One test's desk with its market monitor."""
-
-    def __init__(self, env: WorkflowEnvironment, db: Database, task_queue: str) -> None:
-        self.env, self.db, self.task_queue = env, db, task_queue
-        self.handles: list[WorkflowHandle[Any, Any]] = []
-
-    @property
-    def client(self) -> Client:
-        return self.env.client
-
-    async def now(self) -> datetime:
-        return await self.env.get_current_time()
 
     def track(self, handle: WorkflowHandle[Any, Any]) -> WorkflowHandle[Any, Any]:
         self.handles.append(handle)
@@ -92,13 +80,6 @@ class Market:
         async with self.db.transaction() as session:
             await upsert_snapshot(session, snapshot)
         return snapshot
-
-    async def close(self) -> None:
-        for handle in self.handles:
-            try:
-                await handle.terminate("test finished")
-            except RPCError:
-                pass
 
 
 def book_snapshot(loan_id: str, asset: str, debt: Decimal, amount: Decimal,
