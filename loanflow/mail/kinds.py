@@ -25,6 +25,7 @@ _MARGIN_CALL = NoticeKind(
     optional=(
         "margin_call_ltv", "cure_target_ltv", "liquidation_ltv", "observed_at",
         "liquidation_price", "post_liquidation_ltv", "liquidation_fee", "address",
+        "hard_liquidation_ltv",
     ),
 )
 
@@ -61,7 +62,8 @@ KINDS: dict[str, NoticeKind] = {
             "quantity_sold", "collateral_asset", "fill_price", "gross_usd", "fee_usd",
             "applied_usd", "collateral_left", "debt_usd",
         ),
-        ("surplus_usd", "ltv_after", "reason"),
+        ("surplus_usd", "ltv_after", "reason", "cause", "price", "observed_at", "ltv_before",
+         "margin_call_ltv", "liquidation_ltv", "hard_liquidation_ltv", "cure_deadline"),
     ),
     "loan_defaulted": NoticeKind(
         ("shortfall_usd",), ("quantity_sold", "collateral_asset", "applied_usd")
@@ -102,6 +104,7 @@ RATIO_FIELDS = frozenset(
     {
         "ltv", "warning_ltv", "margin_call_ltv", "cure_target_ltv", "liquidation_ltv",
         "post_liquidation_ltv", "ltv_after", "annual_rate", "liquidation_fee",
+        "ltv_before", "hard_liquidation_ltv",
     }
 )
 TIME_FIELDS = frozenset(
