@@ -140,7 +140,7 @@ class Servicing(Onboarding):
             self.cure(price, current, cause)
             return
         if f.cure_deadline is not None and now >= f.cure_deadline:
-            await self.liquidate(price, "cure deadline passed", full=False)
+            await self.liquidate(price, "cure deadline passed", full=False, cause="cure_deadline")
             return
         reminder = f.next_reminder()
         if reminder is not None and now >= reminder[0]:
@@ -184,6 +184,7 @@ class Servicing(Onboarding):
             **self.figures(price, current),
             "cure_target_ltv": text(f.policy.cure_target_ltv),
             "liquidation_ltv": text(f.policy.liquidation_ltv),
+            "hard_liquidation_ltv": text(f.policy.hard_liquidation_ltv),
             "cure_deadline": iso(f.cure_deadline),
             "cure_top_up": text(top_up),
             "cure_repay_usd": text(repay),
@@ -200,15 +201,20 @@ class Servicing(Onboarding):
         once a second, later observation confirms it (a one-print wick sells nothing)."""
         f = self.f
         if current >= f.policy.hard_liquidation_ltv:
-            await self.liquidate(price, f"LTV {current:.4f} past the hard floor", full=False)
+            await self.liquidate(price, f"LTV {current:.4f} past the hard floor", full=False,
+                                 cause="hard_floor")
         elif f.breach_observed_at is not None and price.observed_at > f.breach_observed_at:
-            await self.liquidate(price, f"LTV {current:.4f} confirmed at liquidation level", full=False)
+            await self.liquidate(price, f"LTV {current:.4f} confirmed at liquidation level",
+                                 full=False, cause="liquidation_level")
         elif f.breach_observed_at is None:
             f.breach_observed_at = price.observed_at
             self.audit("liquidation_pending_confirmation", price=price, ltv=current)
 
-    async def liquidate(self, price: PriceUpdate, reason: str, *, full: bool) -> None:
+    async def liquidate(self, price: PriceUpdate, reason: str, *, full: bool, cause: str) -> None:
+        """Sell collateral. `reason` is for the audit; `cause` (cure_deadline, liquidation_level,
+        hard_floor, maturity) and the figures of the moment tell the borrower why."""
         f, app, p = self.f, self.app, self.f.policy
+        why = self.liquidation_cause(price, cause)
         f.breach_observed_at = None
         self.set_state(LoanState.LIQUIDATING, reason)
         self.publish()
@@ -244,7 +250,23 @@ class Servicing(Onboarding):
         self.audit("liquidation", price=price, reason=reason, quantity=sale.quantity,
                    fill_price=sale.fill_price, gross=sale.gross_usd, fee=sale.fee_usd,
                    applied=sale.applied_usd, ltv_after=f.ltv_at(price.price))
-        await self.after_liquidation(price, sale, reason)
+        await self.after_liquidation(price, sale, reason, why)
+
+    def liquidation_cause(self, price: PriceUpdate, cause: str) -> dict[str, str | None]:
+        """Why a sale happens, in figures the borrower can check: the price and LTV it acted
+        on, the levels, and the margin call's deadline if one was open (none when the price
+        jumped past the liquidation level between two observations)."""
+        f = self.f
+        return {
+            "cause": cause,
+            "price": text(price.price),
+            "observed_at": iso(price.observed_at),
+            "ltv_before": text(f.ltv_at(price.price)),
+            "margin_call_ltv": text(f.policy.margin_call_ltv),
+            "liquidation_ltv": text(f.policy.liquidation_ltv),
+            "hard_liquidation_ltv": text(f.policy.hard_liquidation_ltv),
+            "cure_deadline": iso(f.cure_deadline),
+        }
 
     def apply_sale(self, sale: SaleReceipt) -> None:
         f = self.f
@@ -264,7 +286,8 @@ class Servicing(Onboarding):
         step = f"surplus:{self.f.liquidation_seq}"
         await self.pay_out(step, sale.surplus_usd, "surplus", "pay sale surplus to borrower")
 
-    async def after_liquidation(self, price: PriceUpdate, sale: SaleReceipt, reason: str) -> None:
+    async def after_liquidation(self, price: PriceUpdate, sale: SaleReceipt, reason: str,
+                                why: dict[str, str | None]) -> None:
         f, app = self.f, self.app
         left_ltv = f.ltv_at(price.price)
         self.notify(
@@ -281,6 +304,7 @@ class Servicing(Onboarding):
             collateral_left=text(f.collateral),
             debt_usd=text(f.debt()),
             reason=reason,
+            **why,
         )
         f.cure_deadline = None
         f.reminders_sent = []
@@ -336,7 +360,8 @@ class Servicing(Onboarding):
                 await self.fetch_price()
                 price = f.fresh_price(now)
             if price is not None:
-                await self.liquidate(price, "debt unpaid after maturity and grace period", full=True)
+                await self.liquidate(price, "debt unpaid after maturity and grace period",
+                                     full=True, cause="maturity")
 
     def maturity_notice(self, days_left: int) -> None:
         f = self.f

@@ -80,6 +80,7 @@ def margin_call_data(loan: SampleLoan, day: int, price: Decimal, amount: Decimal
         "margin_call_ltv": text(p.margin_call_ltv),
         "cure_target_ltv": text(p.cure_target_ltv),
         "liquidation_ltv": text(p.liquidation_ltv),
+        "hard_liquidation_ltv": text(p.hard_liquidation_ltv),
         "price": text(price),
         "observed_at": iso(observed_at),
         "collateral_asset": loan.asset,
@@ -113,7 +114,9 @@ def liquidation_data(loan: SampleLoan, day: int, price: Decimal,
         "surplus_usd": text(proceeds.net - applied),
         "ltv_after": text(risk.ltv(debt_after, left, price)),  # type: ignore[arg-type]
         "collateral_left": text(left), "debt_usd": text(debt_after),
-        "reason": "the margin call was not cured by the deadline",
+        "reason": "cure deadline passed", "cause": "cure_deadline",
+        "cure_deadline": "2024-04-05T00:00:00Z", "price": text(price),
+        "ltv_before": text(risk.ltv(debt, amount, price)),  # type: ignore[arg-type]
     }
 
 

@@ -121,6 +121,7 @@ def margin_call_state(asset: str, amount: str, price: str, days: int) -> dict[st
         "cure_top_up": str(risk.cure_top_up(asset, debt, qty, px, p.cure_target_ltv)),
         "cure_repay_usd": str(risk.cure_repay(debt, qty, px, p.cure_target_ltv)),
         "liquidation_price": str(risk.trigger_price(debt, qty, p.liquidation_ltv)),
+        "hard_liquidation_ltv": str(p.hard_liquidation_ltv),
     }
 
 
@@ -153,6 +154,11 @@ def test_margin_call_states_the_risk_maths_cure_amounts(
     # And what happens if nothing is done.
     assert "What happens if nothing is done" in text
     assert f"If your LTV reaches 80.00% (a {asset} price of" in text
+    # ... stated as the desk acts: on a confirmed level, at once only past the hard floor.
+    for said in (text, seen):
+        assert "as soon as a second price observation confirms that level" in said
+        assert "at 90.00% or above, on the first observation" in said
+        assert "at once" not in said
 
 
 def test_deadline_without_a_known_time_zone_is_utc_only() -> None:
@@ -249,3 +255,50 @@ def test_preview_writes_every_kind_to_html_and_text(tmp_path: Path) -> None:
         assert (tmp_path / f"{kind}.txt").read_text().startswith("Subject: ")
     assert "margin_call.html" in (tmp_path / "index.html").read_text()
     assert "in Europe/Zurich" in (tmp_path / "margin_call.txt").read_text()
+
+
+LIQUIDATION_CAUSES = {
+    # cause: (figures beyond the sample sale, what the borrower must read)
+    "cure_deadline": ({}, "the margin call on this loan was not cured by its deadline, "
+                          "5 Apr 2024, 00:00 UTC"),
+    "liquidation_level": ({"observed_at": "2024-04-05T00:01:00Z"},
+                          "A second, later price observation confirmed it."),
+    "hard_floor": ({}, "At 90.00% or above we sell on the first observation."),
+    "maturity": ({}, "not repaid at maturity and the grace period has ended"),
+}
+
+
+@pytest.mark.parametrize("cause", sorted(LIQUIDATION_CAUSES))
+def test_a_sale_notice_says_why_with_the_figures_it_acted_on(cause: str) -> None:
+    extra, because = LIQUIDATION_CAUSES[cause]
+    data = preview.sample_data("liquidation_executed") | extra | {
+        "cause": cause, "margin_call_ltv": "0.70", "liquidation_ltv": "0.80",
+        "hard_liquidation_ltv": "0.90"}
+    msg = render_notice(notice("liquidation_executed", data), SETTINGS)
+    text, seen = flat(msg.text), visible_text(msg.html)
+    price, ltv = fmt_usd(Decimal(data["price"])), fmt_ratio(Decimal(data["ltv_before"]))
+    for said in (text, seen):
+        assert because in said
+        assert f"at a BTC price of {price}" in said
+        if cause != "maturity":
+            assert f"the LTV of your loan was {ltv}" in said
+        assert "no margin call before this sale" not in said  # a call was open (cure_deadline)
+        assert "Reason:" not in said  # the audit's wording is not the borrower's
+
+
+def test_a_sale_without_a_margin_call_first_says_so() -> None:
+    data = {k: v for k, v in preview.sample_data("liquidation_executed").items()
+            if k != "cure_deadline"} | {"cause": "liquidation_level", "margin_call_ltv": "0.70",
+                                        "liquidation_ltv": "0.80"}
+    msg = render_notice(notice("liquidation_executed", data), SETTINGS)
+    for said in (flat(msg.text), visible_text(msg.html)):
+        assert ("The price fell past the margin-call level (70.00%) and the liquidation level "
+                "between two of our price observations, so there was no margin call before "
+                "this sale.") in said
+
+
+def test_a_sale_notice_recorded_before_causes_existed_still_renders() -> None:
+    data = {k: v for k, v in preview.sample_data("liquidation_executed").items()
+            if k not in ("cause", "cure_deadline", "price", "ltv_before")}
+    msg = render_notice(notice("liquidation_executed", data), SETTINGS)
+    assert "Reason: cure deadline passed" in msg.text

@@ -47,6 +47,15 @@ async def notices(db: Database, loan_id: str, kind: str | None = None) -> list[s
         return list((await s.execute(query)).scalars())
 
 
+async def notice_data(db: Database, loan_id: str, kind: str) -> list[dict[str, Any]]:
+    """The figures of a loan's notices of one kind, in the order they were recorded."""
+    t = table("notices")
+    query = (select(t.c.data).where(t.c.loan_id == loan_id, t.c.kind == kind)
+             .order_by(t.c.created_at, t.c.key))
+    async with db.sessions() as s:
+        return list((await s.execute(query)).scalars())
+
+
 async def count(db: Database, table_name: str, loan_id: str) -> int:
     t = table(table_name)
     async with db.sessions() as s:

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from temporalio.client import WorkflowFailureError
 
+from loanflow.mail import outbox
 from loanflow.models import Borrower, LoanState
 from loanflow.risk import cure_repay, cure_top_up
 from tests.workflows.book import (
@@ -16,6 +17,7 @@ from tests.workflows.book import (
     assert_books_agree,
     audit_kinds,
     count,
+    notice_data,
     notices,
     sales,
 )
@@ -160,6 +162,8 @@ async def test_deadline_liquidation_after_reminders(desk: Desk) -> None:
     kinds = await notices(desk.db, "D1")
     assert kinds.count("margin_call_reminder") == 2
     assert kinds.count("liquidation_executed") == 1
+    [sold] = await notice_data(desk.db, "D1", "liquidation_executed")
+    assert sold["cause"] == "cure_deadline" and sold["cure_deadline"] is not None
     await desk.settle(handle)
     assert len(await sales(desk.db, "D1")) == 1
     await assert_books_agree(desk.db, status)
@@ -195,6 +199,15 @@ async def test_liquidation_waits_for_a_second_observation(desk: Desk) -> None:
     assert len(await sales(desk.db, "L1")) == 1
     assert status.ltv is not None and status.ltv <= Decimal("0.50")
     await assert_books_agree(desk.db, status)
+    # The borrower hears why, with the figures the desk acted on, and that no margin call
+    # came first (the price jumped past 70% and 80% between two observations).
+    assert await notices(desk.db, "L1", "margin_call") == []
+    [sold] = await notice_data(desk.db, "L1", "liquidation_executed")
+    assert sold["cause"] == "liquidation_level" and "cure_deadline" not in sold
+    assert (sold["price"], sold["liquidation_ltv"]) == ("36400", "0.80")
+    assert Decimal(sold["ltv_before"]) >= Decimal("0.80")
+    mail = await outbox.find(desk.db, "L1:notice:liquidation_executed:1")
+    assert mail is not None and "there was no margin call before this sale" in mail.text
 
 
 async def test_wick_that_recovers_sells_nothing(desk: Desk) -> None:
@@ -219,6 +232,8 @@ async def test_hard_floor_liquidates_at_once(desk: Desk) -> None:
     await desk.settle(handle)
     assert len(await sales(desk.db, "L3")) == 1
     assert status.ltv is not None and status.ltv <= Decimal("0.50")
+    [sold] = await notice_data(desk.db, "L3", "liquidation_executed")
+    assert sold["cause"] == "hard_floor" and Decimal(sold["ltv_before"]) >= Decimal("0.90")
 
 
 async def test_crash_below_debt_defaults_with_shortfall(desk: Desk) -> None:
@@ -244,6 +259,8 @@ async def test_maturity_liquidates_in_full_and_releases_the_rest(desk: Desk) -> 
     kinds = await notices(desk.db, "T1")
     assert kinds.count("maturity_reminder") == 3  # 7 days, 1 day, at maturity
     assert "liquidation_executed" in kinds and "loan_closed" in kinds
+    [sold] = await notice_data(desk.db, "T1", "liquidation_executed")
+    assert sold["cause"] == "maturity"
     await assert_books_agree(desk.db, result)
 
 
