@@ -24,6 +24,8 @@ from loanflow.settings import Settings
 if TYPE_CHECKING:
     from temporalio.client import Client
 
+    from activities.notify import NotifyActivities
+
 
 def build_activities(
     db: Database,
@@ -86,11 +88,16 @@ def market_activities(db: Database, client: Client | None) -> list[Callable[...,
 
 
 def default_notice_activities(db: Database, settings: Settings) -> list[Callable[..., Any]]:
-    """The notice activity, wired to the local mail sink's probe when mail goes to this
-    machine: the sink can tell whether a message whose reply was lost did arrive."""
+    return [notifier(db, settings).record_notice]
+
+
+def notifier(db: Database, settings: Settings) -> NotifyActivities:
+    """The notice sender (activity and `loanflow mail resend`), wired to the local mail sink's
+    probe when mail goes to this machine: the sink can tell whether a message whose reply was
+    lost did arrive."""
     from activities.notify import NotifyActivities
     from loanflow.mail.sink import SinkProbe
 
     local = settings.smtp_host in ("127.0.0.1", "localhost")
     probe = SinkProbe(settings.var_dir / "mail") if local else None
-    return [NotifyActivities(db, settings, probe=probe).record_notice]
+    return NotifyActivities(db, settings, probe=probe)

@@ -1,5 +1,6 @@
-"""`loanflow mail`: the local mail sink (what borrowers would have received) and notice
-previews. Wraps `loanflow.mail.sink` and `loanflow.mail.preview`."""
+"""`loanflow mail`: the outbox (what loanflow sent, and what did not surely arrive), resending,
+the local mail sink (what borrowers would have received) and notice previews. Wraps
+`loanflow.mail.outbox`, `activities.notify`, `loanflow.mail.sink` and `loanflow.mail.preview`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from temporalio.exceptions import ApplicationError
 
 from loanflow.cli.errors import CliError
 from loanflow.cli.output import print_json, show, table
@@ -14,7 +16,7 @@ from loanflow.cli.params import AsJson
 from loanflow.settings import get_settings
 
 commands = typer.Typer()
-mail = typer.Typer(help="E-mail in the local sink, and previews of every notice.",
+mail = typer.Typer(help="Borrower e-mail: the outbox and resending, the local sink, previews.",
                    no_args_is_help=True)
 commands.add_typer(mail, name="mail", rich_help_panel="Stack")
 
@@ -93,3 +95,98 @@ def preview(
         return
     show(table(f"{len(files)} preview(s); open {index}", ["kind", "subject", "html"],
                [[f["kind"], f["subject"], f["html"]] for f in files]))
+
+
+# --- the outbox: what loanflow sent, and what needs a person -----------------------------------
+
+Status = Annotated[str | None, typer.Option(
+    "--status", help="Only this status: pending, sending, sent, failed or unconfirmed.",
+    show_default=False)]
+
+
+@mail.command("outbox")
+def outbox_list(
+    status: Status = None,
+    loan: Annotated[str | None, typer.Option(help="Only this loan (L1 or loan-L1).",
+                                             show_default=False)] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: AsJson = False,
+) -> None:
+    """Borrower e-mails as loanflow sent them (the database's outbox), newest first. `failed`
+    and `unconfirmed` ones did not surely reach the borrower: see `mail resend`."""
+    from loanflow.cli.database import database
+    from loanflow.cli.errors import run
+    from loanflow.cli.ids import loan_id_of
+    from loanflow.mail.outbox import list_outbox
+    from loanflow.notice_schema import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise CliError(f"status: unknown status {status!r} (known: {', '.join(STATUSES)})")
+    loan_id = loan_id_of(loan) if loan is not None else None
+
+    async def load() -> list[dict[str, object]]:
+        async with database() as db:
+            rows = await list_outbox(db, status=status, loan_id=loan_id, limit=limit)
+        return [{"key": r.notice_key, "loan_id": r.loan_id, "kind": r.kind, "to": r.to_address,
+                 "status": r.status, "attempts": r.attempts, "updated_at": r.updated_at,
+                 "last_error": r.last_error, "smtp_response": r.smtp_response} for r in rows]
+
+    rows = run(load())
+    if as_json:
+        print_json(rows)
+        return
+    show(table(f"{len(rows)} e-mail(s) in the outbox", ["notice", "status", "tries", "updated",
+                                                        "to", "last error / reply"],
+               [[r["key"], r["status"], r["attempts"], str(r["updated_at"])[:19], r["to"],
+                 r["last_error"] or r["smtp_response"] or ""] for r in rows],
+               right=("tries",)))
+
+
+@mail.command("resend")
+def resend(
+    key: Annotated[str, typer.Argument(metavar="NOTICE", show_default=False,
+                                       help="The notice key, e.g. L1:notice:margin_call:1.")],
+    to: Annotated[str | None, typer.Option(
+        "--to", metavar="ADDRESS", help="Send to this corrected address instead.",
+        show_default=False)] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Deliver a `failed` or `unconfirmed` notice again, rendered with today's templates.
+    For `unconfirmed`, first check in the relay's log (by Message-ID) that it did not go out:
+    a second margin-call e-mail is worse than a late one. A notice already sent is not sent
+    again."""
+    from activities.registry import notifier
+    from loanflow.cli.database import database
+    from loanflow.cli.errors import run
+    from loanflow.mail.outbox import find
+    from loanflow.notice_schema import FAILED, UNCONFIRMED
+    from loanflow.settings import get_settings
+
+    if to is not None and "@" not in to.strip("@"):
+        raise CliError(f"to: {to!r} is not an e-mail address")
+
+    async def deliver() -> tuple[str, str]:
+        async with database() as db:
+            row = await find(db, key)
+            if row is None:
+                raise CliError(f"no notice {key!r} in the outbox (see `loanflow mail outbox`)")
+            if row.status not in (FAILED, UNCONFIRMED):
+                raise CliError(f"notice {key} is {row.status}, not failed or unconfirmed: "
+                               "nothing to resend")
+            try:
+                status = await notifier(db, get_settings()).resend(key, to_address=to)
+            except ValueError as err:
+                raise CliError(str(err)) from None
+            except ApplicationError as err:  # the mail server is unavailable: nothing sent
+                raise CliError(f"not sent: {err.message}; try again later") from None
+            after = await find(db, key)
+            assert after is not None
+            return status, (after.smtp_response if status == "sent" else after.last_error) or ""
+
+    status, reply = run(deliver())
+    if as_json:
+        print_json({"key": key, "status": status, "reply": reply})
+        return
+    typer.echo(f"notice {key}: {status}" + (f" ({reply})" if reply else ""))
+    if status != "sent":
+        raise typer.Exit(1)
