@@ -30,9 +30,12 @@ app = typer.Typer(
 
 @app.callback()
 def start_up() -> None:
-    """Invalid settings fail here, before any command runs, naming the setting."""
+    """Invalid settings fail here, before any command runs, naming the setting. Help needs no
+    settings: an operator fixing a bad one can still read how a command works."""
     from loanflow.cli.policy import desk_policy
 
+    if "--help" in sys.argv[1:]:
+        return
     get_settings()
     desk_policy()
 

@@ -110,6 +110,9 @@ async def test_invalid_settings_fail_at_start_up_naming_the_setting(cli: Cli) ->
     assert await cli.error("book", LOANFLOW_POLICY_CURE_PERIOD_HOURS="soon") == (
         "invalid setting: LOANFLOW_POLICY_CURE_PERIOD_HOURS: Input should be a valid integer, "
         "unable to parse string as an integer")
+    # Help still works while a setting is wrong.
+    done = await cli.run("list", "--help", SMTP_PORT="lots")
+    assert done.returncode == 0 and "--state" in done.stdout and done.stderr == ""
 
 
 async def test_a_ledger_that_does_not_balance(cli: Cli, store: Database) -> None:
