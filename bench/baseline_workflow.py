@@ -17,10 +17,12 @@ class BenchBaseline:
         self.signalled = False
 
     @workflow.run
-    async def run(self) -> None:
+    async def run(self) -> float:
+        """Returns the wall-clock time at which the activity ran (its worker's clock)."""
         await workflow.wait_condition(lambda: self.signalled)
-        await workflow.execute_activity("bench_noop", workflow.info().workflow_id,
-                                        start_to_close_timeout=timedelta(seconds=60))
+        return await workflow.execute_activity("bench_noop", workflow.info().workflow_id,
+                                               start_to_close_timeout=timedelta(seconds=60),
+                                               result_type=float)
 
     @workflow.query
     def ready(self) -> bool:

@@ -72,9 +72,34 @@ def plan_book(n: int, seed: int = 42, prices: dict[str, Decimal] | None = None,
     return plans
 
 
+class Window:
+    """At most `size` loans in onboarding (started, not yet ACTIVE) at a time. Started all at
+    once, 10,000 loans flood the workers with first workflow tasks and no loan gets through
+    onboarding before every one has started; a window keeps onboarding a steady pipeline."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.started = 0
+        self.active = 0
+        self._moved = asyncio.Event()
+
+    async def admit(self) -> None:
+        while self.started - self.active >= self.size:
+            self._moved.clear()
+            await self._moved.wait()
+        self.started += 1
+
+    def set_active(self, active: int) -> None:
+        self.active = active
+        self._moved.set()
+
+
 async def start_loans(client: Client, plans: list[Plan], task_queue: str, concurrency: int,
-                      progress: Progress, memo: dict[str, Any] | None = None) -> None:
+                      progress: Progress, memo: dict[str, Any] | None = None,
+                      window: Window | None = None) -> None:
     async def start(plan: Plan) -> None:
+        if window is not None:
+            await window.admit()
         await client.start_workflow("LoanWorkflow", plan.app, id=f"loan-{plan.loan_id}",
                                     task_queue=task_queue, memo=memo)
         progress.advance("started")
@@ -83,7 +108,7 @@ async def start_loans(client: Client, plans: list[Plan], task_queue: str, concur
 
 
 async def fund_loans(client: Client, db: Database, plans: list[Plan], concurrency: int,
-                     progress: Progress, poll: float = 0.5) -> None:
+                     progress: Progress, poll: float = 0.5, window: Window | None = None) -> None:
     """Confirm each loan's deposit as soon as the read model shows it waiting for collateral
     (the `confirm_deposit` validator refuses it before), until every loan is ACTIVE."""
     by_id = {p.loan_id: p for p in plans}
@@ -113,6 +138,8 @@ async def fund_loans(client: Client, db: Database, plans: list[Plan], concurrenc
             await bounded(todo, concurrency, confirm)
         active = await count_state(db, "ACTIVE", prefix_of(plans))
         progress.set("active", active)
+        if window is not None:
+            window.set_active(active)
         if active >= len(plans):
             return
         if not todo:

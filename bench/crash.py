@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import run_baseline
-from bench.book import START_PRICES, SEED_PRICES, fund_loans, plan_book, start_loans
+from bench.book import START_PRICES, SEED_PRICES, Window, fund_loans, plan_book, start_loans
 from bench.crashes import CrashResult, gradual_crash, one_tick_crash, quiet_tick, restore
 from bench.market import Monitor, wait_until_quiet
 from bench.quiet import SUGGEST_CONTINUE_AS_NEW, QuietResult, quiet_month
 from bench.report import (Bar, console, count_in_log, load, machine, plot, quiet_logs, spread,
                           write_json)
-from bench.stack import DYNAMIC_CONFIG, SQLITE_PRAGMAS, Stack, Tuning, bench_stack, loan_worker
+from bench.stack import (DYNAMIC_CONFIG, SQLITE_PRAGMAS, Stack, Tuning, bench_stack,
+                         worker_processes)
 
 RESULTS = Path(__file__).parent / "results"
 PREFIX = "BK-"
@@ -49,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=int, default=20, help="built-in fakes' latency")
     parser.add_argument("--failure-rate", type=Decimal, default=Decimal("0.01"),
                         help="built-in fakes' transient failure rate")
+    parser.add_argument("--onboarding", type=int, default=500,
+                        help="seeding: loans in onboarding (started, not yet active) at a time")
     parser.add_argument("--tick-spacing", type=float, default=1.0,
                         help="seconds between the 25 ticks of the gradual crash")
     parser.add_argument("--quiet-loans", type=int, default=100,
@@ -60,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "SQLite in the temporary directory")
     parser.add_argument("--workflow-tasks", type=int, default=50,
                         help="the worker's concurrent workflow tasks")
+    parser.add_argument("--worker-processes", type=int, default=2,
+                        help="worker processes (each: every workflow and activity)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--no-progress", action="store_true")
@@ -69,17 +74,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tuning = Tuning(fake_latency_ms=args.latency_ms, fake_failure_rate=args.failure_rate,
                     database=args.database, keep=args.keep,
-                    max_concurrent_workflow_tasks=args.workflow_tasks)
+                    max_concurrent_workflow_tasks=args.workflow_tasks,
+                    worker_processes=args.worker_processes)
     results: dict[str, Any] = {
         "command": "python -m bench.crash " + " ".join(_argv(args)),
         "machine": machine(),
         "config": {"loans": args.loans, "concurrency": args.concurrency,
+                   "onboarding_window": args.onboarding,
                    "fake_latency_ms": tuning.fake_latency_ms,
                    "fake_failure_rate": str(tuning.fake_failure_rate),
                    "dynamic_config": DYNAMIC_CONFIG,
                    "temporal_sqlite_pragmas": SQLITE_PRAGMAS,
                    "max_concurrent_activities": tuning.max_concurrent_activities,
                    "max_concurrent_workflow_tasks": tuning.max_concurrent_workflow_tasks,
+                   "worker_processes": tuning.worker_processes,
                    "database": args.database},
         "started_at": datetime.now(timezone.utc).isoformat(),
         "load_before": load(),
@@ -87,7 +95,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with Bar(enabled=not args.no_progress) as bar:
         async with bench_stack(tuning) as stack:
             results["config"]["database_url"] = stack.settings.db_url
-            async with loan_worker(stack, tuning, cache=args.loans + 1000):
+            async with worker_processes(stack, tuning, cache=args.loans + 1000,
+                                        log=log_file(args), concurrency=args.concurrency):
                 await desk_phases(stack, args, bar, results)
             results["quiet_month"] = None
             if args.quiet_loans > 0:
@@ -95,7 +104,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     stack.root, stack.settings, args.quiet_loans, args.quiet_days, bar)
     results["finished_at"] = datetime.now(timezone.utc).isoformat()
     results["load_after"] = load()
-    log = args.out / f"crash-{args.loans}.log"
+    log = log_file(args)
     results["log"] = {"file": str(log),
                       "slow_workflow_tasks": count_in_log(log, "Workflow task duration exceeded"),
                       "failed_activity_attempts": count_in_log(log, "Completing activity as failed")}
@@ -136,10 +145,12 @@ async def seed(stack: Stack, monitor: Monitor, args: argparse.Namespace, bar: Ba
     for name in ("started", "funded", "active"):
         bar.add(name, args.loans)
     refresher = asyncio.create_task(refresh_prices(monitor))
+    window = Window(args.onboarding)
     try:  # deposits are confirmed while later loans are still being opened
         await asyncio.gather(
-            start_loans(stack.client, plans, stack.settings.task_queue, args.concurrency, bar),
-            fund_loans(stack.client, stack.db, plans, args.concurrency, bar),
+            start_loans(stack.client, plans, stack.settings.task_queue, args.concurrency, bar,
+                        window=window),
+            fund_loans(stack.client, stack.db, plans, args.concurrency, bar, window=window),
         )
     finally:
         refresher.cancel()
@@ -232,12 +243,18 @@ def _argv(args: argparse.Namespace) -> list[str]:
         parts.append(f"--quiet-days {args.quiet_days:g}")
     if args.concurrency != 100:
         parts.append(f"--concurrency {args.concurrency}")
+    if args.worker_processes != 2:
+        parts.append(f"--worker-processes {args.worker_processes}")
     return parts
+
+
+def log_file(args: argparse.Namespace) -> Path:
+    return args.out / f"crash-{args.loans}.log"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    quiet_logs(args.out / f"crash-{args.loans}.log")
+    quiet_logs(log_file(args))
     results = asyncio.run(run(args))
     latencies = results.pop("latencies")
     print_figures(results)

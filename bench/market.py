@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,8 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
 
+from bench.rpc import again
 from loanflow.db import Database
 from loanflow.notice_schema import NoticeRow, OutboxRow
 from loanflow.prices.messages import LIVE_MONITOR_ID, ManualTick, MonitorInput, TickSummary
@@ -36,9 +38,13 @@ class Monitor:
         return cls(handle)
 
     async def tick(self, asset: str, price: Decimal) -> TickSummary:
+        """One manual tick. Under load the update's RPC can time out before the monitor has
+        taken it; sent again with the same update id, the server runs it at most once."""
         quotes = [Quote(venue=v, asset=asset, price=price) for v in VENUES]
-        return await self.handle.execute_update(  # type: ignore[no-any-return]
-            "tick", ManualTick(quotes=quotes), result_type=TickSummary)
+        update_id = f"bench-tick-{uuid.uuid4().hex}"
+        return await again(lambda: self.handle.execute_update(
+            "tick", ManualTick(quotes=quotes), id=update_id, result_type=TickSummary),
+            WorkflowUpdateRPCTimeoutOrCancelledError)
 
 
 @dataclass(frozen=True)

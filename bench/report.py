@@ -102,17 +102,20 @@ def load() -> list[float]:
         return []
 
 
-def quiet_logs(path: Path) -> None:
+def quiet_logs(path: Path, fresh: bool = True) -> None:
     """Warnings go to a log file, not over the progress bars: the built-in fakes fail on purpose
     (each failure is a logged, retried activity) and the SDK core warns about slow workflow
-    tasks, which is worth keeping for reading after the run."""
+    tasks, which is worth keeping for reading after the run. The driver empties the file
+    (`fresh`); it and the worker processes all append to it, so no one overwrites another."""
     import logging
 
     from temporalio.runtime import (LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig,
                                     TelemetryFilter)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w")
+    if fresh:
+        path.write_text("")
+    handler = logging.FileHandler(path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

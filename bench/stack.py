@@ -21,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from loanflow.db import Database
 from loanflow.devserver import DevServer, port_open
 from loanflow.settings import Settings
 from loanflow.stack import connect_when_ready
-from loanflow.worker import build_worker
 
 # The dev server's rate limits are sized for a laptop's interactive use (frontend 2,400 rps,
 # matching 1,200 rps). A crash across a large book is a burst of signals, task dispatches and
@@ -87,6 +85,7 @@ class Tuning:
     fake_failure_rate: Decimal = Decimal("0.01")
     max_concurrent_activities: int = 200
     max_concurrent_workflow_tasks: int = 50
+    worker_processes: int = 2  # one per core: a Python process works on one core at a time
     database: str = "postgresql"  # or "sqlite"
     keep: bool = False
 
@@ -178,12 +177,51 @@ def _fresh_pg() -> tuple[str, Callable[[], None]]:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
 
 
-def loan_worker(stack: Stack, tuning: Tuning, cache: int) -> Worker:
-    """The production worker (every workflow and activity), sized for the book: every loan
-    stays in the workflow cache, as it would on a worker fleet sized for the book."""
-    return build_worker(
-        stack.client, stack.db, stack.settings,
-        max_concurrent_activities=tuning.max_concurrent_activities,
-        max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
-        max_cached_workflows=cache,
-    )
+@contextlib.asynccontextmanager
+async def worker_processes(stack: Stack, tuning: Tuning, cache: int, log: Path,
+                           concurrency: int) -> AsyncIterator[int]:
+    """`tuning.worker_processes` processes of `bench.worker`, each running the production worker
+    (every workflow and activity) and the baseline's worker, sized for the book: every loan
+    stays in the workflow cache, as on a worker fleet sized for the book. Yields their count
+    once every one polls; stops them (SIGTERM, then SIGKILL) on the way out."""
+    def command(index: int) -> list[str]:
+        # Each process's fakes fail on a sequence of their own (as independent machines would).
+        seed = (stack.settings.fake_seed or 0) + index
+        settings = stack.settings.model_copy(update={"fake_seed": seed})
+        return [sys.executable, "-m", "bench.worker", "--address", stack.server.address,
+                "--settings", settings.model_dump_json(), "--cache", str(cache),
+                "--max-activities", str(tuning.max_concurrent_activities),
+                "--max-workflow-tasks", str(tuning.max_concurrent_workflow_tasks),
+                "--concurrency", str(concurrency), "--log", str(log)]
+
+    procs = [await asyncio.create_subprocess_exec(*command(i), stdout=subprocess.PIPE,
+                                                  start_new_session=True)
+             for i in range(tuning.worker_processes)]
+    try:
+        for proc in procs:
+            await _ready(proc, log)
+        yield len(procs)
+    finally:
+        await asyncio.gather(*(_stop(proc) for proc in procs))
+
+
+async def _ready(proc: asyncio.subprocess.Process, log: Path, timeout: float = 60) -> None:
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    except asyncio.TimeoutError:
+        line = b""
+    if line.strip() != b"ready":
+        raise RuntimeError(f"a bench worker process did not start (exit code {proc.returncode}); "
+                           f"see {log}")
+
+
+async def _stop(proc: asyncio.subprocess.Process, grace: float = 30) -> None:
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
