@@ -23,8 +23,13 @@ from bench.book import fund_loans, plan_book, start_loans
 from bench.market import Monitor
 from loanflow.binaries import test_server
 from loanflow.db import Database
-from loanflow.prices.messages import (FeedSpec, MonitorInput, MonitorProgress, ReplayFeed,
-                                      ReplayPlan)
+from loanflow.prices.messages import (
+    FeedSpec,
+    MonitorInput,
+    MonitorProgress,
+    ReplayFeed,
+    ReplayPlan,
+)
 from loanflow.prices.replay import ReplaySource
 from loanflow.settings import Settings
 from loanflow.worker import build_worker
@@ -70,21 +75,22 @@ async def quiet_month(root: Path, settings: Settings, loans: int, days: float,
     try:
         await db.create_all()
         async with build_worker(env.client, db, quiet, max_cached_workflows=loans + 100):
-            return await _run(env, db, quiet.task_queue, loans, days, progress, began)
+            return await _run(env, db, quiet, loans, days, progress, began)
     finally:
         await db.dispose()
         await env.shutdown()
 
 
-async def _run(env: WorkflowEnvironment, db: Database, task_queue: str, n: int, days: float,
+async def _run(env: WorkflowEnvironment, db: Database, settings: Settings, n: int, days: float,
                progress: Any, began: float) -> QuietResult:
+    task_queue = settings.task_queue
     source = ReplaySource.for_window(WINDOW)
     first, _ = source.span()
     opening = {asset: await _price(source, asset, first) for asset in ("BTC", "ETH")}
     # The same book shape as the crash: opened 25% higher, now 20% down from there.
     seed = {asset: (price / Decimal("0.8")).quantize(Decimal("0.01")) for asset, price in opening.items()}
     memo = {"search_attributes": False}  # the test server has no custom search attributes
-    monitor = await Monitor.start(env.client, task_queue, 64, memo=None)
+    monitor = await Monitor.start(env.client, settings.market_queue, 64, memo=None)
     for asset, price in seed.items():
         await monitor.tick(asset, price)
     plans = plan_book(n, seed=7, prices=seed, prefix="QT")
@@ -101,7 +107,7 @@ async def _run(env: WorkflowEnvironment, db: Database, task_queue: str, n: int, 
     spec = MonitorInput(feed=FeedSpec(replay=ReplayFeed(window=WINDOW)), replay=plan)
     progress.add("quiet: simulated hours", ticks)
     replay = await env.client.start_workflow("MarketMonitor", spec, id="market-replay-2023-07",
-                                             task_queue=task_queue, result_type=MonitorProgress)
+                                             task_queue=settings.market_queue, result_type=MonitorProgress)
     result: MonitorProgress = await replay.result()
     progress.set("quiet: simulated hours", ticks)
     await asyncio.sleep(1)  # let a wake-up that started with the last tick finish

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     task_queue: str = Field("loans", validation_alias=_env("LOANFLOW_TASK_QUEUE"), min_length=1)
+    market_task_queue: str | None = Field(
+        None, validation_alias=_env("LOANFLOW_MARKET_TASK_QUEUE"), min_length=1)
     var_dir: Path = Field(DEFAULT_VAR_DIR, validation_alias=_env("LOANFLOW_VAR_DIR"))
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
 
@@ -52,6 +54,12 @@ class Settings(BaseSettings):
         Decimal("0.02"), validation_alias=_env("LOANFLOW_FAKE_FAILURE_RATE"), ge=0, le=1
     )
     fake_seed: int | None = Field(None, validation_alias=_env("LOANFLOW_FAKE_SEED"))
+
+    @property
+    def market_queue(self) -> str:
+        """The market monitor's task queue: its own, so a price tick is never queued behind
+        the loans' work in a crash. `<task queue>-market` unless set."""
+        return self.market_task_queue or f"{self.task_queue}-market"
 
     @property
     def db_url(self) -> str:

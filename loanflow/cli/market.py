@@ -131,11 +131,11 @@ async def start_replay(workflow_id: str, spec: MonitorInput, detach: bool) -> No
     temporal = await client()
     settings = get_settings()
     handle = await temporal.start_workflow(
-        "MarketMonitor", spec, id=workflow_id, task_queue=settings.task_queue,
+        "MarketMonitor", spec, id=workflow_id, task_queue=settings.market_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary=f"market replay {spec.feed.replay.window if spec.feed.replay else ''}",
     )
-    console.print(f"replay [bold]{workflow_id}[/] on task queue '{settings.task_queue}' "
+    console.print(f"replay [bold]{workflow_id}[/] on task queue '{settings.market_queue}' "
                   f"(run {handle.result_run_id})")
     if detach:
         return
@@ -207,7 +207,7 @@ async def manual_tick(monitor_id: str, manual: ManualTick) -> TickSummary:
 
     temporal = await client()
     start = WithStartWorkflowOperation(
-        "MarketMonitor", MonitorInput(), id=monitor_id, task_queue=get_settings().task_queue,
+        "MarketMonitor", MonitorInput(), id=monitor_id, task_queue=get_settings().market_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
     return await temporal.execute_update_with_start_workflow(  # type: ignore[no-any-return]
@@ -320,7 +320,7 @@ async def start_live(spec: MonitorInput) -> None:
     temporal = await client()
     try:
         handle = await temporal.start_workflow(
-            "MarketMonitor", spec, id=LIVE_MONITOR_ID, task_queue=get_settings().task_queue,
+            "MarketMonitor", spec, id=LIVE_MONITOR_ID, task_queue=get_settings().market_queue,
             static_summary="live market monitor")
     except WorkflowAlreadyStartedError:
         raise MarketCliError(f"{LIVE_MONITOR_ID} is already running "

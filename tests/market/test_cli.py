@@ -54,6 +54,8 @@ async def test_tick_status_replay_and_stop(cli: Cli) -> None:
     out = await cli.ok("market", "replay", "--window", "2022-11", "--from", "2022-11-09T21:00:00Z",
                     "--to", "2022-11-10T00:00:00Z", "--speed", "max")
     assert "done: 4 ticks, 8 prices, 0 without a price" in out
+    # The monitor's own task queue, which the production worker polls beside the loans queue.
+    assert f"on task queue '{cli.env['LOANFLOW_TASK_QUEUE']}-market'" in out
 
     out = await cli.ok("market", "stop", "--monitor", monitor)
     assert f"asked {monitor} to stop" in out
