@@ -127,7 +127,8 @@ async def run_stack(settings: Settings, *, demo: bool, say: Say = print) -> None
 def banner(info: StackInfo, settings: Settings, say: Say) -> None:
     say("")
     say("loanflow is up")
-    say(f"  Temporal        {info.temporal_address} (task queue '{settings.task_queue}')")
+    say(f"  Temporal        {info.temporal_address} (task queues '{settings.task_queue}', "
+        f"'{settings.market_queue}')")
     if info.ui_url:
         say(f"  Web UI          {info.ui_url}/namespaces/default/workflows")
         say(f"  margin calls    {info.ui_url}/namespaces/default/workflows?query="
