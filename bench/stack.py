@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from temporalio.client import Client
 
 from loanflow.db import Database
 from loanflow.devserver import DevServer, port_open
+from loanflow.ports import free_ports
 from loanflow.settings import Settings
 from loanflow.stack import connect_when_ready
 
@@ -39,12 +39,6 @@ DYNAMIC_CONFIG = {
     "history.persistenceMaxQPS": 30000,
     "matching.persistenceMaxQPS": 30000,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # The dev server's SQLite file in its default rollback-journal mode syncs every commit: with it
@@ -110,10 +104,10 @@ def bench_settings(root: Path, smtp_port: int, tuning: Tuning, task_queue: str,
 @contextlib.asynccontextmanager
 async def bench_stack(tuning: Tuning, task_queue: str = "loans-bench") -> AsyncIterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="loanflow-bench-"))
-    server = BenchServer(db_file=root / "temporal.db", port=free_port(), headless=True,
+    server_port, smtp_port = free_ports(2)
+    server = BenchServer(db_file=root / "temporal.db", port=server_port, headless=True,
                          log_file=root / "temporal.log")
     mail_dir = root / "var" / "mail"
-    smtp_port = free_port()
     sink = start_sink_process(mail_dir, smtp_port, root / "sink.log")
     database_url, drop = fresh_database(root, tuning.database)
     settings = bench_settings(root, smtp_port, tuning, task_queue, database_url)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import create_engine, text
-
 from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine, text
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from loanflow.db import Database
-from tests.support import Inbox, free_port
+from loanflow.ports import free_port
+from tests.support import Inbox
 
 # The SDK core warns at every worker start that the time-skipping server does not advertise a
 # capability it cannot have; keep the core's own log to errors so real problems stand out.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from decimal import Decimal
 from typing import Any
 
@@ -14,12 +13,6 @@ def quiet_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {"fake_latency_ms": 0, "fake_failure_rate": Decimal(0), "fake_seed": 7}
     values.update(overrides)
     return Settings(**values)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Inbox:

@@ -20,11 +20,12 @@ from temporalio.client import Client
 from activities.registry import build_activities
 from loanflow.db import Database
 from loanflow.devserver import DevServer
+from loanflow.ports import free_port
 from loanflow.stack import connect_when_ready
 from loanflow.worker import build_worker
 from tests.cli.support import Cli
 from tests.conftest import _drop_pg_database, _fresh_pg_database
-from tests.support import Inbox, free_port, quiet_settings
+from tests.support import Inbox, quiet_settings
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -17,8 +17,8 @@ from temporalio.client import Client
 
 from loanflow.devserver import port_open
 from loanflow.mail.sink import MailSink
+from loanflow.ports import free_port
 from tests.cli.support import LOANFLOW, Cli, application, open_flags
-from tests.support import free_port
 
 
 @asynccontextmanager

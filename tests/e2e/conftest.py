@@ -12,8 +12,8 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from loanflow.devserver import DevServer
+from loanflow.ports import free_port
 from loanflow.temporal_client import connect
-from tests.support import free_port
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from .helpers import Sink, free_port
+from loanflow.ports import free_port
+
+from .helpers import Sink
 
 
 @pytest_asyncio.fixture

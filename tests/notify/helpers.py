@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from email import policy
@@ -13,13 +12,6 @@ from pathlib import Path
 
 from loanflow.mail.sink import StoredMessage, list_messages, start_sink
 from loanflow.settings import Settings
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (right now)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

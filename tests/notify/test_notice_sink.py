@@ -14,10 +14,16 @@ import aiosmtplib
 import pytest
 
 from loanflow.mail.message import build_message
-from loanflow.mail.sink import MailSink, SinkProbe, find_messages, list_messages, main, read_message
+from loanflow.mail.sink import (
+    MailSink,
+    SinkProbe,
+    find_messages,
+    list_messages,
+    main,
+    read_message,
+)
+from loanflow.ports import free_port
 from loanflow.settings import Settings
-
-from .helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -31,8 +31,9 @@ from loanflow.mail.smtp import (
     send,
 )
 from loanflow.notice_schema import SENDING, UNCONFIRMED
+from loanflow.ports import free_port
 
-from .helpers import Sink, free_port, settings_for
+from .helpers import Sink, settings_for
 
 MESSAGE = b"From: a@x.example\r\nTo: b@y.example\r\nSubject: hi\r\nMessage-ID: <m1@x>\r\n\r\nhello\r\n"
 

@@ -26,8 +26,9 @@ from activities.registry import build_activities
 from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.models import LoanState
+from loanflow.ports import free_port
 from loanflow.worker import build_worker
-from tests.support import Inbox, free_port, quiet_settings
+from tests.support import Inbox, quiet_settings
 from tests.workflows.book import application
 from tests.workflows.conftest import Desk
 

@@ -18,11 +18,12 @@ from activities.registry import build_activities
 from loanflow.db import Database
 from loanflow.devserver import DevServer
 from loanflow.mail.sink import start_sink
+from loanflow.ports import free_ports
 from loanflow.settings import PROJECT_ROOT
 from loanflow.stack import connect_when_ready
 from loanflow.worker import build_worker
 from tests.cli.support import Cli, application, open_flags
-from tests.support import free_port, quiet_settings
+from tests.support import quiet_settings
 from tests.ui.browser import Browser
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
@@ -39,7 +40,8 @@ class Stack:
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     """What `loanflow up` runs, on free ports: the dev server with its Web UI and the loan
     search attributes, the local mail sink, and the worker."""
-    server = DevServer(db_file=tmp_path / "temporal.db", port=free_port(), ui_port=free_port(),
+    server_port, ui_port = free_ports(2)
+    server = DevServer(db_file=tmp_path / "temporal.db", port=server_port, ui_port=ui_port,
                        headless=False, log_file=tmp_path / "temporal.log")
     await server.start()
     sink = await start_sink(tmp_path / "mail", "127.0.0.1", 0)

@@ -10,15 +10,16 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest_asyncio
-from sqlalchemy import select
 from aiosmtpd.controller import Controller
+from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import build_activities
 from loanflow.db import Database
 from loanflow.models import LoanState
+from loanflow.ports import free_port
 from loanflow.worker import build_worker
-from tests.support import Inbox, free_port, quiet_settings
+from tests.support import Inbox, quiet_settings
 from tests.workflows.book import table
 from tests.workflows.conftest import Desk
 from tests.workflows.test_lifecycle import active_loan, wait_state
