@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     market_task_queue: str | None = Field(
         None, validation_alias=_env("LOANFLOW_MARKET_TASK_QUEUE"), min_length=1)
     var_dir: Path = Field(DEFAULT_VAR_DIR, validation_alias=_env("LOANFLOW_VAR_DIR"))
+    # How long the CLI waits for a worker to answer a query or an update. Nobody answers when
+    # no worker polls the loan's task queue, and Temporal would keep the call waiting.
+    cli_answer_seconds: float = Field(
+        20, validation_alias=_env("LOANFLOW_CLI_ANSWER_SECONDS"), gt=0)
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
 
     smtp_host: str = Field("127.0.0.1", validation_alias=_env("SMTP_HOST"))

@@ -15,6 +15,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -22,13 +23,10 @@ from loanflow import search_attributes as sa
 from loanflow.cli.errors import CliError
 from loanflow.cli.ids import loan_id_of, workflow_id
 from loanflow.models import LoanStatus
+from loanflow.settings import get_settings
 from loanflow.temporal_client import connect, connect_config
 
 T = TypeVar("T")
-
-# How long a worker has to answer a query or an update. Nobody answers when no worker polls
-# the loan's task queue, and Temporal would then keep the call waiting.
-ANSWER_SECONDS = 20.0
 
 
 def unreachable(address: str) -> str:
@@ -79,8 +77,9 @@ class Loan:
 
     async def answer(self, call: Awaitable[T]) -> T:
         try:
-            return await asyncio.wait_for(call, ANSWER_SECONDS)
-        except TimeoutError:
+            return await asyncio.wait_for(call, get_settings().cli_answer_seconds)
+        # An update cancelled by the timeout surfaces as the SDK's own error, not TimeoutError.
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
             raise CliError(await self.no_answer()) from None
 
     @asynccontextmanager
@@ -122,10 +121,13 @@ class Loan:
             queue = (await self.handle.describe()).task_queue
         except RPCError:
             queue = "?"
-        return (f"no worker answered for loan {self.loan_id} within {ANSWER_SECONDS:.0f} s: start "
-                f"one for task queue '{queue}' with `loanflow worker` (or `loanflow up`); an "
-                f"update sent now is applied once a worker runs (check `loanflow status "
-                f"{self.loan_id}`)")
+        waited = get_settings().cli_answer_seconds
+        # Honest about an update: the server holds it for the next worker, but only in memory;
+        # the operator should look before sending it again.
+        return (f"no worker answered for loan {self.loan_id} within {waited:g} s: start one "
+                f"for task queue '{queue}' with `loanflow worker` (or `loanflow up`); an update "
+                f"sent now may still be applied when a worker runs: check `loanflow status "
+                f"{self.loan_id}` before sending it again")
 
 
 def refusal(err: WorkflowUpdateFailedError) -> str:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from loanflow.db import Database
+from loanflow.ports import free_port
 from loanflow.schema import LedgerEntry, LedgerLineRow
 from tests.cli.conftest import Desk
 from tests.cli.support import Cli, application, open_flags
-from tests.support import free_port
 
 
 async def test_an_unknown_loan(desk: Desk) -> None:
@@ -45,6 +45,19 @@ async def test_the_server_unreachable(cli: Cli) -> None:
     for command in (["status", "L1"], ["list"], ["repay", "L1", "5.00", "--reference", "w"],
                     ["price", "BTC", "50000"]):
         assert await cli.error(*command, TEMPORAL_ADDRESS=address) == expected
+
+
+async def test_no_worker_polls_the_loans_queue(cli: Cli) -> None:
+    """The loan exists but nothing polls its queue: a query and an update each give up after
+    LOANFLOW_CLI_ANSWER_SECONDS with the queue to start a worker for, not a hang."""
+    loan, queue = f"NW-{cli.env['LOANFLOW_TASK_QUEUE'][-8:]}", cli.env["LOANFLOW_TASK_QUEUE"]
+    await cli.ok(*open_flags(application(loan)))
+    expected = (f"no worker answered for loan {loan} within 1.5 s: start one for task queue "
+                f"'{queue}' with `loanflow worker` (or `loanflow up`)")
+    for command in (["status", loan], ["repay", loan, "5.00", "--reference", "w-1"]):
+        message = await cli.error(*command, LOANFLOW_CLI_ANSWER_SECONDS="1.5")
+        assert message.startswith(expected), message
+        assert message.endswith(f"check `loanflow status {loan}` before sending it again")
 
 
 @pytest.mark.parametrize(("command", "message"), [
