@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the worker's concurrent workflow tasks")
     parser.add_argument("--worker-processes", type=int, default=2,
                         help="worker processes (each: every workflow and activity)")
+    parser.add_argument("--monitor-queue", choices=("own", "loans"), default="own",
+                        help="the monitor on its own task queue (production), or sharing the "
+                             "loans queue (as before; for comparison)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--no-progress", action="store_true")
@@ -88,6 +91,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                    "max_concurrent_activities": tuning.max_concurrent_activities,
                    "max_concurrent_workflow_tasks": tuning.max_concurrent_workflow_tasks,
                    "worker_processes": tuning.worker_processes,
+                   "monitor_queue": args.monitor_queue,
                    "database": args.database},
         "started_at": datetime.now(timezone.utc).isoformat(),
         "load_before": load(),
@@ -113,7 +117,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 async def desk_phases(stack: Stack, args: argparse.Namespace, bar: Bar,
                       results: dict[str, Any]) -> None:
-    monitor = await Monitor.start(stack.client, stack.settings.task_queue, args.concurrency)
+    queue = stack.settings.market_queue if args.monitor_queue == "own" else stack.settings.task_queue
+    monitor = await Monitor.start(stack.client, queue, args.concurrency)
     results["seed"] = await seed(stack, monitor, args, bar)
 
     bar.add("baseline started", args.loans)
@@ -218,6 +223,11 @@ def print_figures(results: dict[str, Any]) -> None:
             f"[bold]{c['ratio_to_baseline']}[/]; per loan {c['per_loan']}; exactly one each: "
             f"{c['exactly_one_notice_per_affected_loan']}; liquidations {c['liquidations']}/"
             f"{c['expected_liquidations']}; delivery failures {c['notice_delivery_failures']}")
+    g = results["crash_25_ticks"]
+    console.print(f"25 ticks meant {g['tick_spacing_seconds']} s apart came "
+                  f"{g['actual_tick_spacing_seconds']} s apart; a tick answered in "
+                  f"{g['tick_answered_seconds']} s (monitor queue: "
+                  f"{results['config']['monitor_queue']})")
     console.print(f"failed workflows: {results['failed_workflows']}; slow workflow tasks (> 5 s): "
                   f"{results['log']['slow_workflow_tasks']}; failed activity attempts (retried): "
                   f"{results['log']['failed_activity_attempts']}; load {results['load_before']} -> "
@@ -245,6 +255,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
         parts.append(f"--concurrency {args.concurrency}")
     if args.worker_processes != 2:
         parts.append(f"--worker-processes {args.worker_processes}")
+    if args.monitor_queue != "own":
+        parts.append(f"--monitor-queue {args.monitor_queue}")
     return parts
 
 

@@ -4,6 +4,7 @@ from the tick to the last margin-call notice stored, plus the tick that crosses 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -130,9 +131,11 @@ async def gradual_crash(db: Database, monitor: Monitor, start: Decimal, prefix: 
     since = utcnow()
     tick_times: list[float] = []
     tick_ids: list[int] = []
+    answered: list[float] = []  # each tick's update, sent to answered: how long a price waits
     for price in prices:
         tick_times.append(time.time())
         summary = await monitor.tick("BTC", price)
+        answered.append(time.time() - tick_times[-1])
         tick_ids.append(summary.ticks[0].tick_id)
         pause = tick_times[-1] + spacing - time.time()
         if pause > 0:
@@ -147,6 +150,10 @@ async def gradual_crash(db: Database, monitor: Monitor, start: Decimal, prefix: 
     result.extra["seconds_after_last_tick"] = round(
         max(tick_times[0] + result.seconds - tick_times[-1], 0.0), 3)
     result.extra["tick_spacing_seconds"] = spacing
+    result.extra["actual_tick_spacing_seconds"] = round(
+        (tick_times[-1] - tick_times[0]) / (len(tick_times) - 1), 3)
+    result.extra["tick_answered_seconds"] = {
+        "p50": round(statistics.median(answered), 3), "max": round(max(answered), 3)}
     progress.add("25 x 1%: liquidations", expected_liquidations)
     await wait_for_notices(db, "liquidation_executed", since, expected_liquidations, progress,
                            "25 x 1%: liquidations", timeout)

@@ -31,9 +31,10 @@ class Monitor:
 
     @classmethod
     async def start(cls, client: Client, task_queue: str, concurrency: int,
-                    memo: dict[str, Any] | None = None) -> Monitor:
+                    memo: dict[str, Any] | None = None,
+                    workflow_id: str = LIVE_MONITOR_ID) -> Monitor:
         spec = MonitorInput(fan_out_concurrency=concurrency)
-        handle = await client.start_workflow("MarketMonitor", spec, id=LIVE_MONITOR_ID,
+        handle = await client.start_workflow("MarketMonitor", spec, id=workflow_id,
                                              task_queue=task_queue, memo=memo)
         return cls(handle)
 

@@ -38,3 +38,18 @@ def test_crash_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert results["failed_workflows"] == 0
     quiet = results["quiet_month"]
     assert quiet["loans"] == 3 and quiet["ticks"] == 24 and quiet["tasks_per_loan_day"] > 0
+    assert gradual["actual_tick_spacing_seconds"] > 0 and gradual["tick_answered_seconds"]["max"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_queue_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    """Both monitors answer ticks, on the calm desk and through a (tiny) flood of loans."""
+    command = [sys.executable, "-m", "bench.queues", "--loans", "5", "--calm-seconds", "1",
+               "--seconds", "3", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "queues.json").read_text())
+    for phase in ("calm", "flood"):
+        for queue in ("own", "shared"):
+            assert results[phase][queue]["ticks"] >= 1, results[phase]
+    assert results["ratio_loans_queue_to_own_queue"]["p50"] > 0
