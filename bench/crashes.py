@@ -4,7 +4,6 @@ from the tick to the last margin-call notice stored, plus the tick that crosses 
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from bench.market import (
     wait_for_notices,
     wait_until_quiet,
 )
+from bench.report import spread
 from loanflow.db import Database
 
 
@@ -152,8 +152,7 @@ async def gradual_crash(db: Database, monitor: Monitor, start: Decimal, prefix: 
     result.extra["tick_spacing_seconds"] = spacing
     result.extra["actual_tick_spacing_seconds"] = round(
         (tick_times[-1] - tick_times[0]) / (len(tick_times) - 1), 3)
-    result.extra["tick_answered_seconds"] = {
-        "p50": round(statistics.median(answered), 3), "max": round(max(answered), 3)}
+    result.extra["tick_answered_seconds"] = spread(answered)
     progress.add("25 x 1%: liquidations", expected_liquidations)
     await wait_for_notices(db, "liquidation_executed", since, expected_liquidations, progress,
                            "25 x 1%: liquidations", timeout)

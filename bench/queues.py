@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 from bench.book import SEED_PRICES, plan_book, start_loans
 from bench.market import Monitor
-from bench.report import Bar, machine, quiet_logs
+from bench.report import Bar, machine, quiet_logs, spread
 from bench.stack import Tuning, bench_stack
 from loanflow.worker import build_worker
 
@@ -50,8 +49,7 @@ async def both(own: Monitor, shared: Monitor, seconds: float) -> dict[str, list[
 
 
 def summary(times: list[float]) -> dict[str, float]:
-    return {"ticks": len(times), "p50": round(statistics.median(times), 3),
-            "max": round(max(times), 3)}
+    return {"ticks": len(times), **spread(times)}
 
 
 async def measure(args: argparse.Namespace, bar: Bar) -> dict[str, Any]:
@@ -70,15 +68,15 @@ async def measure(args: argparse.Namespace, bar: Bar) -> dict[str, Any]:
                                                     100, bar))
             busy = await both(own, shared, args.seconds)
             await flood
+    during = {k: summary(v) for k, v in busy.items()}
     return {
         "command": f"python -m bench.queues --loans {args.loans} --seconds {args.seconds:g}",
         "machine": machine(),
         "calm": {k: summary(v) for k, v in calm.items()},
-        "flood": {k: summary(v) for k, v in busy.items()},
+        "flood": during,
         "flood_loans": args.loans,
         "ratio_loans_queue_to_own_queue": {
-            "p50": round(statistics.median(busy["shared"]) / statistics.median(busy["own"]), 2),
-            "max": round(max(busy["shared"]) / max(busy["own"]), 2)},
+            q: round(during["shared"][q] / during["own"][q], 2) for q in ("p50", "max")},
         "tick_seconds": busy,
     }
 
