@@ -74,6 +74,14 @@ CENT = D("0.01")
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "prices"
+# The crash windows of issue 9, one USD venue per asset (the data README's primary set).
+WINDOWS = {
+    "ftx": {"BTC": DATA / "btc-usd_2022-11_bitstamp_1h.csv",
+            "ETH": DATA / "eth-usd_2022-11_bitfinex_1h.csv"},
+    "terra": {"BTC": DATA / "btc-usd_2022-05-06_bitstamp_1h.csv",
+              "ETH": DATA / "eth-usd_2022-05-06_bitstamp_1h.csv"},
+}
+BUCKETS = ("0.40", "0.50", "0.60", "0.65")
 UNITS = {"BTC": D("1e-8"), "ETH": D("1e-18")}  # DESIGN: BTC to 8 places, ETH to 18
 PRECISION = 60
 
@@ -266,6 +274,8 @@ class _Sim:
     deadline: datetime | None = None
     pending: int | None = None  # the observation that first showed LTV >= liquidation
     bad_debt: Decimal = D(0)
+    replay_sales: Sequence[tuple[Decimal, Decimal]] = ()
+    sales: int = 0
 
     @property
     def over(self) -> bool:
@@ -355,7 +365,18 @@ class _Sim:
         assert after <= policy.target, f"model sized a sale that leaves LTV {after}"
         self.events.append(ModelEvent(at, "liquidation", ltv, price, quantity, after,
                                       causes[0], tuple(causes)))
+        self._follow_reported_sale(books, quantity, price)
         self.warned = False  # LTV is at target: the episode ends
+
+    def _follow_reported_sale(self, books: _Books, quantity: Decimal, price: Decimal) -> None:
+        """Continue from the collateral and LTV the system under test reported for this sale
+        (its fill is not the model's reference-price fill); the model's own sizing stays in
+        the event."""
+        if self.sales < len(self.replay_sales):
+            sold, ltv_after = self.replay_sales[self.sales]
+            books.collateral += quantity - sold
+            books.principal = up(ltv_after * down(books.collateral * price))
+        self.sales += 1
 
     def _sell_everything(self, at: datetime, price: Decimal, ltv: Decimal, fill_price: Decimal,
                          causes: list[str]) -> None:
@@ -386,12 +407,17 @@ class _Sim:
 
 
 def simulate(loan: Loan, prices: Sequence[Price], policy: Policy = Policy(),
-             assume: Assumptions = Assumptions()) -> ModelResult:
-    """Walk the price path observation by observation, with the loan's timers in between."""
+             assume: Assumptions = Assumptions(),
+             replay_sales: Sequence[tuple[Decimal, Decimal]] = ()) -> ModelResult:
+    """Walk the price path observation by observation, with the loan's timers in between.
+
+    `replay_sales`: (quantity sold, LTV after) of the system under test's partial sales, in
+    order; after its k-th sale the model goes on from those, so a fill that differs from the
+    model's (checked on its own: the band) does not shift every later event."""
     with localcontext() as ctx:
         ctx.prec = PRECISION
         books = _Books(loan, loan.principal, loan.accrued_interest, loan.collateral)
-        sim = _Sim(loan, policy, assume, books)
+        sim = _Sim(loan, policy, assume, books, replay_sales=replay_sales)
         for i, (at, price) in enumerate(prices):
             if at < loan.originated_at:
                 continue
@@ -405,6 +431,17 @@ def simulate(loan: Loan, prices: Sequence[Price], policy: Policy = Policy(),
                 break
         state = sim.state
         return ModelResult(sim.events, state, books.collateral, books.debt(), sim.bad_debt)
+
+
+def acts_at(timer: datetime, times: Sequence[datetime],
+            assume: Assumptions = Assumptions()) -> datetime | None:
+    """When a loan's timer set for `timer` acts, given observations at `times` (sorted): at
+    the timer if the latest observation is fresh then, else at the next observation (None: after
+    the last one)."""
+    latest = [t for t in times if t <= timer]
+    if latest and timer - latest[-1] <= assume.staleness:
+        return timer
+    return next((t for t in times if t >= timer), None)
 
 
 # ---- a generated book, for script mode and the report table -----------------------------------

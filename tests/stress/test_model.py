@@ -14,7 +14,19 @@ from decimal import Decimal
 
 import pytest
 
-from tests.stress.model import Assumptions, Loan, ModelEvent, load_prices, simulate, summarize
+from tests.stress.checks import band_problems, call_problems, deadline_sales
+from tests.stress.model import (
+    BUCKETS,
+    WINDOWS,
+    Assumptions,
+    Loan,
+    ModelEvent,
+    acts_at,
+    book_loan,
+    load_prices,
+    simulate,
+    summarize,
+)
 
 D = Decimal
 T0 = datetime(2022, 11, 1, 0, tzinfo=timezone.utc)
@@ -206,3 +218,62 @@ def test_candles_are_observed_when_they_close(tmp_path, candle_time, first) -> N
     prices = load_prices(csv, Assumptions(candle_time=candle_time))
 
     assert prices == [(first, D(100)), (first + H, D(200))]
+
+
+def test_after_a_reported_sale_the_model_goes_on_from_what_was_reported() -> None:
+    # The system under test sold 0.70 BTC at 61,000 and reported LTV 0.495 after:
+    # 0.30 BTC left, worth 18,300, so debt 0.495 x 18,300 = 9,058.50.
+    result = simulate(btc_loan(), path([100_000, 61_000, 61_000, 61_000]),
+                      replay_sales=[(D("0.70"), D("0.495"))])
+
+    assert (result.collateral, result.debt) == (D("0.30"), D("9058.50"))
+    assert D("0.66598360") <= result.events[-1].quantity_sold <= D("0.66598450")  # the model's
+
+
+def test_a_timer_acts_at_its_time_on_a_fresh_price_else_at_the_next_observation() -> None:
+    times = [hour(0), hour(1), hour(2)]
+
+    assert acts_at(hour(1), times) == hour(1)
+    assert acts_at(hour(1) + timedelta(minutes=15), times) == hour(1) + timedelta(minutes=15)
+    assert acts_at(hour(1) + timedelta(minutes=16), times) == hour(2)
+    assert acts_at(hour(2) + timedelta(minutes=16), times) is None
+
+
+@pytest.mark.parametrize("window", sorted(WINDOWS))
+def test_the_model_keeps_the_core_rule_on_the_crash_windows(window: str) -> None:
+    """The oracle's own events obey the rule it is used to check, and the rule is not vacuous
+    there: the window has calls the market does not cure, sold at their deadline."""
+    deadline_sold = 0
+    for asset, csv in WINDOWS[window].items():
+        prices = load_prices(csv)
+        times = [at for at, _ in prices]
+        for ltv0 in BUCKETS:
+            events = simulate(book_loan(asset, D(ltv0), prices), prices).to_json()
+            assert call_problems(events, times) == [], (asset, ltv0)
+            assert band_problems(events) == [], (asset, ltv0)
+            deadline_sold += deadline_sales(events)
+    assert deadline_sold >= 2
+
+
+def _event(at: datetime, kind: str, ltv: str = "0.7", cause: str | None = None,
+           ltv_after: str | None = None) -> dict[str, object]:
+    return {"at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "kind": kind, "ltv": ltv, "price": "1",
+            "quantity_sold": None, "ltv_after": ltv_after, "cause": cause}
+
+
+def test_the_core_rule_check_catches_a_deadline_that_never_fired() -> None:
+    times = [hour(n) for n in range(24 * 40)]
+    call = _event(hour(1), "margin_call")
+    # The last round's fault: still in call long after the deadline, sold later at 85%.
+    late = [call, _event(hour(24 * 29), "liquidation", "0.85", "confirmed", "0.5")]
+    cured_late = [call, _event(hour(60), "cured", "0.59")]
+    early_low = [call, _event(hour(10), "liquidation", "0.75", "deadline", "0.5")]
+    good = [call, _event(hour(49) + timedelta(seconds=3), "liquidation", "0.72", "deadline",
+                         "0.4990")]
+
+    assert len(call_problems(late, times)) == 1
+    assert len(call_problems(cured_late, times)) == 1
+    assert len(call_problems(early_low, times)) == 1
+    assert call_problems(good, times) == [] and band_problems(good) == []
+    assert call_problems([call], times[:40]) == []  # the window ended before the deadline
+    assert len(band_problems([_event(hour(49), "liquidation", "0.72", "deadline", "0.43")])) == 1
