@@ -479,6 +479,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--staleness-minutes", type=int, default=15)
     parser.add_argument("--deadline-tie", choices=("sell", "cure"), default="sell")
     parser.add_argument("--json", action="store_true", help="events as results.json events")
+    parser.add_argument("--table", action="store_true", help="one Markdown row of counts a loan")
     return parser.parse_args(argv)
 
 
@@ -498,12 +499,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = simulate(loan, prices, assume=assume)
             key = f"{asset} {ltv0}"
             out[key] = result.to_json()
-            if not args.json:
+            if args.table:
+                _row(Path(path).name, asset, ltv0, result)
+            elif not args.json:
                 _print(key, loan, result)
     if args.json:
         json.dump(out, sys.stdout, indent=1)
         print()
     return 0
+
+
+TABLE_HEAD = ("| file | asset | LTV0 | warnings | calls | cures | sales: deadline | confirmed "
+              "| hard floor | defaults | bad debt |\n|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def _row(name: str, asset: str, ltv0: str, result: ModelResult) -> None:
+    if not getattr(_row, "headed", False):
+        print(TABLE_HEAD)
+        _row.headed = True  # type: ignore[attr-defined]
+    counts = summarize(result.events)
+    cells = [name, asset, ltv0, *(str(counts[k]) for k in counts), str(result.bad_debt)]
+    print("| " + " | ".join(cells) + " |")
 
 
 def _print(key: str, loan: Loan, result: ModelResult) -> None:
