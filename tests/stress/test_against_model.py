@@ -23,6 +23,7 @@ before a sale at the same observation. A difference is printed as both event lis
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +38,7 @@ from tests.stress.model import (
     WINDOWS,
     Loan,
     Price,
+    asset_of,
     iso,
     load_prices,
     parse_time,
@@ -47,12 +49,17 @@ D = Decimal
 RUN_SECONDS = 1800  # Terra is 61 days of hourly ticks for 8 loans on the time-skipping server
 pytestmark = pytest.mark.timeout(RUN_SECONDS + 120)
 LTV_TOLERANCE = D("0.0002")
+# A window the developers have not seen: STRESS_ORACLE_PRICES=/path/btc-usd_x.csv,/path/eth-usd_x.csv
+EXTRA = os.environ.get("STRESS_ORACLE_PRICES", "")
+if EXTRA:
+    WINDOWS = {**WINDOWS, "extra": {asset_of(f): Path(f) for f in EXTRA.split(",")}}
 
 
 def run_stress(window: str, out: Path) -> dict[str, Any]:
     files = WINDOWS[window]
-    prices = [arg for asset in ("BTC", "ETH") for arg in ("--prices", str(files[asset]))]
-    args = [LOANFLOW, "stress", *prices, "--ltv", ",".join(BUCKETS), "--assets", "BTC,ETH",
+    prices = [arg for asset in sorted(files) for arg in ("--prices", str(files[asset]))]
+    args = [LOANFLOW, "stress", *prices, "--ltv", ",".join(BUCKETS),
+            "--assets", ",".join(sorted(files)),
             "--loans-per-bucket", "1", "--seed", "1", "--out", str(out)]
     done = subprocess.run(args, capture_output=True, text=True, cwd=out.parent,
                           env=clean_environ(), timeout=RUN_SECONDS)
@@ -137,10 +144,10 @@ def label(loan: dict[str, Any]) -> str:
 
 
 def test_the_book_has_every_bucket_on_both_assets(run: tuple[str, dict[str, Any]]) -> None:
-    _, results = run
+    window, results = run
     book = sorted((loan["asset"], D(loan["ltv0"])) for loan in results["loans"])
 
-    assert book == sorted((asset, D(b)) for asset in ("BTC", "ETH") for b in BUCKETS)
+    assert book == sorted((asset, D(b)) for asset in WINDOWS[window] for b in BUCKETS)
     assert len(results["policies"]) == 1  # the default policy: what the model implements
 
 
@@ -201,6 +208,7 @@ def test_the_window_really_tests_deadlines(run: tuple[str, dict[str, Any]]) -> N
     modelled = sum(deadline_sales(model_events(loan, results, window))
                    for loan in results["loans"])
 
-    assert sold >= 1 and sold == modelled
+    assert sold == modelled
+    assert sold >= 1 or window == "extra"  # FTX and Terra both have calls the market leaves
     assert all(e["kind"] in ("warning", "margin_call", "cured", *SALES)
                for loan in results["loans"] for e in loan["events"])
