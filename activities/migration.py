@@ -4,11 +4,13 @@ through which an imported loan reads its own row (its trusted opening figures)."
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
+from activities.support import tidy
 from loanflow.db import Database
 from loanflow.effects import ActivityName, MigrationRecord, MigrationRequest
 from loanflow.imported import ImportedLoan
@@ -20,7 +22,11 @@ FIELDS = tuple(ImportedLoan.model_fields)
 
 
 def as_model(row: ImportedLoanRow) -> ImportedLoan:
-    return ImportedLoan.model_validate({name: getattr(row, name) for name in FIELDS})
+    """The stored record; amounts as written (PostgreSQL pads NUMERIC to 18 places)."""
+    values = {name: getattr(row, name) for name in FIELDS}
+    return ImportedLoan.model_validate(
+        {k: tidy(v) if isinstance(v, Decimal) else v for k, v in values.items()}
+    )
 
 
 def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
