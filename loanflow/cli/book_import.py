@@ -8,6 +8,8 @@ file again starts nothing new and says so per loan.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,8 +21,6 @@ from loanflow.cli.params import AsJson
 from loanflow.settings import get_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from loanflow.book_import import ImportPlan, ImportReport
     from loanflow.imported import ImportedLoan
     from loanflow.policy import PolicyOverrides
@@ -107,29 +107,21 @@ async def import_loans(loans: list[ImportedLoan]) -> ImportReport:
                                "the same import again to start the rest") from None
 
 
-class progress_bar:  # noqa: N801  (used as a context manager, like a function)
-    """A progress bar on stderr for a big file on a terminal; otherwise nothing."""
+@contextmanager
+def progress_bar(total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for a big file on a terminal (else nothing); yields the
+    function that moves it to the number of loans handled so far."""
+    if total < PROGRESS_FROM or not sys.stderr.isatty():
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import TimeElapsedColumn
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.bar: Any = None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if self.total < PROGRESS_FROM or not sys.stderr.isatty():
-            return lambda done: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-        from rich.progress import TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("starting loans"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=Console(stderr=True))
-        self.bar.start()
-        task = self.bar.add_task("import", total=self.total)
-        return lambda done: self.bar.update(task, completed=done)
-
-    def __exit__(self, *_: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    with Progress(TextColumn("starting loans"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task("import", total=total)
+        yield lambda done: bar.update(task, completed=done)
 
 
 def say_report(file: Path, report: ImportReport) -> None:

@@ -3,11 +3,14 @@ database: loans come in ACTIVE, a second import starts nothing, a bad file impor
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from loanflow.book_import import FIELDS
+from loanflow.cli.book_import import PROGRESS_FROM, progress_bar
 from loanflow.db import Database
 from loanflow.schema import ImportedLoanRow
 from tests.cli.conftest import Desk
@@ -71,3 +74,17 @@ async def test_a_bad_file_is_one_line_and_imports_nothing(desk: Desk, tmp_path: 
     odd = tmp_path / "book.txt"
     odd.write_text("x")
     assert await cli.error("book", "import", str(odd)) == f"{odd}: must be a .csv or .json file"
+
+
+def test_a_big_file_on_a_terminal_gets_a_progress_bar(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with progress_bar(10) as advance:  # a small file: no bar
+        advance(10)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with progress_bar(PROGRESS_FROM) as advance:
+        for done in range(1, PROGRESS_FROM + 1):
+            advance(done)
+    shown = capsys.readouterr().err
+    assert "starting loans" in shown and f"{PROGRESS_FROM}/{PROGRESS_FROM}" in shown
