@@ -19,6 +19,8 @@ comes from accounted for the days before, and counting them again would charge t
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -59,14 +61,17 @@ class Migration(LoanBase):
         problem = mismatch(record, app)
         if problem is not None:
             return f"not the imported loan {app.loan_id}: {problem}"
-        address = await effect(
-            ActivityName.OPEN_DEPOSIT_ADDRESS,
-            DepositAddressRequest(loan_id=app.loan_id, asset=record.collateral_asset),
-            DepositAddress,
-            summary="open deposit address",
+        # Independent effects, both idempotent by key: side by side, one round trip.
+        address, _ = await asyncio.gather(
+            effect(
+                ActivityName.OPEN_DEPOSIT_ADDRESS,
+                DepositAddressRequest(loan_id=app.loan_id, asset=record.collateral_asset),
+                DepositAddress,
+                summary="open deposit address",
+            ),
+            self.post("import", f"opening balances migrated from {iso(record.originated_at)}",
+                      opening_lines(record)),
         )
-        await self.post("import", f"opening balances migrated from {iso(record.originated_at)}",
-                        opening_lines(record))
         self.take_over(record, address.address)
         # The loop's next step after this one is servicing.
         self.f.step = STEPS.index("serve") - 1
