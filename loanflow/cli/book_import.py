@@ -126,7 +126,7 @@ def progress_bar(total: int) -> Iterator[Callable[[int], None]]:
 
 def say_report(file: Path, report: ImportReport) -> None:
     for loan_id in report.started:
-        show(f"started {loan_id}: ACTIVE from its migration record")
+        show(f"started {loan_id}: opens ACTIVE from its migration record")
     for loan_id in report.already_present:
         show(f"already present {loan_id}: imported before, nothing done")
     show(f"{file}: {len(report.started) + len(report.already_present)} loan(s): "
@@ -137,6 +137,7 @@ def say_plan(file: Path, plan: ImportPlan) -> None:
     for loan_id in plan.new:
         show(f"would import {loan_id}")
     for loan_id in plan.stored:
-        show(f"already imported {loan_id}: would start it only if it is not running")
+        show(f"already imported {loan_id}: nothing to store (its loan is started only if it "
+             "never was)")
     show(f"{file}: valid; {len(plan.new)} loan(s) to import, {len(plan.stored)} imported "
          "before (dry run: nothing stored or started)")
