@@ -3,6 +3,7 @@ database: loans come in ACTIVE, a second import starts nothing, a bad file impor
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from loanflow.cli.book_import import PROGRESS_FROM, progress_bar
 from loanflow.db import Database
 from loanflow.schema import ImportedLoanRow
 from tests.cli.conftest import Desk
+from tests.cli.support import Cli, application
 
 ROWS = [
     # loan, asset, collateral, principal, accrued interest
@@ -88,3 +90,9 @@ def test_a_big_file_on_a_terminal_gets_a_progress_bar(
             advance(done)
     shown = capsys.readouterr().err
     assert "starting loans" in shown and f"{PROGRESS_FROM}/{PROGRESS_FROM}" in shown
+
+
+async def test_open_refuses_an_imported_origin(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "app.json"
+    path.write_text(json.dumps(application("L-ORIGIN", origin="import")))
+    assert "loanflow book import FILE" in await cli.error("open", "--file", str(path))
