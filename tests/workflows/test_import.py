@@ -16,6 +16,7 @@ from loanflow import ledger
 from loanflow.book_import import BookError, ImportReport, import_book
 from loanflow.imported import ImportedLoan
 from loanflow.models import LoanState
+from loanflow.money import usd_up
 from loanflow.risk import daily_interest
 from loanflow.schema import ImportedLoanRow, Loan, utcnow
 from tests.workflows.book import (
@@ -109,7 +110,7 @@ async def test_an_imported_loan_is_active_with_its_balances(desk: Desk, ids: Ids
     await desk.env.sleep(timedelta(days=30))
     later = await desk.status(handle)
     expected = Decimal("1972.60") + 30 * daily_interest(Decimal("60000.00"), Decimal("0.12"))
-    assert later.interest_usd == expected.quantize(Decimal("0.01"), rounding="ROUND_CEILING")
+    assert later.interest_usd == usd_up(expected)
 
 
 async def test_loans_above_the_margin_call_level_follow_the_rules_on_their_first_price(
@@ -196,7 +197,8 @@ async def test_a_start_by_hand_cannot_invent_or_hijack_an_imported_loan(desk: De
     assert await count(desk.db, "ledger_entries", ids("HAND1")) == 0
 
     # A record exists, but the start names another borrower (whose address would get the
-    # notices): rejected, and the record's own import still finds the id taken.
+    # notices): rejected. The id is taken for good (loan ids are never reused): importing the
+    # record afterwards reports the loan already present and starts nothing.
     await import_records(desk, [migrated(ids("HAND2"), now)])
     app = migrated(ids("HAND2"), now).application()
     hijack = app.model_copy(update={"borrower": app.borrower.model_copy(
@@ -205,6 +207,8 @@ async def test_a_start_by_hand_cannot_invent_or_hijack_an_imported_loan(desk: De
     assert result.state == LoanState.REJECTED
     assert "borrower: differs from the migration record" in (result.reason or "")
     assert await count(desk.db, "ledger_entries", ids("HAND2")) == 0
+    report = await run_import(desk, [migrated(ids("HAND2"), now)])
+    assert report == ImportReport(started=[], already_present=[ids("HAND2")])
 
 
 async def import_records(desk: Desk, loans: list[ImportedLoan]) -> None:
