@@ -106,8 +106,9 @@ async def test_an_imported_loan_is_active_with_its_balances(desk: Desk, ids: Ids
     assert row is not None and row.state == "ACTIVE" and row.debt_usd == Decimal("61972.60")
     assert row.margin_call_price is not None  # the market monitor can find it
 
-    # Interest accrues from the import on, on top of what was accrued before.
-    await desk.env.sleep(timedelta(days=30))
+    # Interest accrues from the import on, on top of what was accrued before. (A query sees the
+    # loan as of its last wake-up, its daily revaluation: half a day's margin either way.)
+    await desk.env.sleep(timedelta(days=30, hours=12))
     later = await desk.status(handle)
     expected = Decimal("1972.60") + 30 * daily_interest(Decimal("60000.00"), Decimal("0.12"))
     assert later.interest_usd == usd_up(expected)
