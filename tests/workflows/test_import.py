@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from activities.ledger import account_balances
+from activities.pricing import store_observation
 from loanflow import ledger
 from loanflow.book_import import BookError, ImportReport, import_book
 from loanflow.imported import ImportedLoan
@@ -67,8 +68,12 @@ async def run_import(desk: Desk, loans: list[ImportedLoan]) -> ImportReport:
                                memo={"search_attributes": False}, on_progress=progress.append)
     assert progress == list(range(1, len(loans) + 1))
     for loan_id in report.started:
-        desk.handles.append(desk.client.get_workflow_handle(f"loan-{loan_id}"))
+        desk.handles.append(handle_of(desk, loan_id))
     return report
+
+
+def handle_of(desk: Desk, loan_id: str) -> Any:
+    return desk.client.get_workflow_handle(f"loan-{loan_id}")
 
 
 async def stored_records(desk: Desk) -> int:
@@ -81,7 +86,7 @@ async def test_an_imported_loan_is_active_with_its_balances(desk: Desk, ids: Ids
     loan = migrated(ids("IMP1"), now)
     report = await run_import(desk, [loan])
     assert report == ImportReport(started=[ids("IMP1")], already_present=[])
-    handle = desk.client.get_workflow_handle(f"loan-{ids('IMP1')}")
+    handle = handle_of(desk, ids("IMP1"))
     status = await wait_state(desk, handle, LoanState.ACTIVE)
     status = await desk.settle(handle)
     assert (status.principal_usd, status.interest_usd) == (Decimal("60000.00"), Decimal("1972.60"))
@@ -124,18 +129,18 @@ async def test_loans_above_the_margin_call_level_follow_the_rules_on_their_first
                      accrued_interest_usd=Decimal("0"), collateral_amount=Decimal("1"))
     await run_import(desk, [call, floor])
     for loan_id in (ids("IMP75"), ids("IMP95")):
-        handle = desk.client.get_workflow_handle(f"loan-{loan_id}")
+        handle = handle_of(desk, loan_id)
         assert (await wait_state(desk, handle, LoanState.ACTIVE)).ltv is None
         # The first fresh price: 75% is a margin call, 95% is past the hard floor (90%).
         await desk.price(handle, "BTC", "100000")
-    handle = desk.client.get_workflow_handle(f"loan-{ids('IMP75')}")
+    handle = handle_of(desk, ids("IMP75"))
     status = await wait_state(desk, handle, LoanState.MARGIN_CALL)
     assert status.ltv == Decimal("0.75") and status.cure_deadline is not None
     assert status.cure_deadline - await desk.now() <= timedelta(hours=48)
     await desk.settle(handle)
     assert await notices(desk.db, ids("IMP75"), "margin_call") == ["margin_call"]
 
-    handle = desk.client.get_workflow_handle(f"loan-{ids('IMP95')}")
+    handle = handle_of(desk, ids("IMP95"))
     for _ in range(100):
         if await count(desk.db, "exchange_orders", ids("IMP95")):
             break
@@ -146,6 +151,18 @@ async def test_loans_above_the_margin_call_level_follow_the_rules_on_their_first
     await assert_books_agree(desk.db, sold)
 
 
+async def test_a_stored_market_price_is_acted_on_at_once(desk: Desk, ids: Ids) -> None:
+    """The market monitor stored a fresh price before the import: the loan's first look at
+    the market (its first revaluation) finds it, no signal needed."""
+    now = await desk.now()
+    await store_observation(desk.db, "BTC", Decimal("100000"), now)
+    await run_import(desk, [migrated(ids("IMPS"), now, principal_usd=Decimal("72000.00"),
+                                     accrued_interest_usd=Decimal("0"),
+                                     collateral_amount=Decimal("1"))])
+    status = await wait_state(desk, handle_of(desk, ids("IMPS")), LoanState.MARGIN_CALL)
+    assert status.ltv == Decimal("0.72")
+
+
 async def test_importing_twice_starts_nothing_new(desk: Desk, ids: Ids) -> None:
     now = await desk.now()
     book = [migrated(ids("IMPA"), now), migrated(ids("IMPB"), now, collateral_asset="ETH",
@@ -154,7 +171,7 @@ async def test_importing_twice_starts_nothing_new(desk: Desk, ids: Ids) -> None:
     again = await run_import(desk, [b.model_copy() for b in book])
     assert again == ImportReport(started=[], already_present=[ids("IMPA"), ids("IMPB")])
     for loan_id in (ids("IMPA"), ids("IMPB")):
-        handle = desk.client.get_workflow_handle(f"loan-{loan_id}")
+        handle = handle_of(desk, loan_id)
         await wait_state(desk, handle, LoanState.ACTIVE)
         status = await desk.settle(handle)
         await assert_books_agree(desk.db, status)
