@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from loanflow.imported import ImportedLoan
 from loanflow.models import Borrower, PriceUpdate
 
 
@@ -28,6 +29,7 @@ class ActivityName:
     POST_LEDGER = "post_ledger"
     RECORD_NOTICE = "record_notice"
     RECORD_LOAN = "record_loan"
+    IMPORTED_LOAN = "imported_loan"
 
 
 def effect_key(loan_id: str, step: str, seq: int | str | None = None) -> str:
@@ -222,3 +224,16 @@ class LoanSnapshot(BaseModel):
 class LoanRecord(BaseModel):
     snapshot: LoanSnapshot
     audit: list[AuditEntry] = Field(default_factory=list)
+
+
+# --- migrated loans -----------------------------------------------------------------------------
+
+
+class MigrationRequest(BaseModel):
+    loan_id: str
+
+
+class MigrationRecord(BaseModel):
+    """The loan's row of `imported_loans` (written by `loanflow book import`), or None."""
+
+    loan: ImportedLoan | None = None

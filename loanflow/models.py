@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -59,6 +59,10 @@ class LoanApplication(BaseModel):
     history_limit: int | None = None
     # Set by the workflow itself when it continues as new; never send it.
     resume: dict[str, Any] | None = None
+    # "import": a loan migrated from another system by `loanflow book import`. The loan takes
+    # its figures from its migration record in the database (never from this input) and
+    # starts ACTIVE; without a record it rejects itself. None: normal onboarding.
+    origin: Literal["import"] | None = None
 
 
 class ApplicationProblem(ValueError):
@@ -231,6 +235,7 @@ class LoanStatus(BaseModel):
     maturity: datetime | None
     shortfall_usd: Decimal
     reason: str | None
-    # "screening", "manual_review" (waiting for a `kyc_decision`), "approved" or "rejected"
+    # "screening", "manual_review" (waiting for a `kyc_decision`), "approved", "rejected", or
+    # "migrated" (an imported loan: screened by the system it came from)
     kyc_status: str
     trigger_prices: dict[str, Decimal | None]

@@ -301,3 +301,29 @@ class MarketTick(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_market_ticks_asset_at", "asset", "at"),)
+
+
+# --- migrated loans -----------------------------------------------------------------------------
+
+
+class ImportedLoanRow(Base):
+    """A loan migrated from another system, as `loanflow book import` validated it: the trusted
+    source of its opening figures. The loan's workflow reads its row once, when it starts, and
+    books exactly these (its start input only names the loan). Written once per loan id; an
+    import of the same loan with other figures is refused."""
+
+    __tablename__ = "imported_loans"
+
+    loan_id: Mapped[str] = mapped_column(LOAN_ID, primary_key=True)
+    borrower_id: Mapped[str] = mapped_column(String(128))
+    borrower_name: Mapped[str] = mapped_column(String(200))
+    borrower_email: Mapped[str] = mapped_column(String(254))
+    borrower_country: Mapped[str] = mapped_column(String(2))
+    collateral_asset: Mapped[str] = mapped_column(String(8))
+    collateral_amount: Mapped[Decimal]
+    principal_usd: Mapped[Decimal]
+    accrued_interest_usd: Mapped[Decimal]
+    annual_rate: Mapped[Decimal]
+    originated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    maturity_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    imported_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

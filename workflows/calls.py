@@ -60,13 +60,16 @@ async def effect(
 # Temporal's continue-as-new suggestion and halves the server work per loan in a crash.
 
 
-async def read(name: str, request: BaseModel, result_type: type[R], *, summary: str) -> R:
+async def read(name: str, request: BaseModel, result_type: type[R], *, summary: str,
+               retry: RetryPolicy = READ_RETRY) -> R:
+    """A read of our own database. `retry=EFFECT_RETRY` for a read the loan cannot go on
+    without (giving up would fail the loan)."""
     return await workflow.execute_local_activity(
         name,
         request,
         result_type=result_type,
         start_to_close_timeout=timedelta(seconds=20),
-        retry_policy=READ_RETRY,
+        retry_policy=retry,
         summary=summary,
     )
 

@@ -1,5 +1,6 @@
 """`loanflow book`: the desk's view of the whole book, for people (tables and an LTV
-histogram drawn in text) or scripts (JSON)."""
+histogram drawn in text) or scripts (JSON); `loanflow book import FILE` migrates loans from
+another system (`loanflow.book_import`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from loanflow.cli.book_import import import_file
 from loanflow.cli.errors import run
 from loanflow.cli.output import print_json, ratio, show, table, time_left, units, usd, when
 from loanflow.cli.params import AsJson
@@ -20,14 +22,20 @@ if TYPE_CHECKING:
     from loanflow.book import Book, Bucket
 
 commands = typer.Typer()
+# `loanflow book` shows the book; its sub-commands (`import`) work on it.
+book_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+commands.add_typer(book_app, name="book", rich_help_panel="Desk")
+book_app.command("import")(import_file)
 BAR_WIDTH = 40
 
 
-@commands.command(rich_help_panel="Desk")
-def book(as_json: AsJson = False) -> None:
+@book_app.callback()
+def book(ctx: typer.Context, as_json: AsJson = False) -> None:
     """The whole book at a glance: loans and debt by state, collateral by asset and its value,
     the LTV distribution, and the margin calls by deadline with their cure amounts (LTVs and
-    cures at the latest stored price)."""
+    cures at the latest stored price). `loanflow book import FILE` migrates loans in."""
+    if ctx.invoked_subcommand is not None:
+        return
 
     from loanflow.book import load_book
     from loanflow.cli.database import database

@@ -154,6 +154,13 @@ def sample_data(kind: str, loan: SampleLoan | None = None) -> dict[str, str]:
                 "collateral_amount": text(amount), "price": text(open_price),
                 "ltv": text(risk.ltv(loan.principal, amount, open_price)),  # type: ignore[arg-type]
                 "maturity": iso(loan.maturity), "annual_rate": text(loan.annual_rate)}
+    if kind == "loan_migrated":
+        interest = usd_up(loan.balances(40).interest)
+        return {"principal_usd": text(loan.principal), "interest_usd": text(interest),
+                "debt_usd": text(loan.principal + interest), "collateral_asset": asset,
+                "collateral_amount": text(amount), "annual_rate": text(loan.annual_rate),
+                "originated_at": iso(loan.disbursed_at), "maturity": iso(loan.maturity),
+                "address": DEPOSIT_ADDRESS}
     if kind == "ltv_warning":
         price, debt = Decimal("37500.00"), loan.debt_on(30)
         return {"ltv": text(risk.ltv(debt, amount, price)),  # type: ignore[arg-type]

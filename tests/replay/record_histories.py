@@ -1,6 +1,6 @@
 """Record the event histories the replay test checks every change against.
 
-    .venv/bin/python -m tests.replay.record_histories
+    .venv/bin/python -m tests.replay.record_histories [SCENARIO ...]   # default: all
 
 Runs a few representative loans on the time-skipping test server with the real activities
 (SQLite in a temp dir, a real SMTP sink) and saves each finished loan's history as JSON in
@@ -11,9 +11,11 @@ the point of these files is that running loans were started by the *old* code.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +87,40 @@ async def continued(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def imported(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """A migrated loan at 75% LTV: margin call on its first price, cured, repaid."""
+    from loanflow.book_import import store_book
+    from loanflow.imported import ImportedLoan
+
+    now = await desk.now()
+    loan = ImportedLoan(
+        loan_id="HIST-IMPORT", borrower_id="B-100", borrower_name="Ada Lovelace",
+        borrower_email="ada@example.com", borrower_country="GB", collateral_asset="BTC",
+        collateral_amount=Decimal("1"), principal_usd=Decimal("74000.00"),
+        accrued_interest_usd=Decimal("1000.00"), annual_rate=Decimal("0.12"),
+        originated_at=now - timedelta(days=30), maturity_at=now + timedelta(days=335),
+    )
+    await store_book(desk.db, [loan])
+    handle = await desk.open(loan.application())
+    await until(desk, handle, LoanState.ACTIVE)
+    await desk.price(handle, "BTC", "100000")
+    await until(desk, handle, LoanState.MARGIN_CALL)
+    cure = (await desk.status(handle)).cure_repay_usd
+    await handle.execute_update("repay", {"amount_usd": str(cure), "reference": "cure"})
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "rest"})
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
     "continue_as_new_first_run": continued,
+    "imported": imported,
 }
 
 
-async def record() -> None:
+async def record(names: list[str]) -> None:
     HISTORIES.mkdir(exist_ok=True)
     inbox, port = Inbox(), free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=port)
@@ -108,8 +136,8 @@ async def record() -> None:
                               activities=build_activities(db, settings))
         async with worker:
             desk = Desk(env, db, "replay")
-            for name, scenario in SCENARIOS.items():
-                handle = await scenario(desk)
+            for name in names:
+                handle = await SCENARIOS[name](desk)
                 await desk.settle(handle)
                 history = await env.client.get_workflow_handle(
                     handle.id, run_id=handle.first_execution_run_id
@@ -123,4 +151,8 @@ async def record() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    chosen = sys.argv[1:] or list(SCENARIOS)
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown:
+        sys.exit(f"unknown scenario(s) {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
+    asyncio.run(record(chosen))
