@@ -49,6 +49,7 @@ from typing import Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.store import find_borrower
 from loanflow.db import Database
 from loanflow.effects import ActivityName, Notice, NoticeReceipt
 from loanflow.mail import outbox
@@ -140,6 +141,7 @@ class NotifyActivities:
                     existing.kind,
                 )
             return False
+        notice = await self.addressed(notice)
         rendered, error = None, None
         try:
             rendered = render_notice(notice, self.settings)
@@ -154,6 +156,18 @@ class NotifyActivities:
             message_id=message_id_for(notice.key, self.settings.mail_from),
             now=self.clock(),
         )
+
+    async def addressed(self, notice: Notice) -> Notice:
+        """The notice with the borrower's contact details, read by borrower id (a notice from
+        a loan in flight since before borrower ids may still carry them itself)."""
+        if notice.borrower is not None:
+            return notice
+        contact = await find_borrower(self.db, notice.borrower_id)
+        if contact is None:
+            # The loan's first read-model write records them; it may land a moment later.
+            raise _deferred(f"no contact details recorded yet for borrower {notice.borrower_id} "
+                            f"(loan {notice.loan_id})")
+        return notice.model_copy(update={"borrower": contact})
 
     # --- operations ------------------------------------------------------------------------
 
