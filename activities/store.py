@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,7 +95,10 @@ async def upsert_borrower(session: AsyncSession, snapshot: LoanSnapshot) -> None
     borrower = (snapshot.application or {}).get("borrower")
     if not isinstance(borrower, dict):
         return
-    contact = Borrower.model_validate(borrower)
+    try:
+        contact = Borrower.model_validate(borrower)
+    except ValidationError:
+        return  # the loan refuses such an application; its read-model write must not fail
     values = {"borrower_id": contact.id, "name": contact.name, "email": contact.email,
               "country": contact.country, "timezone": contact.timezone,
               "loan_id": snapshot.loan_id, "updated_at": utcnow()}

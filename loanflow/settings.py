@@ -23,7 +23,9 @@ def _env(name: str) -> AliasChoices:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # Errors never echo a value: a key, a password or a URL with credentials stays out of logs.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True,
+                                      hide_input_in_errors=True)
 
     task_queue: str = Field("loans", validation_alias=_env("LOANFLOW_TASK_QUEUE"), min_length=1)
     market_task_queue: str | None = Field(
