@@ -22,7 +22,6 @@ Reading:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -35,8 +34,6 @@ from temporalio.converter import DataConverter, EncodingPayloadConverter, Payloa
 from temporalio.exceptions import ApplicationError
 
 from loanflow.codec_keys import KeyRing
-
-log = logging.getLogger("loanflow.codec")
 
 ENCRYPTED = b"binary/encrypted"
 UNDECRYPTABLE = b"binary/undecryptable"
@@ -97,7 +94,7 @@ class EncryptionCodec(PayloadCodec):
         try:
             return self.decrypt(payload)
         except PayloadKeyError as err:
-            log.error("%s", err.message)
+            # Not logged here: the error surfaces once, where the value is used.
             return Payload(metadata={"encoding": UNDECRYPTABLE, REASON: err.message.encode()})
 
 
