@@ -267,14 +267,14 @@ class NotifyActivities:
                 last_error=err.reason,
             )
             log.warning("notice %s not sent yet (will retry): %s", row.notice_key, err.reason)
-            raise _deferred(err.reason) from err
+            raise _deferred(_unaddressed(err.reason, row)) from None
         except UncertainDeliveryError as err:
             # Stays `sending` with the point of no return set; released, so the next attempt
             # settles it at once instead of waiting out the grace period.
             await outbox.change(
                 self.db, hold.key, hold.version, claimed_at=None, last_error=err.reason
             )
-            raise _deferred(err.reason) from err
+            raise _deferred(_unaddressed(err.reason, row)) from None
         except DeliveryAborted as err:
             raise _deferred(err.reason) from err
         # The message is the server's now: record that before anything else can fail.
@@ -363,6 +363,16 @@ class NotifyActivities:
 
 def _deferred(reason: str, delay: timedelta | None = None) -> ApplicationError:
     return ApplicationError(reason, type=DEFERRED, non_retryable=False, next_retry_delay=delay)
+
+
+def _unaddressed(reason: str, row: OutboxRow) -> str:
+    """The reason as Temporal may show it (an activity's failure is readable in the Web UI
+    and not encrypted): a mail server's reply often quotes the recipient. The outbox row and
+    the log keep the whole reply; the cause is not chained for the same reason."""
+    for detail in (row.to_address, row.to_name):
+        if detail:
+            reason = reason.replace(detail, "<borrower>")
+    return reason
 
 
 def _alert(key: str, loan_id: str, to: str, reason: str) -> None:

@@ -107,3 +107,16 @@ async def test_a_notice_before_the_contact_is_recorded_waits_for_it(
 def test_a_notice_needs_a_borrower() -> None:
     with pytest.raises(ValueError, match="borrower_id"):
         Notice(key="k", loan_id="L", kind="margin_call")
+
+
+async def test_a_deferral_shown_by_temporal_does_not_quote_the_address(
+        db: Database, sink: Sink, tmp_path: Path) -> None:
+    busy = GRACE.model_copy(update={"email": "busy@example.com"})
+    await ActivityEnvironment().run(StoreActivities(db).record_loan, opened("L4", busy))
+    with pytest.raises(ApplicationError) as raised:
+        await send(db, sink, tmp_path, by_id("L4", "B-7"))
+    assert raised.value.type == DEFERRED and "451" in raised.value.message
+    assert raised.value.__cause__ is None
+    assert "busy@example.com" not in raised.value.message and "<borrower>" in raised.value.message
+    row = await outbox.find(db, "L4:notice:margin_call:1")
+    assert row is not None and "busy@example.com" in (row.last_error or "")  # kept for ops
