@@ -43,8 +43,9 @@ NONCE_SIZE = 12
 ERROR_TYPE = "PayloadKeyError"
 
 
-class PayloadKeyError(ApplicationError):
-    """A payload this process cannot decrypt: unknown key id, wrong key or altered data."""
+class PayloadKeyError(ApplicationError, ValueError):
+    """A payload this process cannot decrypt: unknown key id, wrong key or altered data. Also a
+    ValueError, so code that turns raw payloads into values and catches bad input catches it."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, type=ERROR_TYPE, non_retryable=True)

@@ -126,3 +126,9 @@ def test_the_keys_file_is_made_once_and_kept(tmp_path: Path,
     settings.keys_file.write_text("k1:nope!\n")
     with pytest.raises(SettingsError, match="codec.keys: key 'k1' is not valid base64"):
         settings.keyring()
+
+
+async def test_the_error_is_caught_as_bad_input_too() -> None:
+    written = await encrypted_converter(parse_keys(NEW)).encode([GRACE])
+    with pytest.raises(ValueError, match="'k-new'"):
+        await encrypted_converter(parse_keys(OLD)).decode(written, [Borrower])
