@@ -68,7 +68,8 @@ async def test_a_wrong_key_or_an_altered_payload_does_not_decrypt() -> None:
     reader = encrypted_converter(parse_keys(f"{NEW},{OLD}"))
     flipped = Payload(metadata=payload.metadata, data=payload.data[:-1] + b"\0")
     relabelled = Payload(metadata={"encoding": ENCRYPTED, KEY_ID: b"k-old"}, data=payload.data)
-    for bad in (flipped, relabelled):
+    short = Payload(metadata=payload.metadata, data=b"abc")
+    for bad in (flipped, relabelled, short):
         with pytest.raises(PayloadKeyError, match="does not decrypt"):
             await reader.decode([bad], [Borrower])
 
