@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,8 @@ from temporalio import activity
 from activities.support import dialect_name
 from loanflow.db import Database
 from loanflow.effects import ActivityName, AuditEntry, LoanRecord, LoanSnapshot
-from loanflow.schema import AuditRecord, Loan
+from loanflow.models import Borrower
+from loanflow.schema import AuditRecord, BorrowerContact, Loan, utcnow
 
 
 class StoreActivities:
@@ -31,6 +33,7 @@ class StoreActivities:
         append its audit entries (each once by key), in one transaction."""
         async with self.db.transaction() as session:
             await upsert_snapshot(session, record.snapshot)
+            await upsert_borrower(session, record.snapshot)
             await append_audit(session, record.snapshot.loan_id, record.audit)
 
 
@@ -82,3 +85,35 @@ async def append_audit(session: AsyncSession, loan_id: str, entries: list[AuditE
     ]
     insert = _insert(session, AuditRecord).values(rows)
     await session.execute(insert.on_conflict_do_nothing(index_elements=[AuditRecord.key]))
+
+
+async def upsert_borrower(session: AsyncSession, snapshot: LoanSnapshot) -> None:
+    """Keep the borrower's contact details from the application a loan opens with (the first
+    snapshot carries it): notices carry only the borrower id and are addressed from here.
+    The same application written again changes nothing; a newer loan's details replace an
+    older one's."""
+    borrower = (snapshot.application or {}).get("borrower")
+    if not isinstance(borrower, dict):
+        return
+    try:
+        contact = Borrower.model_validate(borrower)
+    except ValidationError:
+        return  # the loan refuses such an application; its read-model write must not fail
+    values = {"borrower_id": contact.id, "name": contact.name, "email": contact.email,
+              "country": contact.country, "timezone": contact.timezone,
+              "loan_id": snapshot.loan_id, "updated_at": utcnow()}
+    insert = _insert(session, BorrowerContact).values(**values)
+    await session.execute(insert.on_conflict_do_update(
+        index_elements=[BorrowerContact.borrower_id],
+        set_={name: insert.excluded[name] for name in values if name != "borrower_id"},
+    ))
+
+
+async def find_borrower(db: Database, borrower_id: str) -> Borrower | None:
+    """A borrower's contact details as last recorded; None if no loan of theirs opened yet."""
+    async with db.transaction() as session:
+        row = await session.get(BorrowerContact, borrower_id)
+    if row is None:
+        return None
+    return Borrower(id=row.borrower_id, name=row.name, email=row.email, country=row.country,
+                    timezone=row.timezone)

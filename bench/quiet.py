@@ -16,7 +16,6 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bench.book import fund_loans, plan_book, start_loans
@@ -32,6 +31,7 @@ from loanflow.prices.messages import (
 )
 from loanflow.prices.replay import ReplaySource
 from loanflow.settings import Settings
+from loanflow.temporal_client import data_converter
 from loanflow.worker import build_worker
 
 SUGGEST_CONTINUE_AS_NEW = 4096
@@ -67,7 +67,7 @@ async def quiet_month(root: Path, settings: Settings, loans: int, days: float,
                       progress: Any) -> QuietResult:
     began = time.monotonic()
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=test_server())
+        data_converter=data_converter(settings), test_server_existing_path=test_server())
     db = Database(f"sqlite+aiosqlite:///{root / 'quiet.db'}")
     # Counting events, not timing: no simulated latency (it would only slow the month down).
     quiet = settings.model_copy(update={"fake_latency_ms": 0, "task_queue": "loans-quiet",

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from loanflow.imported import ImportedLoan
 from loanflow.models import Borrower, PriceUpdate
@@ -171,13 +171,27 @@ class PostingReceipt(BaseModel):
 
 
 class Notice(BaseModel):
-    """One borrower notice. `data` holds the figures the message states, as strings."""
+    """One borrower notice. `data` holds the figures the message states, as strings.
+
+    A loan sends the borrower's id only: the notice activity reads the contact details from
+    the database (`borrowers`), so no name or e-mail is in the loan's history. Notices sent
+    before that carried `borrower` inline; those are still accepted, and the activity fills
+    `borrower` in itself before rendering."""
 
     key: str
     loan_id: str
     kind: str
-    borrower: Borrower
+    borrower_id: str = ""
+    borrower: Borrower | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _addressed(self) -> Notice:
+        if not self.borrower_id:
+            if self.borrower is None:
+                raise ValueError("borrower_id: a notice needs the borrower's id")
+            self.borrower_id = self.borrower.id
+        return self
 
 
 class NoticeReceipt(BaseModel):

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -115,6 +116,24 @@ class Loan(Base):
         # The book lists margin calls by deadline.
         Index("ix_loans_state_cure_deadline", "state", "cure_deadline"),
     )
+
+
+class BorrowerContact(Base):
+    """A borrower's contact details, keyed by borrower id, written when one of their loans
+    opens (the newest application wins). Notices carry only the borrower id, so the loans'
+    histories in Temporal hold no name or e-mail; the notice activity reads them here. Text
+    columns: an over-long name must never make the read-model write fail."""
+
+    __tablename__ = "borrowers"
+
+    borrower_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str] = mapped_column(Text)
+    country: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str | None] = mapped_column(Text)
+    # The loan whose application these details came from.
+    loan_id: Mapped[str] = mapped_column(LOAN_ID)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class AuditRecord(Base):

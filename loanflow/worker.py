@@ -104,7 +104,7 @@ async def require_latest_schema(url: str) -> None:
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
-    client = await connect()
+    client = await connect(settings=settings)
     await ensure_search_attributes(client)
     await require_latest_schema(settings.db_url)
     db = Database(settings.db_url)
@@ -123,3 +123,5 @@ def main() -> None:
         asyncio.run(run_worker())
     except KeyboardInterrupt:
         pass
+    except SettingsError as err:  # bad settings or keys: one line, not a traceback
+        raise SystemExit(f"error: {err}") from None

@@ -119,7 +119,9 @@ class LoanBase:
             key=effect_key(self.app.loan_id, step, seq),
             loan_id=self.app.loan_id,
             kind=kind,
-            borrower=self.app.borrower,
+            # Only the id: the notice activity reads the contact details from the database.
+            # (The activity's input changes, not the commands: no patch is needed to replay.)
+            borrower_id=self.app.borrower.id,
             data={k: v for k, v in data.items() if v is not None},
         )
         self.spawn(self._deliver(notice))

@@ -23,7 +23,7 @@ from loanflow import search_attributes as sa
 from loanflow.cli.errors import CliError
 from loanflow.cli.ids import loan_id_of, workflow_id
 from loanflow.models import LoanStatus
-from loanflow.settings import get_settings
+from loanflow.settings import SettingsError, get_settings
 from loanflow.temporal_client import connect, connect_config
 
 T = TypeVar("T")
@@ -43,6 +43,8 @@ async def connect_desk() -> Client:
             from None
     try:
         return await connect()
+    except SettingsError:
+        raise  # no usable payload key: its own line, not "cannot reach"
     except RuntimeError as err:
         reason = str(err)
         if "tcp connect error" in reason or "dns error" in reason or "not healthy" in reason:

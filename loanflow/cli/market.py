@@ -73,6 +73,8 @@ async def client() -> Any:
 
     try:
         return await connect()
+    except SettingsError:
+        raise  # no usable payload key: its own line
     except Exception as err:  # the SDK raises several kinds for "cannot connect"
         raise MarketCliError(f"cannot reach Temporal: {err}") from None
 

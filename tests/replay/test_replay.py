@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from loanflow.temporal_client import data_converter
 from workflows.loan import LoanWorkflow
 
 HISTORIES = sorted(Path(__file__).with_name("histories").glob("*.json"))
@@ -23,6 +23,6 @@ def test_there_are_histories_to_replay() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays_on_current_code(path: Path) -> None:
     history = WorkflowHistory.from_json(f"loan-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=[LoanWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[LoanWorkflow], data_converter=data_converter())
     result = await replayer.replay_workflow(history)
     assert result.replay_failure is None, result.replay_failure

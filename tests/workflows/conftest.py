@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -19,6 +18,7 @@ from activities.registry import build_activities
 from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.models import LoanApplication, LoanStatus
+from loanflow.temporal_client import data_converter
 from loanflow.worker import build_worker
 from tests.support import Inbox, quiet_settings
 from workflows.loan import LoanWorkflow
@@ -27,7 +27,7 @@ from workflows.loan import LoanWorkflow
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=test_server()
+        data_converter=data_converter(), test_server_existing_path=test_server()
     )
     yield env
     await env.shutdown()
