@@ -20,12 +20,14 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     String,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -264,6 +266,14 @@ class PriceObservation(Base):
     # The quotes behind the price, {source: price as a string}, for disputes.
     sources: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The venues disagreed past the deviation limit: `price` is the lowest quote, `low`/`high`
+    # the range (`sources` every venue). Warnings and calls act on it; a sale waits.
+    disputed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    low: Mapped[Decimal | None]
+    high: Mapped[Decimal | None]
+    # A jump past the limit from the last accepted observation: kept for the record, never
+    # signalled nor read by a loan until a second observation confirms the move.
+    unconfirmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (Index("ix_price_observations_asset_observed", "asset", "observed_at"),)
 
