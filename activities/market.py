@@ -301,6 +301,7 @@ def as_asset_tick(row: MarketTick, observation: Any) -> AssetTick:
         tick_id=row.id,
         asset=row.asset,
         status=row.status,  # type: ignore[arg-type]
+        unconfirmed=row.status == "unconfirmed",
         observation=observation,
         previous_price=None if row.previous_price is None else tidy(row.previous_price),
         reasons=list(row.reasons or []),

@@ -199,8 +199,11 @@ class PricingActivities:
     async def latest_price(self, request: PriceRequest) -> LatestPrice:
         """The newest usable stored price of the asset, or `observation=None` if there is none
         yet. "Future" is judged by the server's clock of this attempt (the loan's own time, also
-        on a time-skipping test server), not this worker's wall clock."""
+        on a time-skipping test server, whose clock runs ahead), or the wall clock if later."""
         if request.asset not in ASSETS:
             raise refuse(f"unknown asset {request.asset!r}", "UnknownAsset")
-        now = activity.info().current_attempt_scheduled_time
+        scheduled = activity.info().current_attempt_scheduled_time
+        now = datetime.now(timezone.utc)
+        if scheduled is not None and scheduled.tzinfo is not None:
+            now = max(now, scheduled)
         return LatestPrice(observation=await latest_observation(self.db, request.asset, now))
