@@ -47,18 +47,18 @@ async def no_price_periods(
               "order_by": MarketTick.id}
     ticks = select(
         MarketTick.id, MarketTick.monitor_id, MarketTick.asset, MarketTick.status,
-        MarketTick.reasons, at.label("t"),
+        MarketTick.reasons, at.label("tick_at"),
         func.lag(MarketTick.status).over(**window).label("previous"),
-        func.lead(at).over(**window).label("next_t"),
+        func.lead(at, type_=UtcDateTime).over(**window).label("next_t"),
     )
     if asset is not None:
         ticks = ticks.where(MarketTick.asset == asset)
     ticks = ticks.subquery()
     query = select(ticks).where(ticks.c.status == "no_price")
     if since is not None:
-        query = query.where(ticks.c.t >= since)
+        query = query.where(ticks.c.tick_at >= since)
     if until is not None:
-        query = query.where(ticks.c.t <= until)
+        query = query.where(ticks.c.tick_at <= until)
     query = query.order_by(ticks.c.monitor_id, ticks.c.asset, ticks.c.id)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
@@ -72,11 +72,11 @@ def _runs(rows: list) -> list[NoPricePeriod]:  # type: ignore[type-arg]
         key = (row.monitor_id, row.asset)
         if current is None or row.previous != "no_price" or key != (current.monitor_id,
                                                                      current.asset):
-            current = NoPricePeriod(asset=row.asset, monitor_id=row.monitor_id, start=row.t,
-                                    end=row.t, until=row.next_t)
+            current = NoPricePeriod(asset=row.asset, monitor_id=row.monitor_id, start=row.tick_at,
+                                    end=row.tick_at, until=row.next_t)
             periods.append(current)
         else:
             current.ticks += 1
-            current.end, current.until = row.t, row.next_t
+            current.end, current.until = row.tick_at, row.next_t
         current.reasons += [r for r in row.reasons or [] if r not in current.reasons]
     return periods

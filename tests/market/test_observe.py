@@ -197,3 +197,26 @@ async def test_range_query_selects_exactly_the_crossed_loans(db: Database) -> No
             expected = select_crossed(book, old, new)
             assert await crossed_loans(s, "BTC", old, new) == expected, (old, new)
     assert select_crossed(book, *moves[0])  # the big moves do select loans
+
+
+async def test_no_price_periods_are_runs_of_ticks_without_a_price(db: Database) -> None:
+    from loanflow.prices.periods import no_price_periods
+
+    market = MarketActivities(db)
+    # BTC: price, none, none, price, none (still dark); ETH: none. One tick a minute.
+    script = [("BTC", ("20000", "20010")), ("BTC", ("20000",)), ("BTC", ()),
+              ("BTC", ("20100", "20110")), ("BTC", ("20200",)), ("ETH", ("1200",))]
+    for seq, (asset, prices) in enumerate(script, start=1):
+        req = request(seq, *prices, asset=asset).model_copy(
+            update={"at": NOW + timedelta(minutes=seq)})
+        await market.observe(req)
+    at = [NOW + timedelta(minutes=i) for i in range(7)]
+    btc = await no_price_periods(db, "BTC")
+    assert [(p.start, p.end, p.until, p.ticks) for p in btc] == [
+        (at[2], at[3], at[4], 2), (at[5], at[5], None, 1)]
+    assert btc[0].reasons == ["only 1 fresh venue quote(s), quorum is 2",
+                              "only 0 fresh venue quote(s), quorum is 2"]
+    everything = await no_price_periods(db.engine)  # an engine will do too
+    assert [(p.asset, p.start) for p in everything] == [
+        ("BTC", at[2]), ("BTC", at[5]), ("ETH", at[6])]
+    assert [p.start for p in await no_price_periods(db, since=at[4], until=at[5])] == [at[5]]
