@@ -198,12 +198,9 @@ class PricingActivities:
     @activity.defn(name=ActivityName.LATEST_PRICE)
     async def latest_price(self, request: PriceRequest) -> LatestPrice:
         """The newest usable stored price of the asset, or `observation=None` if there is none
-        yet. "Future" is judged by the server's clock of this attempt (the loan's own time, also
-        on a time-skipping test server, whose clock runs ahead), or the wall clock if later."""
+        yet. "Future" is judged by the loan's own clock (`request.now`: also right on a
+        time-skipping server, whose clock is not this worker's), else by the wall clock."""
         if request.asset not in ASSETS:
             raise refuse(f"unknown asset {request.asset!r}", "UnknownAsset")
-        scheduled = activity.info().current_attempt_scheduled_time
-        now = datetime.now(timezone.utc)
-        if scheduled is not None and scheduled.tzinfo is not None:
-            now = max(now, scheduled)
+        now = request.now or datetime.now(timezone.utc)
         return LatestPrice(observation=await latest_observation(self.db, request.asset, now))
