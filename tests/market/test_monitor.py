@@ -28,8 +28,6 @@ from loanflow.prices.periods import no_price_periods
 from loanflow.prices.sources import Quote
 from loanflow.schema import MarketTick
 from tests.market.conftest import Market
-from workflows.market import _dark_lines as dark_lines
-from workflows.market import _describe as describe_tick
 
 D = Decimal
 UTC = timezone.utc
@@ -175,13 +173,11 @@ async def test_stop_ends_a_manual_monitor_after_its_last_tick(market: Market) ->
 
 
 async def details(monitor: WorkflowHandle[Any, Any]) -> str:
-    """What the monitor puts in the Web UI's current details, rebuilt from its query (the
-    time-skipping server keeps no user metadata; tests/market/test_cli.py reads the real
-    details from the dev server)."""
-    progress = await monitor.query("progress", result_type=MonitorProgress)
-    assert progress.last is not None
-    lines = [describe_tick(t) for t in progress.last.ticks] + dark_lines(progress.state)
-    return "\n".join(lines)
+    """The monitor's current details, through the query the Web UI itself asks."""
+    from temporalio.api.sdk.v1 import WorkflowMetadata
+
+    metadata = await monitor.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return str(metadata.current_details)
 
 
 async def test_a_bad_tick_is_refused_and_the_monitor_keeps_ticking(market: Market) -> None:
