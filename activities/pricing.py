@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
@@ -27,7 +27,7 @@ from loanflow.effects import ActivityName, LatestPrice, PriceRequest
 from loanflow.models import PriceUpdate
 from loanflow.money import ASSETS, MAX_CLOCK_SKEW, price_problem
 from loanflow.prices import jumps
-from loanflow.schema import PriceObservation
+from loanflow.schema import PriceObservation, utcnow
 
 # Rows fetched at a time when skipping unusable observations.
 _PAGE = 50
@@ -75,11 +75,12 @@ async def store_observation(
     if observed_at.tzinfo is None:
         raise ObservationProblem("observed_at must carry a time zone (UTC)")
     quotes = {name: str(quote) for name, quote in (sources or {}).items()}
-    row = PriceObservation(asset=asset, price=price, observed_at=observed_at, sources=quotes)
+    values = {"asset": asset, "price": price, "observed_at": observed_at, "sources": quotes,
+              "created_at": utcnow()}
     async with db.transaction() as session:
-        session.add(row)
-        await session.flush()
-    return as_update(row)
+        new_id = await session.scalar(insert(PriceObservation).values(**values)
+                                      .returning(PriceObservation.id))
+    return as_update(PriceObservation(id=new_id, disputed=False, **values))
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,23 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+COLUMNS = (
+    ("disputed", lambda: sa.Column("disputed", sa.Boolean(), nullable=False,
+                                   server_default=sa.false())),
+    ("low", lambda: sa.Column("low", MONEY, nullable=True)),
+    ("high", lambda: sa.Column("high", MONEY, nullable=True)),
+    ("unconfirmed", lambda: sa.Column("unconfirmed", sa.Boolean(), nullable=False,
+                                      server_default=sa.false())),
+)
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("price_observations") as batch:
-        batch.add_column(sa.Column("disputed", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
-        batch.add_column(sa.Column("low", MONEY, nullable=True))
-        batch.add_column(sa.Column("high", MONEY, nullable=True))
-        batch.add_column(sa.Column("unconfirmed", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
+    # Plain ADD COLUMN (SQLite supports it with a constant default): no table rebuild. A
+    # database made by create_all since these columns came has them already.
+    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("price_observations")}
+    for name, column in COLUMNS:
+        if name not in present:
+            op.add_column("price_observations", column())
 
 
 def downgrade() -> None:
