@@ -225,7 +225,8 @@ class Servicing(Onboarding):
         """Past the liquidation level at the lowest quote, but the venues disagree: only the
         hard floor sells, and only if it holds at the highest quote (then sized at that quote,
         the least that any venue supports); anything else waits for an agreeing observation.
-        A disputed observation neither starts nor confirms the wick check."""
+        A disputed observation neither starts nor confirms the wick check, but the margin call
+        it calls for at the lowest quote is opened (the borrower hears, and can cure)."""
         f, high = self.f, price.high or price.price
         at_high = f.ltv_at(high)
         if at_high is not None and at_high >= f.policy.hard_liquidation_ltv:
@@ -236,6 +237,8 @@ class Servicing(Onboarding):
                 f"(venues disagree: {price.low} to {price.high})",
                 full=False, cause="hard_floor")
             return
+        if f.state == LoanState.ACTIVE:
+            self.open_margin_call(price, current, self.now())
         self.sale_waits(price, current, f"breach:{f.liquidation_seq}")
 
     async def deadline_sale_waits(self, price: PriceUpdate, current: Decimal, now: datetime,

@@ -86,6 +86,10 @@ async def test_a_sale_waits_for_agreement_then_the_wick_check_runs_on_agreeing_p
     await disputed(market, handle, "36000", "38500")
     await settle(handle)
     assert await orders(market, "DS1") == []
+    # the margin call the lowest quote calls for is opened: the borrower hears and may cure
+    [call] = await audits(market, "DS1", "margin_call")
+    assert call.price == D("32000")
+    assert (await market.status(handle)).state == LoanState.MARGIN_CALL
     [waits] = await audits(market, "DS1", "sale_waits_for_agreement")  # recorded once
     assert waits.price == D("32000")
     assert (waits.detail["low"], waits.detail["high"]) == ("32000", "35000")
