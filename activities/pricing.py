@@ -92,7 +92,7 @@ class Recorded:
 
 async def record_observation(
     db: Database, asset: str, price: Decimal, observed_at: datetime,
-    sources: Mapping[str, Decimal] | None = None, *, max_jump: Decimal | None = Decimal("0.30"),
+    sources: Mapping[str, Decimal] | None = None, *, max_jump: Decimal | None = jumps.DEFAULT_MAX_JUMP,
     now: datetime | None = None,
 ) -> Recorded:
     """An observation from outside (an operator's `loanflow price`): checked like every price

@@ -159,10 +159,9 @@ async def record_price(update: PriceUpdate) -> dict[str, Any]:
     from loanflow.cli.client import connect_desk
     from loanflow.cli.visibility import Filters, find_loans, list_query
     from loanflow.prices import jumps
-    from loanflow.prices.aggregate import AggregationRules
 
     client = await connect_desk()  # first: with Temporal down nothing is stored
-    limit = AggregationRules().max_jump
+    limit = jumps.DEFAULT_MAX_JUMP
     async with database() as store:
         recorded = await record_observation(store, update.asset, update.price,
                                             update.observed_at, {update.source: update.price},

@@ -35,6 +35,7 @@ from decimal import Decimal
 from pydantic import BaseModel, Field, field_validator
 
 from loanflow.money import price_problem, usd_down
+from loanflow.prices.jumps import DEFAULT_MAX_JUMP
 from loanflow.prices.sources import Quote
 
 # The stablecoin some venues quote in, and the rate "asset" that converts it.
@@ -55,7 +56,7 @@ class AggregationRules(BaseModel):
     usdt_usd: Decimal | None = Field(None, gt=0)
     # A price further than this from the last accepted observation is stored unconfirmed and
     # acted on only once a second observation confirms it (a bad print, a typo). None: off.
-    max_jump: Decimal | None = Field(Decimal("0.30"), gt=0)
+    max_jump: Decimal | None = Field(DEFAULT_MAX_JUMP, gt=0)
 
     @field_validator("usdt_usd")
     @classmethod

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+# The default limit (the monitor's `AggregationRules.max_jump`, `loanflow price`).
+DEFAULT_MAX_JUMP = Decimal("0.30")
+
 
 def move(old: Decimal, new: Decimal) -> Decimal:
     """The relative move from `old` to `new` (0.3 for a 30% rise or fall)."""
