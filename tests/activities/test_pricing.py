@@ -155,3 +155,16 @@ async def test_a_disputed_observation_reads_back_flagged(db, env) -> None:
     assert latest.payload()["disputed"] is True and latest.payload()["high"] == "26700"
     plain = await store_observation(db, "ETH", D("1200"), T0)
     assert set(plain.payload()) == {"asset", "price", "observed_at", "source", "observation_id"}
+
+
+async def test_the_loan_reads_by_its_own_clock(db, env) -> None:
+    """A loan sends its clock with the request (a time-skipping server's clock is not this
+    worker's): an observation later than that, beyond the skew, is not read."""
+    past = await store_observation(db, "BTC", D("16000"), T0)
+    await store_observation(db, "BTC", D("16100"), T0 + timedelta(minutes=3))
+    request = PriceRequest(asset="BTC", now=T0 + timedelta(seconds=59))
+    latest = (await env.run(PricingActivities(db).latest_price, request)).observation
+    assert latest is not None and latest.observation_id == past.observation_id
+    later = PriceRequest(asset="BTC", now=T0 + timedelta(minutes=1))  # 2 min of skew allowed
+    latest = (await env.run(PricingActivities(db).latest_price, later)).observation
+    assert latest is not None and latest.price == D("16100")
