@@ -22,6 +22,7 @@ from bench.book import fund_loans, plan_book, start_loans
 from bench.market import Monitor
 from loanflow.binaries import test_server
 from loanflow.db import Database
+from loanflow.prices.aggregate import AggregationRules
 from loanflow.prices.messages import (
     FeedSpec,
     MonitorInput,
@@ -104,7 +105,9 @@ async def _run(env: WorkflowEnvironment, db: Database, settings: Settings, n: in
 
     ticks = int(days * 24)
     plan = ReplayPlan(start=first, end=first + timedelta(hours=ticks - 1), speed=Decimal(1))
-    spec = MonitorInput(feed=FeedSpec(replay=ReplayFeed(window=WINDOW)), replay=plan)
+    # Binance quotes the window in USDT: taken at par (a calm month; USDT within 0.1% of $1).
+    spec = MonitorInput(feed=FeedSpec(replay=ReplayFeed(window=WINDOW)), replay=plan,
+                        rules=AggregationRules(usdt_usd=Decimal(1)))
     progress.add("quiet: simulated hours", ticks)
     replay = await env.client.start_workflow("MarketMonitor", spec, id="market-replay-2023-07",
                                              task_queue=settings.market_queue, result_type=MonitorProgress)

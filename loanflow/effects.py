@@ -56,6 +56,8 @@ class ScreeningResult(BaseModel):
 
 class PriceRequest(BaseModel):
     asset: str
+    # The loan's clock: no observation stamped later than this (plus a small skew) is read.
+    now: datetime | None = None
 
 
 class LatestPrice(BaseModel):

@@ -154,13 +154,22 @@ class CureExtension(RequestModel):
 
 
 class PriceUpdate(RequestModel):
-    """Signal `price_update`: one market observation."""
+    """Signal `price_update`: one market observation. A plain `{asset, price, observed_at,
+    source}` is an agreed price. The optional rest is set by the market monitor when its venues
+    disagreed past the deviation limit (`disputed`): `price` is then the LOWEST venue quote
+    (warnings and margin calls act on it), `low`/`high` the range and `venues` every venue's
+    quote in USD; a sale waits for an agreeing observation, except at the hard floor if it
+    holds at `high`."""
 
     asset: str
     price: Decimal
     observed_at: datetime
     source: str = "manual"
     observation_id: int | None = None
+    disputed: bool = False
+    low: Decimal | None = None
+    high: Decimal | None = None
+    venues: dict[str, Decimal] | None = None
 
     @field_validator("price")
     @classmethod
@@ -168,6 +177,17 @@ class PriceUpdate(RequestModel):
         if not v.is_finite() or v <= 0:
             raise ValueError("must be a positive price")
         return v
+
+    @field_validator("low", "high")
+    @classmethod
+    def _positive_bound(cls, v: Decimal | None) -> Decimal | None:
+        if v is not None and (not v.is_finite() or v <= 0):
+            raise ValueError("must be a positive price")
+        return v
+
+    def payload(self) -> dict[str, Any]:
+        """The signal's JSON: the plain contract for an agreed price (no empty dispute fields)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
     @field_validator("observed_at")
     @classmethod

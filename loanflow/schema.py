@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -283,6 +285,16 @@ class PriceObservation(Base):
     # The quotes behind the price, {source: price as a string}, for disputes.
     sources: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The venues disagreed past the deviation limit: `price` is the lowest quote, `low`/`high`
+    # the range (`sources` every venue). Warnings and calls act on it; a sale waits.
+    # (Server defaults only: an insert that does not name the flags is an agreed, accepted
+    # price, and works on a database migrated before they existed.)
+    disputed: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    low: Mapped[Decimal | None]
+    high: Mapped[Decimal | None]
+    # A jump past the limit from the last accepted observation: kept for the record, never
+    # signalled nor read by a loan until a second observation confirms the move.
+    unconfirmed: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
     __table_args__ = (Index("ix_price_observations_asset_observed", "asset", "observed_at"),)
 

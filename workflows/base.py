@@ -188,7 +188,7 @@ class LoanBase:
         """Read the newest stored market observation (the safety net when no signal came)."""
         latest = await read(
             ActivityName.LATEST_PRICE,
-            PriceRequest(asset=self.app.collateral_asset),
+            PriceRequest(asset=self.app.collateral_asset, now=self.now()),
             LatestPrice,
             summary="latest stored price",
         )

@@ -58,6 +58,9 @@ class LoanFile(BaseModel):
     # prices
     price: PriceUpdate | None = None
     breach_observed_at: datetime | None = None  # first liquidation-level observation (wick check)
+    # The sale episode ("breach:<n>" or "deadline:<call>") that waits for the venues to agree,
+    # so its audit entry is written once.
+    sale_waits_for: str | None = None
 
     # margin calls
     warned: bool = False

@@ -31,6 +31,9 @@ SERVING = (LoanState.ACTIVE, LoanState.MARGIN_CALL)
 # A first liquidation-level observation is confirmed by a later one before anything is sold
 # (wick protection); the loan re-reads the stored observations this soon after the first.
 CONFIRM_RECHECK = timedelta(minutes=1)
+# A disputed observation (the venues disagreed) never sells, except at the hard floor when
+# it holds at the highest quote. Histories from before it never carry a disputed price.
+SALE_NEEDS_AGREEMENT = "sale-needs-agreement"
 
 
 class Servicing(Onboarding):
@@ -140,6 +143,10 @@ class Servicing(Onboarding):
             self.cure(price, current, cause)
             return
         if f.cure_deadline is not None and now >= f.cure_deadline:
+            if price.disputed and workflow.patched(SALE_NEEDS_AGREEMENT):
+                await self.deadline_sale_waits(price, current, now, cause)
+                return
+            f.sale_waits_for = None
             await self.liquidate(price, "cure deadline passed", full=False, cause="cure_deadline")
             return
         reminder = f.next_reminder()
@@ -200,6 +207,10 @@ class Servicing(Onboarding):
         """LTV at or past the liquidation level: sell at once past the hard floor, otherwise only
         once a second, later observation confirms it (a one-print wick sells nothing)."""
         f = self.f
+        if price.disputed and workflow.patched(SALE_NEEDS_AGREEMENT):
+            await self.disputed_breach(price, current)
+            return
+        f.sale_waits_for = None
         if current >= f.policy.hard_liquidation_ltv:
             await self.liquidate(price, f"LTV {current:.4f} past the hard floor", full=False,
                                  cause="hard_floor")
@@ -209,6 +220,48 @@ class Servicing(Onboarding):
         elif f.breach_observed_at is None:
             f.breach_observed_at = price.observed_at
             self.audit("liquidation_pending_confirmation", price=price, ltv=current)
+
+    async def disputed_breach(self, price: PriceUpdate, current: Decimal) -> None:
+        """Past the liquidation level at the lowest quote, but the venues disagree: only the
+        hard floor sells, and only if it holds at the highest quote (then sized at that quote,
+        the least that any venue supports); anything else waits for an agreeing observation.
+        A disputed observation neither starts nor confirms the wick check, but the margin call
+        it calls for at the lowest quote is opened (the borrower hears, and can cure)."""
+        f, high = self.f, price.high or price.price
+        at_high = f.ltv_at(high)
+        if at_high is not None and at_high >= f.policy.hard_liquidation_ltv:
+            f.sale_waits_for = None
+            await self.liquidate(
+                price.model_copy(update={"price": high}),
+                f"LTV {at_high:.4f} past the hard floor even at the highest quote {high} "
+                f"(venues disagree: {price.low} to {price.high})",
+                full=False, cause="hard_floor")
+            return
+        if f.state == LoanState.ACTIVE:
+            self.open_margin_call(price, current, self.now())
+        self.sale_waits(price, current, f"breach:{f.liquidation_seq}")
+
+    async def deadline_sale_waits(self, price: PriceUpdate, current: Decimal, now: datetime,
+                                  cause: str) -> None:
+        """The cure deadline has passed but the venues disagree. An agreeing observation may be
+        stored that no signal brought (the move crossed none of this loan's triggers): look,
+        and act on it; otherwise wait (the loan re-checks while a decision is due)."""
+        await self.fetch_price()
+        fresh = self.f.fresh_price(now)
+        if fresh is not None and not fresh.disputed:
+            await self.price_duties(now, cause)
+            return
+        self.sale_waits(price, current, f"deadline:{self.f.call_seq}")
+
+    def sale_waits(self, price: PriceUpdate, current: Decimal, episode: str) -> None:
+        """Record once per episode that a sale is due but waits for the venues to agree."""
+        f = self.f
+        if f.sale_waits_for == episode:
+            return
+        f.sale_waits_for = episode
+        self.audit("sale_waits_for_agreement", price=price, ltv=current, episode=episode,
+                   low=price.low, high=price.high,
+                   venues={v: str(p) for v, p in (price.venues or {}).items()})
 
     async def liquidate(self, price: PriceUpdate, reason: str, *, full: bool, cause: str) -> None:
         """Sell collateral. `reason` is for the audit; `cause` (cure_deadline, liquidation_level,
