@@ -2,8 +2,8 @@
 quote, `low`/`high` the range) and `unconfirmed` (a jump past the limit waiting for a second
 observation). Existing rows are agreed and confirmed.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-02
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from loanflow.migrations.types import MONEY
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
