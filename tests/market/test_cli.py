@@ -82,7 +82,9 @@ async def details(cli: Cli, monitor: str) -> str:
     from temporalio.api.sdk.v1 import WorkflowMetadata
     from temporalio.client import Client
 
-    client = await Client.connect(cli.env["TEMPORAL_ADDRESS"])
+    from loanflow.temporal_client import data_converter
+
+    client = await Client.connect(cli.env["TEMPORAL_ADDRESS"], data_converter=data_converter())
     # The query the Web UI itself asks for a workflow's current details.
     metadata = await client.get_workflow_handle(monitor).query(
         "__temporal_workflow_metadata", result_type=WorkflowMetadata)
