@@ -1,6 +1,8 @@
 """Record the event histories the replay test checks every change against.
 
-    .venv/bin/python -m tests.replay.record_histories
+    .venv/bin/python -m tests.replay.record_histories [NAME ...]
+
+(only the named scenarios, so that a new one is recorded without re-recording the old ones)
 
 Runs a few representative loans on the time-skipping test server with the real activities
 (SQLite in a temp dir, a real SMTP sink) and saves each finished loan's history as JSON in
@@ -11,6 +13,7 @@ the point of these files is that running loans were started by the *old* code.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -76,6 +79,21 @@ async def called_and_liquidated(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def sold_in_limit_orders(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """A hard-floor sale in two limit orders (patch "sale-sizing-limit"), then repaid."""
+    handle = await funded(desk, "HIST-LIMIT")
+    await desk.price(handle, "BTC", "33000")  # 90.9%: past the hard floor
+    for _ in range(60):
+        await desk.env.sleep(timedelta(seconds=1))
+        status = await desk.status(handle)
+        if status.state == LoanState.ACTIVE and status.collateral_amount < 1:
+            break
+    await desk.settle(handle)
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "w1"})
+    return handle
+
+
 async def continued(desk: Desk) -> WorkflowHandle[Any, Any]:
     handle = await funded(desk, "HIST-CAN", history_limit=200)
     for tick in range(200):
@@ -89,10 +107,11 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
     "continue_as_new_first_run": continued,
+    "hard_floor_limit_sales": sold_in_limit_orders,
 }
 
 
-async def record() -> None:
+async def record(names: list[str]) -> None:
     HISTORIES.mkdir(exist_ok=True)
     inbox, port = Inbox(), free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=port)
@@ -109,6 +128,8 @@ async def record() -> None:
         async with worker:
             desk = Desk(env, db, "replay")
             for name, scenario in SCENARIOS.items():
+                if names and name not in names:
+                    continue
                 handle = await scenario(desk)
                 await desk.settle(handle)
                 history = await env.client.get_workflow_handle(
@@ -123,4 +144,4 @@ async def record() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(sys.argv[1:]))
