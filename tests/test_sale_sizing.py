@@ -98,6 +98,7 @@ above_target = loans(ltv_bps=(5001, 9900), debt=accrued_debts)
 @example(loan=Loan("ETH", D("2420131.20"), D("1000"), D("2520.97")), points=[0])  # 96% at limit
 @example(loan=Loan("ETH", D("2420131.20"), D("1000"), D("2520.97")), points=[10**6])
 @example(loan=Loan("ETH", D("2420131.20"), D("1000"), D("2520.97")), points=[999_300])
+@example(loan=Loan("ETH", D("2445340.90"), D("1000"), D("2520.97")), points=[0])  # 97%
 @example(loan=Loan("BTC", D("30000"), D("0.33"), D("100000")), points=[0, 10**6])  # 90.9%
 @example(loan=Loan("BTC", D("45000"), D("2"), D("30000")), points=[10**6, 0])  # 75%
 def test_partial_liquidation_lands_in_the_band_whatever_the_fill(loan: Loan, points: list[int]):
@@ -163,6 +164,15 @@ def test_the_eth_loan_of_the_crash_replay_sells_what_is_needed():
     # what selling at that fill needs exactly: no more than the band's worth above it
     exact = least_to_target(loan.asset, loan.debt, loan.amount, loan.price, TARGET, FEE, fill)
     assert exact.quantity <= sold
+
+
+def test_the_slowest_case_is_four_orders():
+    # 97%, every order filled at its limit (the worst the plan allows): each fill leaves the
+    # loan far above target, because what remains is small against what was sold.
+    loan = Loan("ETH", D("2445340.90"), D("1000"), D("2520.97"))
+    assert liquidate(loan, [0]).steps == 4
+    assert liquidate(loan, [10**6]).steps == 1  # the best fill: one order lands at 49%
+    assert liquidate(loan, [500_000]).steps == 2
 
 
 def test_a_loan_the_fee_makes_insolvent_sells_everything_at_market():
