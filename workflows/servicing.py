@@ -248,7 +248,9 @@ class Servicing(Onboarding):
                    applied=sale.applied_usd, ltv_after=f.ltv_at(price.price))
         await self.after_liquidation(price, sale, reason, why, notice_seq=first_seq, short=short)
 
-    async def sell(self, price: PriceUpdate, quantity: Decimal, limit: Decimal | None) -> SaleReceipt:
+    async def sell(
+        self, price: PriceUpdate, quantity: Decimal, limit: Decimal | None
+    ) -> SaleReceipt:
         """One order, exactly once by its key `<loan>:sale:<n>`; its fill applied to the loan."""
         f, app, p = self.f, self.app, self.f.policy
         f.liquidation_seq += 1

@@ -106,7 +106,8 @@ def liquidation_data(loan: SampleLoan, day: int, price: Decimal,
     sold = gross = fee = applied = Decimal(0)
     left, debt_after = amount, debt
     for _ in range(risk.MAX_SALE_STEPS):
-        if left <= 0 or risk.ltv(debt_after, left, price) <= p.post_liquidation_ltv:  # type: ignore[operator]
+        current = risk.ltv(debt_after, left, price)
+        if left <= 0 or current is None or current <= p.post_liquidation_ltv:
             break
         step = risk.sale_step(loan.asset, debt_after, left, price, p.post_liquidation_ltv,
                               p.liquidation_fee, p.liquidation_slippage_buffer,
