@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from loanflow.money import units_up, usd_up, wide
@@ -27,7 +27,7 @@ from loanflow.risk import (
     sale_proceeds,
     sale_step,
 )
-from tests.test_risk import PROPERTY, Loan, accrued_debts, loans, reaches_target
+from tests.test_risk import PROPERTY, Loan, accrued_debts, loans, ratio, reaches_target
 
 D = Decimal
 POLICY = RiskPolicy()
@@ -179,3 +179,32 @@ def test_a_loan_the_fee_makes_insolvent_sells_everything_at_market():
     loan = Loan("BTC", D("97500"), D("1"), D("100000"))  # 97.5%: all at the limit nets 97,020
     s = step(loan)
     assert s.sells_everything and s.quantity == 1 and s.limit_price is None
+
+
+@PROPERTY
+@given(loan=loans(ltv_bps=(3001, 9900), debt=accrued_debts), target=ratio(3000, 6500),
+       fee=ratio(0, 500), buffer=ratio(10, 200), upside=ratio(0, 100),
+       points=st.lists(fill_points, min_size=1, max_size=MAX_SALE_STEPS))
+def test_the_band_holds_for_other_policies(loan: Loan, target: Decimal, fee: Decimal,
+                                           buffer: Decimal, upside: Decimal, points: list[int]):
+    """Targets 30-65%, fees 0-5%, limits 0.1-2% below the price, fills up to 1% above it."""
+    debt, amount, price = usd_up(loan.debt), loan.amount, loan.price
+    assume(ltv(debt, amount, price) > target)
+    for n in range(MAX_SALE_STEPS):
+        s = sale_step(loan.asset, debt, amount, price, target, fee, buffer, upside)
+        assert s.quantity > 0
+        fill = price
+        if s.limit_price is not None:
+            with wide():
+                fill = s.limit_price + (price * (1 + upside) - s.limit_price) * points[
+                    n % len(points)] / 10**6
+        debt = max(debt - sale_proceeds(s.quantity, fill, fee).net, D(0))
+        amount -= s.quantity
+        if s.sells_everything:
+            assert n == 0 and amount == 0
+            return
+        after = ltv(debt, amount, price)
+        assert after is not None and after >= target - POST_LIQUIDATION_BAND, (n, after)
+        if after <= target:
+            return
+    raise AssertionError(f"still above target after {MAX_SALE_STEPS} orders")
