@@ -136,8 +136,8 @@ def least_to_target(
 
 # A partial liquidation leaves LTV at most this far below its target (1 percentage point).
 POST_LIQUIDATION_BAND = Decimal("0.01")
-# A liquidation gives up (and re-sizes with the next price) after this many orders; the
-# property test finds three enough from any LTV up to 99% with the default policy.
+# A liquidation stops (and sells the rest at the next price) after this many orders; with the
+# default policy the slowest case is four (97%, every order filled at its limit).
 MAX_SALE_STEPS = 6
 
 
@@ -192,7 +192,9 @@ def sale_step(
     with wide():
         excess = usd_up(debt) - floor * price * amount
         most = units_down(asset, excess / (best * (1 - fee) - floor * price))
-    if most <= 0:  # not even one smallest unit fits in the band (dust): reach the target
+    if most <= 0:
+        # Dust: one smallest unit moves LTV by more than the band, so no order can promise
+        # it; reach the target (the band's upper end) at least.
         return SaleStep(least.quantity, limit, False, True)
     return SaleStep(min(most, least.quantity), limit, False, False)
 
