@@ -125,7 +125,9 @@ class PayoutReceipt(BaseModel):
 
 class SaleRequest(BaseModel):
     """Sell collateral for USD. `debt_usd` caps what is applied to the loan; any excess of the
-    net proceeds is owed back to the borrower."""
+    net proceeds is owed back to the borrower. With `limit_price` (whole cents) the sale never
+    fills below it and may fill less than `quantity`, or nothing (the receipt says what
+    filled); without (requests of workflows started before limits existed), a market sale."""
 
     key: str
     loan_id: str
@@ -134,9 +136,13 @@ class SaleRequest(BaseModel):
     reference_price: Decimal
     fee_rate: Decimal
     debt_usd: Decimal
+    limit_price: Decimal | None = None
 
 
 class SaleReceipt(BaseModel):
+    """What a sale did: `quantity` is what filled (0 for a limit order the market did not
+    reach: then every amount is 0 and nothing was booked)."""
+
     key: str
     order_id: str
     quantity: Decimal

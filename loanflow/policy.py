@@ -25,6 +25,10 @@ class RiskPolicy(BaseModel):
     # Liquidations are sized as if the sale filled this much below the reference price, so that
     # the post-liquidation LTV is reached even after the exchange's slippage.
     liquidation_slippage_buffer: Decimal = Decimal("0.01")
+    # A partial liquidation sells with a limit at reference x (1 - buffer) and lands LTV in
+    # [target - 1 pp, target] for every fill up to reference x (1 + this): sales are sized so
+    # that even such a fill does not take LTV below the band.
+    liquidation_fill_upside: Decimal = Decimal("0.005")
     cure_period_hours: int = Field(default=48, gt=0)
     reminder_hours: tuple[int, ...] = (24, 4)
     funding_deadline_hours: int = Field(default=72, gt=0)
@@ -54,6 +58,8 @@ class RiskPolicy(BaseModel):
             raise ValueError("liquidation_fee must be in [0, 0.2)")
         if not Decimal(0) <= self.liquidation_slippage_buffer < Decimal("0.2"):
             raise ValueError("liquidation_slippage_buffer must be in [0, 0.2)")
+        if not Decimal(0) <= self.liquidation_fill_upside < Decimal("0.2"):
+            raise ValueError("liquidation_fill_upside must be in [0, 0.2)")
         if self.hard_liquidation_ltv >= 1:
             raise ValueError("hard_liquidation_ltv must be below 1")
         return self
@@ -73,6 +79,7 @@ class PolicyOverrides(BaseModel):
     post_liquidation_ltv: Decimal | None = None
     liquidation_fee: Decimal | None = None
     liquidation_slippage_buffer: Decimal | None = None
+    liquidation_fill_upside: Decimal | None = None
     cure_period_hours: int | None = None
     reminder_hours: tuple[int, ...] | None = None
     funding_deadline_hours: int | None = None

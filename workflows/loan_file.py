@@ -70,6 +70,9 @@ class LoanFile(BaseModel):
     reminders_sent: list[int] = Field(default_factory=list)
     extension_seq: int = 0
     liquidation_seq: int = 0
+    # the observation a partial liquidation's limit order could not (fully) fill at: the rest
+    # of the sale waits for a later one
+    sale_short_observed_at: datetime | None = None
     maturity_reminders_sent: list[int] = Field(default_factory=list)
     maturity_notice_sent: bool = False
 

@@ -28,7 +28,7 @@ from loanflow.prices.messages import (
     ReplayPlan,
 )
 from loanflow.prices.replay import ReplaySource
-from loanflow.risk import liquidation_quantity, ltv
+from loanflow.risk import ltv, sale_proceeds, sale_step
 from loanflow.schema import AuditRecord, ExchangeOrder, PriceObservation
 from tests.market.conftest import Market, open_active_loan, settle
 from tests.workflows.book import notices
@@ -161,19 +161,28 @@ async def check_loan(market: Market, loan_id: str, asset: str, path: list[Decima
         assert status.collateral_amount == amount
         return
     # Liquidation waits for a second, later observation (the next tick, which the monitor
-    # sends to a loan still past its level); the sale is the least that brings LTV back to
-    # 50% at that price (fee 2%, slippage buffer 1%).
+    # sends to a loan still past its level); the sale is in limit orders 1% below that price,
+    # each sized by the sale-sizing rule from where the fills so far left the loan (fee 2%),
+    # and LTV ends in [49%, 50%] at that price.
     pending = await audits(market, loan_id, "liquidation_pending_confirmation")
     [sold] = await audits(market, loan_id, "liquidation")
     used = await observation(market, sold.observation_id)
     assert used.price == path[expected.liquidation], loan_id
     assert used.observed_at > (await observation(market, pending[-1].observation_id)).observed_at
-    size = liquidation_quantity(asset, debt, amount, used.price, D("0.50"), D("0.02"), D("0.01"))
     async with market.db.transaction() as s:
-        [order] = (await s.scalars(select(ExchangeOrder).where(ExchangeOrder.loan_id == loan_id))).all()
-    assert order.quantity == size.quantity and order.reference_price == used.price
+        orders = (await s.scalars(select(ExchangeOrder).where(ExchangeOrder.loan_id == loan_id)
+                                  .order_by(ExchangeOrder.id))).all()
+    owed, held = debt, amount
+    for order in orders:
+        step = sale_step(asset, owed, held, used.price, D("0.50"), D("0.02"), D("0.01"),
+                         D("0.005"))
+        assert order.quantity == step.quantity and order.reference_price == used.price
+        assert step.limit_price is not None and order.fill_price >= step.limit_price
+        owed -= sale_proceeds(order.quantity, order.fill_price, D("0.02")).net
+        held -= order.quantity
     assert status.state == LoanState.ACTIVE and status.ltv is not None
-    assert status.collateral_amount == amount - size.quantity
+    assert status.collateral_amount == held
+    assert D("0.49") <= status.ltv <= D("0.50"), (loan_id, status.ltv)
 
 
 def test_the_book_covers_every_outcome() -> None:

@@ -78,6 +78,21 @@ async def called_and_liquidated(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def sold_in_limit_orders(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """A hard-floor sale in two limit orders (patch "sale-sizing-limit"), then repaid."""
+    handle = await funded(desk, "HIST-LIMIT")
+    await desk.price(handle, "BTC", "33000")  # 90.9%: past the hard floor
+    for _ in range(60):
+        await desk.env.sleep(timedelta(seconds=1))
+        status = await desk.status(handle)
+        if status.state == LoanState.ACTIVE and status.collateral_amount < 1:
+            break
+    await desk.settle(handle)
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "w1"})
+    return handle
+
+
 async def continued(desk: Desk) -> WorkflowHandle[Any, Any]:
     handle = await funded(desk, "HIST-CAN", history_limit=200)
     for tick in range(200):
@@ -117,6 +132,7 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "margin_call_liquidation_default": called_and_liquidated,
     "continue_as_new_first_run": continued,
     "imported": imported,
+    "hard_floor_limit_sales": sold_in_limit_orders,
 }
 
 

@@ -24,6 +24,12 @@ from tests.workflows.book import (
 from tests.workflows.conftest import Desk
 
 HOUR = timedelta(hours=1)
+# A partial liquidation lands LTV here, at the price it acted on, whatever the fills.
+BAND = (Decimal("0.49"), Decimal("0.50"))
+
+
+def in_band(ltv: Decimal | None) -> bool:
+    return ltv is not None and BAND[0] <= ltv <= BAND[1]
 
 
 async def active_loan(desk: Desk, loan_id: str, price: str = "100000", **overrides):  # type: ignore[no-untyped-def]
@@ -159,7 +165,7 @@ async def test_deadline_liquidation_after_reminders(desk: Desk) -> None:
             break
     status = await desk.status(handle)
     assert status.state == LoanState.ACTIVE
-    assert status.ltv is not None and status.ltv <= Decimal("0.50")
+    assert in_band(status.ltv), status.ltv
     await desk.settle(handle)
     kinds = await notices(desk.db, "D1")
     assert kinds.count("margin_call_reminder") == 2
@@ -167,7 +173,7 @@ async def test_deadline_liquidation_after_reminders(desk: Desk) -> None:
     [sold] = await notice_data(desk.db, "D1", "liquidation_executed")
     assert sold["cause"] == "cure_deadline" and sold["cure_deadline"] is not None
     await desk.settle(handle)
-    assert len(await sales(desk.db, "D1")) == 1
+    assert len(await sales(desk.db, "D1")) >= 1
     await assert_books_agree(desk.db, status)
 
 
@@ -198,8 +204,8 @@ async def test_liquidation_waits_for_a_second_observation(desk: Desk) -> None:
     await desk.price(handle, "BTC", "36400")
     status = await wait_state(desk, handle, LoanState.ACTIVE)
     await desk.settle(handle)
-    assert len(await sales(desk.db, "L1")) == 1
-    assert status.ltv is not None and status.ltv <= Decimal("0.50")
+    assert len(await sales(desk.db, "L1")) >= 1
+    assert in_band(status.ltv), status.ltv
     await assert_books_agree(desk.db, status)
     # The borrower hears why, with the figures the desk acted on, and that no margin call
     # came first (the price jumped past 70% and 80% between two observations).
@@ -230,10 +236,11 @@ async def test_hard_floor_liquidates_at_once(desk: Desk) -> None:
         if await sales(desk.db, "L3"):
             break
         await desk.env.sleep(timedelta(seconds=1))
-    status = await desk.status(handle)
-    await desk.settle(handle)
-    assert len(await sales(desk.db, "L3")) == 1
-    assert status.ltv is not None and status.ltv <= Decimal("0.50")
+    status = await desk.settle(handle)
+    # 90.9% sells in two limit orders: the first sized so that no fill up to 0.5% above the
+    # price can take LTV below 49%, the second from where the real fill left it
+    assert len(await sales(desk.db, "L3")) == 2
+    assert status.state == LoanState.ACTIVE and in_band(status.ltv), status.ltv
     [sold] = await notice_data(desk.db, "L3", "liquidation_executed")
     assert sold["cause"] == "hard_floor" and Decimal(sold["ltv_before"]) >= Decimal("0.90")
 
