@@ -12,17 +12,19 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.loan import LoanWorkflow
+from workflows.market import MarketMonitor
 
 HISTORIES = sorted(Path(__file__).with_name("histories").glob("*.json"))
 
 
 def test_there_are_histories_to_replay() -> None:
-    assert len(HISTORIES) >= 3
+    assert len(HISTORIES) >= 9
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays_on_current_code(path: Path) -> None:
     history = WorkflowHistory.from_json(f"loan-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=[LoanWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[LoanWorkflow, MarketMonitor],
+                        data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history)
     assert result.replay_failure is None, result.replay_failure
