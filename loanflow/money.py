@@ -91,3 +91,25 @@ def fmt_ratio(ratio: Decimal | None) -> str:
     if ratio.is_infinite():
         return "infinite (collateral worth less than a cent)"
     return f"{(ratio * 100).quantize(USD, rounding=ROUND_CEILING, context=WIDE):,.2f}%"
+
+
+# Prices a market observation may carry, per asset (USD per unit). Far wider than any market
+# these assets have seen or may plausibly see, far narrower than what breaks Decimal arithmetic
+# (a `1e309` price froze loans): a price outside is a typo or an attack, never a market.
+PRICE_BOUNDS: dict[str, tuple[Decimal, Decimal]] = {
+    "BTC": (Decimal("1"), Decimal("100000000")),
+    "ETH": (Decimal("0.01"), Decimal("10000000")),
+}
+
+
+def check_price(asset: str, price: Decimal) -> Decimal:
+    """A price for `asset` that is finite, positive and inside its sane range; otherwise
+    ValueError saying which bound it broke."""
+    if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
+        raise ValueError(f"must be a positive, finite price (got {price})")
+    low, high = PRICE_BOUNDS.get(asset, (None, None))
+    if low is None or high is None:
+        raise ValueError(f"unknown asset {asset!r}: expected one of {', '.join(ASSETS)}")
+    if not low <= price <= high:
+        raise ValueError(f"{asset} price {price} is outside the sane range {low} to {high:,}")
+    return price
