@@ -48,6 +48,10 @@ def Text(max_length: int, min_length: int = 1) -> Any:  # noqa: N802 (a field fa
     return Field(min_length=min_length, max_length=max_length)
 
 
+# The contract's workflow id of a loan: `loan-<loan_id>`.
+WORKFLOW_PREFIX = "loan-"
+
+
 class LoanState(str, Enum):
     KYC_REVIEW = "KYC_REVIEW"
     AWAITING_COLLATERAL = "AWAITING_COLLATERAL"
