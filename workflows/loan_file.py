@@ -80,6 +80,7 @@ class LoanFile(BaseModel):
     # Observations received since the loan last looked at its price, other than the one it
     # now holds (earlier ones of a batch, late arrivals): evidence for the wick check.
     evidence: list[PriceUpdate] = Field(default_factory=list)
+    looked_at: datetime | None = None  # observed_at of the price the loan last looked at
 
     # margin calls
     warned: bool = False
@@ -163,18 +164,24 @@ class LoanFile(BaseModel):
             if candidate is not None and update.observed_at > candidate.observed_at \
                     and not self.jumps(candidate.price, update.price):
                 self.accept(candidate)
-                self.price_candidate = None
-                self.accept(update)
-                return True
-            if candidate is None or update.observed_at > candidate.observed_at:
-                self.price_candidate = update
-            return True  # the loan schedules a look at the store for a confirmation
+            elif not self.corroborated(update, now):
+                if candidate is None or update.observed_at > candidate.observed_at:
+                    self.price_candidate = update
+                return True  # the loan schedules a look at the store for a confirmation
         self.price_candidate = None
         self.accept(update)
         return True
 
+    def corroborated(self, update: PriceUpdate, now: datetime) -> bool:
+        """Does a fresh observation received since the last look (one that came late, older
+        than the held price) already say what this jump says?"""
+        return any(o.observed_at < update.observed_at and self.fresh_price_at(o, now)
+                   and not self.jumps(o.price, update.price) for o in self.evidence)
+
     def accept(self, update: PriceUpdate) -> None:
-        if self.price is not None:
+        # The price it replaces is evidence only if the loan never looked at it (an earlier
+        # observation of the same batch); one it looked at already had its say.
+        if self.price is not None and self.price.observed_at != self.looked_at:
             self.remember(self.price)
         self.price = update
 
@@ -187,7 +194,7 @@ class LoanFile(BaseModel):
     def breach_evidence(self, latest: PriceUpdate, now: datetime, level: Decimal) -> PriceUpdate | None:
         """The first observation of an unbroken run of fresh liquidation-level observations
         before `latest`, among those received since the last look (which are used up)."""
-        seen, self.evidence = self.evidence, []
+        seen, self.evidence, self.looked_at = self.evidence, [], latest.observed_at
         first: PriceUpdate | None = None
         for o in sorted(seen, key=lambda o: o.observed_at):
             if o.observed_at >= latest.observed_at or self.fresh_price_at(o, now) is None:

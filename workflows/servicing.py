@@ -84,8 +84,8 @@ class Servicing(Onboarding):
                 self.breach_from_evidence(price, now)
             await self.liquidation_breach(price, current)
             return
-        if rules:
-            f.evidence = []  # looked at: a price below the level ends any run of breaches
+        if rules:  # looked at: a price below the level ends any run of breaches
+            f.evidence, f.looked_at = [], price.observed_at
         f.breach_observed_at = None
         if f.state == LoanState.MARGIN_CALL:
             await self.margin_call_duties(price, current, now, cause)
