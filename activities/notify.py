@@ -49,6 +49,7 @@ from typing import Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.support import heartbeating
 from loanflow.db import Database
 from loanflow.effects import ActivityName, Notice, NoticeReceipt
 from loanflow.mail import outbox
@@ -120,8 +121,9 @@ class NotifyActivities:
     async def record_notice(self, notice: Notice) -> NoticeReceipt:
         """Record the notice and deliver its e-mail; status "sent", "failed" or "unconfirmed".
         Raises a retryable ApplicationError while the mail server cannot take the message."""
-        created = await self.record(notice)
-        status = await self.deliver(notice.key)
+        async with heartbeating():
+            created = await self.record(notice)
+            status = await self.deliver(notice.key)
         return NoticeReceipt(key=notice.key, created=created, status=status)
 
     # --- recording -------------------------------------------------------------------------

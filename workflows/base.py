@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from loanflow import ledger as account
     from loanflow.models import LoanApplication, LoanState
     from loanflow.money import fmt_ratio, usd_up
-    from workflows.calls import NOTICE_TIMEOUT, effect, read, record
+    from workflows.calls import NOTICE_HEARTBEAT, NOTICE_TIMEOUT, effect, read, record
     from workflows.loan_file import CarriedState, LoanFile
 
 # Patches (workflow.patched) of issue 10; loans started before them replay without them.
@@ -143,7 +143,8 @@ class LoanBase:
     async def _deliver(self, notice: Notice) -> None:
         try:
             await effect(ActivityName.RECORD_NOTICE, notice, NoticeReceipt,
-                         summary=notice.kind, timeout=NOTICE_TIMEOUT)
+                         summary=notice.kind, timeout=NOTICE_TIMEOUT,
+                         heartbeat=NOTICE_HEARTBEAT)
         except ActivityError as err:
             # A notice that can never be delivered is raised to operations by the notice
             # activity itself; it must not stop the loan.
