@@ -13,7 +13,13 @@ from loanflow.db import Database
 from loanflow.devserver import DevServer
 from loanflow.schema import AuditRecord, ExchangeOrder
 from tests.e2e.conftest import dev_client, dev_server, task_queue  # noqa: F401
-from tests.e2e.test_temporal_cli import APPLICATION, run_cli, until_state, worker  # noqa: F401
+from tests.e2e.test_temporal_cli import (  # noqa: F401
+    APPLICATION,
+    run_cli,
+    temporal,
+    until_state,
+    worker,
+)
 
 
 def observation(asset: str, price: str, minutes_ago: float = 0) -> str:
@@ -67,3 +73,40 @@ async def test_breach_confirmed_by_later_observations_sells(
         await signal(dev_server, wid, observation("ETH", "1212.12", minutes_ago))
         await asyncio.sleep(1)
     assert await sold(db, "HX6"), await audit_kinds(db, "HX6")
+
+
+async def test_malformed_signals_and_updates_from_the_stock_cli(
+    dev_server: DevServer, worker: None, task_queue: str, db: Database  # noqa: F811
+) -> None:
+    """Item 3: `--input 1 --input 2` once failed the loan's workflow task on every attempt."""
+    wid = await active_eth_loan(dev_server, task_queue, "HX3")
+    for inputs in (("1", "2"), ("null",), ('"a string"',), ("[]",), ("{}",),
+                   (observation("ETH", "1e309"),), (observation("ETH", "2000", -60 * 24 * 365 * 4),)):
+        await signal(dev_server, wid, *inputs)
+    refused = await asyncio.to_thread(
+        temporal, dev_server, "workflow", "update", "execute", "--workflow-id", wid,
+        "--name", "top_up", "--input", "1", "--input", "2")
+    assert refused.returncode != 0 and "2 arguments" in refused.stderr + refused.stdout
+    status = await until_state(dev_server, wid, "ACTIVE")  # still answers its query
+    assert status["price"] == "2000"
+    # ...and acts on the next good price: ETH 1,400 is a margin call (twice: a 30% move).
+    await signal(dev_server, wid, observation("ETH", "1400", 0.01))
+    await signal(dev_server, wid, observation("ETH", "1400"))
+    await until_state(dev_server, wid, "MARGIN_CALL")
+    described = json.loads((await asyncio.to_thread(
+        temporal, dev_server, "workflow", "describe", "--workflow-id", wid)).stdout)
+    assert "pendingWorkflowTask" not in described or \
+        described["pendingWorkflowTask"].get("attempt", 1) <= 1
+
+
+async def test_a_second_start_argument_carries_no_state(
+    dev_server: DevServer, worker: None, task_queue: str, db: Database  # noqa: F811
+) -> None:
+    wid = "loan-HX4"
+    state = {"from_run": "anything", "file": {"state": "ACTIVE", "collateral": "50"}}
+    await run_cli(dev_server, "workflow", "start", "--type", "LoanWorkflow", "--task-queue",
+                  task_queue, "--workflow-id", wid, "--input", json.dumps({**APPLICATION,
+                                                                           "loan_id": "HX4"}),
+                  "--input", json.dumps(state))
+    status = await until_state(dev_server, wid, "REJECTED")
+    assert "resume" in status["reason"] and status["collateral_amount"] == "0"
