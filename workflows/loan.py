@@ -37,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.servicing import SERVING, Servicing
 
 WORKFLOW_TYPE = "LoanWorkflow"
+# Patch: a start whose loan_id is not its workflow's is refused (issue 10, item 4).
+IDENTITY_CHECK = "issue10-identity-check"
 
 
 def refuse(message: str, kind: str = "Rejected") -> ApplicationError:
@@ -139,6 +141,7 @@ class LoanWorkflow(Servicing):
         # Arguments arrive untyped (the SDK gives up on type hints when the count differs, and
         # a caller may send any count): validated here, so that no start input fails a task.
         self._init_runtime()
+        self.refused = False  # a start refused for its identity: it writes nothing at all
         app, carried, self.bad_input = start_arguments(args)
         self.app = app.model_copy(update={"resume": None})
         self.start_problem = start_problem(app, carried)
@@ -163,10 +166,13 @@ class LoanWorkflow(Servicing):
         if self.bad_input is not None:
             raise self.bad_input
         app = self.app
-        if self.start_problem is not None and self.start_problem.startswith("loan_id"):
-            return self.refuse_identity(self.start_problem)
-        if self.start_problem is not None:
-            self.reject(self.start_problem)
+        problem = self.start_problem
+        if problem is not None and problem.startswith("loan_id"):
+            # Patched: a run started before the check (its ids may disagree) replays as it ran.
+            if workflow.patched(IDENTITY_CHECK):
+                return self.refuse_identity(problem)
+        elif problem is not None:
+            self.reject(problem)
         if app.policy is not None and self.f.step == 0 and not self.f.state.is_final:
             try:
                 app.policy.apply(RiskPolicy())
@@ -188,6 +194,7 @@ class LoanWorkflow(Servicing):
         """A start whose loan_id is not its workflow's: REJECTED, and nothing written at all.
         Every record, notice and ledger key of a loan is keyed by loan_id, so anything this
         run wrote would land on (or block) the loan it names."""
+        self.refused = True
         self.f.state, self.f.reason = LoanState.REJECTED, problem
         workflow.logger.warning("start refused: %s", problem)
         workflow.set_current_details(f"**REJECTED**\n\nreason: {problem}")
@@ -217,7 +224,7 @@ class LoanWorkflow(Servicing):
                 self.app.collateral_asset,
             )
             return
-        if self.f.state.is_final or self.start_problem is not None:
+        if self.f.state.is_final or self.refused:
             return
         if self.f.take_price(update, self.rules_clock()):
             self.poke()

@@ -166,7 +166,11 @@ class LoanFile(BaseModel):
                 self.accept(candidate)
             elif not self.corroborated(update, now):
                 if candidate is None or update.observed_at > candidate.observed_at:
+                    if candidate is not None:
+                        self.remember(candidate)
                     self.price_candidate = update
+                else:
+                    self.remember(update)  # evidence for a later confirmation
                 return True  # the loan schedules a look at the store for a confirmation
         self.price_candidate = None
         self.accept(update)
