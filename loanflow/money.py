@@ -106,7 +106,7 @@ def check_price(asset: str, price: Decimal) -> Decimal:
     """A price for `asset` that is finite, positive and inside its sane range; otherwise
     ValueError saying which bound it broke."""
     if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
-        raise ValueError(f"must be a positive, finite price (got {price})")
+        raise ValueError("must be a positive price")
     low, high = PRICE_BOUNDS.get(asset, (None, None))
     if low is None or high is None:
         raise ValueError(f"unknown asset {asset!r}: expected one of {', '.join(ASSETS)}")
