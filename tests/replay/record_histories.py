@@ -179,6 +179,30 @@ async def market_monitor(desk: Desk) -> WorkflowHandle[Any, Any]:
     return monitor
 
 
+async def hostile_rules(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with the issue-10 patches in: malformed signals dropped, a future-dated price
+    dropped, a jump held then confirmed, a breach confirmed by a batch, a repayment in full."""
+    handle = await funded(desk, "HIST-HOSTILE")
+    await handle.signal("price_update", args=[1, 2])
+    await handle.signal("price_update", {"asset": "BTC", "price": "1e309",
+                                         "observed_at": "2024-01-01T00:00:00Z"})
+    await handle.signal("price_update", {"asset": "BTC", "price": "60000",
+                                         "observed_at": "2030-01-01T00:00:00Z"})
+    await desk.price(handle, "BTC", "42000", confirmed=False)  # a 58% jump: held
+    await desk.env.sleep(timedelta(minutes=2))
+    await desk.price(handle, "BTC", "42100", confirmed=False)  # confirms: a margin call
+    await until(desk, handle, LoanState.MARGIN_CALL)
+    now = await desk.now()
+    for seconds in (2, 1, 0):  # 82.5% three times in one go: confirmed, sold
+        at = (now - timedelta(seconds=seconds)).isoformat()
+        await handle.signal("price_update", {"asset": "BTC", "price": "36363.64",
+                                             "observed_at": at, "source": "test"})
+    await until(desk, handle, LoanState.ACTIVE)
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "h1"})
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -189,6 +213,7 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "maturity_full_liquidation": matured,
     "continue_as_new_resumed_run": resumed,
     "market_monitor": market_monitor,
+    "hostile_rules": hostile_rules,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run"}
