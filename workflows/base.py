@@ -213,7 +213,7 @@ class LoanBase:
             # waits for the next chance rather than failing.
             workflow.logger.warning("latest stored price unavailable: %s", err.cause or err)
             return
-        if latest.observation is not None:
+        if latest.observation is not None and not self.f.vouch(latest.observation):
             self.f.take_price(latest.observation, self.rules_clock())
 
     # --- the read model, search attributes and UI details -------------------------------------------

@@ -176,6 +176,20 @@ class LoanFile(BaseModel):
         self.accept(update)
         return True
 
+    def vouch(self, stored: PriceUpdate) -> bool:
+        """A held jump that the desk's own store holds (same observation id, price and time:
+        written by the market monitor from its venues, or by an operator) is the desk's word,
+        not a caller's: it is accepted. A signal can claim anything; the store it cannot."""
+        held = self.price_candidate
+        if held is None or stored.observation_id is None:
+            return False
+        if (stored.observation_id, stored.price, stored.observed_at) != \
+                (held.observation_id, held.price, held.observed_at):
+            return False
+        self.price_candidate = None
+        self.accept(held)
+        return True
+
     def corroborated(self, update: PriceUpdate, now: datetime) -> bool:
         """Does a fresh observation received since the last look (one that came late, older
         than the held price) already say what this jump says?"""
