@@ -213,8 +213,8 @@ class LoanBase:
             # waits for the next chance rather than failing.
             workflow.logger.warning("latest stored price unavailable: %s", err.cause or err)
             return
-        if latest.observation is not None and not self.f.vouch(latest.observation):
-            self.f.take_price(latest.observation, self.rules_clock())
+        if latest.observation is not None:
+            self.f.take_price(latest.observation, self.rules_clock(), stored=True)
 
     # --- the read model, search attributes and UI details -------------------------------------------
 

@@ -136,23 +136,27 @@ class LoanFile(BaseModel):
             return None
         return self.fresh_price_at(self.price, now)
 
-    def take_price(self, update: PriceUpdate, now: datetime | None = None) -> bool:
+    def take_price(self, update: PriceUpdate, now: datetime | None = None, *,
+                   stored: bool = False) -> bool:
         """Keep the newest observation; True if the loan should look again. Without `now`
         (histories recorded before issue 10) simply the newest wins; with it, the rules of
         `take_observation` apply."""
         if now is not None:
-            return self.take_observation(update, now)
+            return self.take_observation(update, now, stored=stored)
         if self.price is not None and update.observed_at <= self.price.observed_at:
             return False
         self.price = update
         return True
 
-    def take_observation(self, update: PriceUpdate, now: datetime) -> bool:
+    def take_observation(self, update: PriceUpdate, now: datetime, *, stored: bool = False) -> bool:
         """The loan-side price rules. An observation dated beyond the clock skew is dropped.
         One older than the held price is kept only as wick evidence. One that jumps more than
         `max_price_jump` from the held price is held as a candidate until a later observation
         in line with it confirms it (then both count); an observation in line with the held
-        price discards a lone candidate."""
+        price discards a lone candidate. What the desk's own store holds (`stored`: written by
+        the market monitor from its venues, or by an operator) is the desk's word, not a
+        caller's, and needs no confirmation: the monitor signals only the loans a tick crossed,
+        so a loan's last price can be far behind a real move."""
         if update.observed_at > now + CLOCK_SKEW:
             return False
         held = self.price
@@ -160,6 +164,11 @@ class LoanFile(BaseModel):
             self.remember(update)
             return False
         candidate = self.price_candidate
+        if stored:
+            if candidate is not None and candidate.observed_at <= update.observed_at:
+                self.price_candidate = None
+            self.accept(update)
+            return True
         if held is not None and self.jumps(held.price, update.price):
             if candidate is not None and update.observed_at > candidate.observed_at \
                     and not self.jumps(candidate.price, update.price):
@@ -174,20 +183,6 @@ class LoanFile(BaseModel):
                 return True  # the loan schedules a look at the store for a confirmation
         self.price_candidate = None
         self.accept(update)
-        return True
-
-    def vouch(self, stored: PriceUpdate) -> bool:
-        """A held jump that the desk's own store holds (same observation id, price and time:
-        written by the market monitor from its venues, or by an operator) is the desk's word,
-        not a caller's: it is accepted. A signal can claim anything; the store it cannot."""
-        held = self.price_candidate
-        if held is None or stored.observation_id is None:
-            return False
-        if (stored.observation_id, stored.price, stored.observed_at) != \
-                (held.observation_id, held.price, held.observed_at):
-            return False
-        self.price_candidate = None
-        self.accept(held)
         return True
 
     def corroborated(self, update: PriceUpdate, now: datetime) -> bool:

@@ -178,3 +178,17 @@ async def test_extra_fields_in_the_application_fail_the_start_naming_them(desk: 
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()
     assert "polcy" in str(info.value.cause)
+
+
+async def test_a_jump_the_store_holds_is_the_desks_word(desk: Desk) -> None:
+    """The monitor signals only loans whose triggers a tick crossed, so a loan's last price can
+    be far behind: a jump that the desk's store holds acts at once (the loan looks at the store
+    when a jump arrives); what a signal claims beyond it never does."""
+    from activities.pricing import store_observation
+
+    handle = await active_loan(desk, "HV1")
+    stored = await store_observation(desk.db, "BTC", Decimal("42000"), await desk.now())
+    forged = stored.model_copy(update={"price": Decimal("150000")}).model_dump(mode="json")
+    await handle.signal("price_update", forged)
+    status = await wait_state(desk, handle, LoanState.MARGIN_CALL)
+    assert status.price == Decimal("42000")
