@@ -23,7 +23,7 @@ async def observe(desk: Desk, handle, price: str, minutes_ago: int) -> None:  # 
 
 
 async def sold(desk: Desk, loan_id: str) -> bool:
-    for _ in range(30):
+    for _ in range(120):  # the loan re-checks every minute: a few minutes of loan time
         if await sales(desk.db, loan_id):
             return True
         await desk.env.sleep(timedelta(seconds=1))
