@@ -50,6 +50,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.store import find_borrower
+from activities.support import heartbeating
 from loanflow.db import Database
 from loanflow.effects import ActivityName, Notice, NoticeReceipt
 from loanflow.mail import outbox
@@ -121,8 +122,9 @@ class NotifyActivities:
     async def record_notice(self, notice: Notice) -> NoticeReceipt:
         """Record the notice and deliver its e-mail; status "sent", "failed" or "unconfirmed".
         Raises a retryable ApplicationError while the mail server cannot take the message."""
-        created = await self.record(notice)
-        status = await self.deliver(notice.key)
+        async with heartbeating():
+            created = await self.record(notice)
+            status = await self.deliver(notice.key)
         return NoticeReceipt(key=notice.key, created=created, status=status)
 
     # --- recording -------------------------------------------------------------------------

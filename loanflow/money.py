@@ -121,3 +121,14 @@ def fmt_ratio(ratio: Decimal | None) -> str:
     if ratio.is_infinite():
         return "infinite (collateral worth less than a cent)"
     return f"{(ratio * 100).quantize(USD, rounding=ROUND_CEILING, context=WIDE):,.2f}%"
+
+
+def check_price(asset: str, price: Decimal) -> Decimal:
+    """A price for `asset` that is finite, positive and inside its sane range (`PRICE_BOUNDS`);
+    otherwise ValueError saying which bound it broke (for pydantic validators)."""
+    if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
+        raise ValueError("must be a positive price")
+    problem = price_problem(asset, price)
+    if problem is not None:
+        raise ValueError(problem)
+    return price

@@ -73,7 +73,9 @@ class Servicing(Onboarding):
         awaiting_confirmation = (
             price is not None and price.observed_at == f.breach_observed_at
         )
-        if (price is None and self.action_due(now)) or awaiting_confirmation:
+        # A price jump held for confirmation: the store may already have the next observation.
+        jump_held = f.price_candidate is not None
+        if (price is None and self.action_due(now)) or awaiting_confirmation or jump_held:
             # A pending liquidation needs a *later* observation than the one that breached:
             # look at the store rather than wait for the next signal.
             await self.fetch_price()
@@ -83,9 +85,14 @@ class Servicing(Onboarding):
         current = f.ltv_at(price.price)
         if current is None:
             return
+        rules = self.price_rules()
         if current >= p.liquidation_ltv:
+            if rules:
+                self.breach_from_evidence(price, now)
             await self.liquidation_breach(price, current)
             return
+        if rules:  # looked at: a price below the level ends any run of breaches
+            f.evidence, f.looked_at = [], price.observed_at
         f.breach_observed_at = None
         if f.state == LoanState.MARGIN_CALL:
             await self.margin_call_duties(price, current, now, cause)
@@ -206,6 +213,17 @@ class Servicing(Onboarding):
         }
 
     # --- liquidation ---------------------------------------------------------------------------
+
+    def breach_from_evidence(self, price: PriceUpdate, now: datetime) -> None:
+        """Observations that came since the last look (several in one workflow task, or late
+        ones older than the held price) count: the first of an unbroken run of fresh
+        liquidation-level observations before `price` is the breach `price` confirms."""
+        f = self.f
+        first = f.breach_evidence(price, now, f.policy.liquidation_ltv)
+        if f.breach_observed_at is None and first is not None:
+            f.breach_observed_at = first.observed_at
+            self.audit("liquidation_pending_confirmation", price=first,
+                       ltv=f.ltv_at(first.price))
 
     async def liquidation_breach(self, price: PriceUpdate, current: Decimal) -> None:
         """LTV at or past the liquidation level: sell at once past the hard floor, otherwise only
@@ -512,6 +530,8 @@ class Servicing(Onboarding):
                 candidates.append((reminder[0], f"margin-call reminder {reminder[1]}h"))
         if f.breach_observed_at is not None:
             candidates.append((now + CONFIRM_RECHECK, "liquidation confirmation re-check"))
+        if f.price_candidate is not None:
+            candidates.append((now + CONFIRM_RECHECK, "price jump confirmation re-check"))
         if self.action_due(now):
             candidates.append((now + PRICE_RECHECK, "waiting for a fresh price"))
         if f.maturity is not None:

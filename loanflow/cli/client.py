@@ -132,6 +132,15 @@ class Loan:
                 f"{self.loan_id}` before sending it again")
 
 
+async def status_or_none(client: Client, loan_id: str) -> LoanStatus | None:
+    """A loan's status for a sweep over many loans: None (not an error) for one that cannot
+    answer (no such workflow, or one that failed or was terminated)."""
+    try:
+        return await Loan(client, loan_id).status()
+    except CliError:
+        return None
+
+
 def refusal(err: WorkflowUpdateFailedError) -> str:
     """The validator's message (it names the field), without Temporal's wrapping."""
     cause = err.cause

@@ -120,6 +120,13 @@ async def test_ftx_week_replay_produces_the_predicted_calls_and_liquidations(
     await store_observation(market.db, "ETH", D("2000"), now, {"seed": D("2000")})
     handles = {loan_id: await open_active_loan(market, loan_id, *spec)
                for loan_id, spec in BOOK.items()}
+    # The desk's last price before the replay, near its first tick: a loan holds a move of more
+    # than its max_price_jump (30%) from its last price until a second observation confirms
+    # it, and 30,000 to the replay's 19,646.54 (L's warning tick) is 34%.
+    pre = await store_observation(market.db, "BTC", D("23000"), await market.now())
+    for loan_id, handle in handles.items():
+        if BOOK[loan_id][0] == "BTC":
+            await handle.signal("price_update", pre.model_dump(mode="json"))
     for handle in handles.values():
         await settle(handle)  # trigger prices published
 

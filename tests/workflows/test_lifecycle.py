@@ -195,7 +195,7 @@ async def test_extend_cure_moves_deadline_and_is_recorded(desk: Desk) -> None:
 async def test_liquidation_waits_for_a_second_observation(desk: Desk) -> None:
     handle = await active_loan(desk, "L1")
     # 30,000 / 36,500 = 82.2%: liquidation level but below the 90% hard floor
-    await desk.price(handle, "BTC", "36500")
+    await desk.price(handle, "BTC", "36500", confirmed=False)
     await desk.env.sleep(timedelta(seconds=1))
     status = await desk.status(handle)
     assert status.state in (LoanState.MARGIN_CALL, LoanState.ACTIVE)
@@ -220,9 +220,9 @@ async def test_liquidation_waits_for_a_second_observation(desk: Desk) -> None:
 
 async def test_wick_that_recovers_sells_nothing(desk: Desk) -> None:
     handle = await active_loan(desk, "L2")
-    await desk.price(handle, "BTC", "36500")
+    await desk.price(handle, "BTC", "36500", confirmed=False)
     await desk.env.sleep(timedelta(seconds=1))
-    await desk.price(handle, "BTC", "52000")
+    await desk.price(handle, "BTC", "52000", confirmed=False)
     await desk.env.sleep(timedelta(minutes=5))
     await desk.settle(handle)
     assert await sales(desk.db, "L2") == []
