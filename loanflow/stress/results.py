@@ -10,6 +10,7 @@ deadline sale is dated at its deadline hour whatever the machine's speed.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -24,7 +25,14 @@ from loanflow import ledger
 from loanflow.db import Database
 from loanflow.notice_schema import SENT, OutboxRow
 from loanflow.policy import RiskPolicy
-from loanflow.schema import AuditRecord, LedgerEntry, LedgerLineRow, MarketTick, PriceObservation
+from loanflow.schema import (
+    AuditRecord,
+    ExchangeOrder,
+    LedgerEntry,
+    LedgerLineRow,
+    MarketTick,
+    PriceObservation,
+)
 from loanflow.stress.book import BookLoan, bucket_label
 from loanflow.stress.clock import Clock, iso
 from loanflow.stress.prices import PriceSet
@@ -55,12 +63,12 @@ async def collect(db: Database, clock: Clock, prices: PriceSet, loans: Sequence[
             select(LedgerEntry.loan_id, LedgerLineRow.amount)
             .join(LedgerLineRow, LedgerLineRow.entry_id == LedgerEntry.id)
             .where(LedgerLineRow.account == ledger.SHORTFALL_LOSS))).all()
+        sales = (await session.execute(
+            select(ExchangeOrder.loan_id, ExchangeOrder.gross_usd))).all()
     by_loan: dict[str, list[AuditRecord]] = defaultdict(list)
     for row in audit:
         by_loan[row.loan_id].append(row)
-    bad_debt: Counter[str] = Counter()
-    for loan_id, amount in written_off:
-        bad_debt[loan_id] += amount
+    money = Money(bad_debt=_sums(written_off), proceeds=_sums(sales), emails=emails)
     entries = [loan_entry(loan, events(by_loan[loan.loan_id], observed, clock)) for loan in loans]
     return {
         "window": {"start": iso(prices.first_tick), "end": iso(prices.last_tick),
@@ -71,7 +79,7 @@ async def collect(db: Database, clock: Clock, prices: PriceSet, loans: Sequence[
             for t in ticks
         ],
         "loans": entries,
-        "summary": summarise(entries, policies, emails, bad_debt, prices),
+        "summary": summarise(entries, policies, money, prices),
     }
 
 
@@ -137,9 +145,25 @@ def describe_policy(policy: NamedPolicy) -> dict[str, Any]:
 # --- the summary ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Money:
+    """Per loan, from the books rather than the audit: bad debt written off (ledger), gross
+    sale proceeds (the venue's fills) and e-mails the mail server accepted (outbox)."""
+
+    bad_debt: Mapping[str, Decimal]
+    proceeds: Mapping[str, Decimal]
+    emails: Mapping[str, int]
+
+
+def _sums(rows: Iterable[Any]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for loan_id, amount in rows:
+        totals[loan_id] += Decimal(amount)
+    return dict(totals)
+
+
 def summarise(entries: Sequence[dict[str, Any]], policies: Sequence[NamedPolicy],
-              emails: Mapping[str, int], bad_debt: Mapping[str, Decimal],
-              prices: PriceSet) -> dict[str, Any]:
+              money: Money, prices: PriceSet) -> dict[str, Any]:
     buckets = sorted({Decimal(e["ltv0"]) for e in entries})
     by_bucket = []
     for policy in policies:
@@ -148,9 +172,9 @@ def summarise(entries: Sequence[dict[str, Any]], policies: Sequence[NamedPolicy]
                       and Decimal(e["ltv0"]) == bucket]
             if chosen:
                 by_bucket.append({"policy": policy.name, "ltv0": str(bucket),
-                                  **tally(chosen, emails, bad_debt)})
-    by_policy = [{"policy": p.name, **tally([e for e in entries if e["policy"] == p.name],
-                                            emails, bad_debt)} for p in policies]
+                                  **tally(chosen, money)})
+    by_policy = [{"policy": p.name, **tally([e for e in entries if e["policy"] == p.name], money)}
+                 for p in policies]
     return {
         "loans": len(entries),
         "hours": len(prices.ticks()),
@@ -161,8 +185,7 @@ def summarise(entries: Sequence[dict[str, Any]], policies: Sequence[NamedPolicy]
     }
 
 
-def tally(entries: Sequence[dict[str, Any]], emails: Mapping[str, int],
-          bad_debt: Mapping[str, Decimal]) -> dict[str, Any]:
+def tally(entries: Sequence[dict[str, Any]], money: Money) -> dict[str, Any]:
     """Counts and sums over some loans' events (a policy, or a policy's LTV bucket)."""
     count: Counter[str] = Counter()
     sold: dict[str, Decimal] = defaultdict(Decimal)
@@ -191,17 +214,24 @@ def tally(entries: Sequence[dict[str, Any]], emails: Mapping[str, int],
         "collateral_sold": {a: str(tidy(q)) for a, q in sorted(sold.items())},
         "ltv_after_sales": spread(after),
         "defaults": count["default"],
-        "bad_debt_usd": str(sum((bad_debt.get(e["loan_id"], Decimal(0)) for e in entries),
-                                Decimal(0)).quantize(Decimal("0.01"))),
-        "emails_sent": sum(emails.get(e["loan_id"], 0) for e in entries),
+        "sale_proceeds_usd": _usd(money.proceeds, entries),
+        "bad_debt_usd": _usd(money.bad_debt, entries),
+        "emails_sent": sum(money.emails.get(e["loan_id"], 0) for e in entries),
     }
+
+
+def _usd(per_loan: Mapping[str, Decimal], entries: Sequence[dict[str, Any]]) -> str:
+    total = sum((per_loan.get(e["loan_id"], Decimal(0)) for e in entries), Decimal(0))
+    return str(total.quantize(Decimal("0.01")))
 
 
 def spread(values: Sequence[Decimal]) -> dict[str, str | None]:
     if not values:
         return {"mean": None, "min": None, "max": None}
     mean = (sum(values, Decimal(0)) / len(values)).quantize(Decimal("0.0001"))
-    return {"mean": str(mean), "min": str(min(values)), "max": str(max(values))}
+    places = Decimal("0.0001")
+    return {"mean": str(mean), "min": str(min(values).quantize(places)),
+            "max": str(max(values).quantize(places))}
 
 
 def write(results: dict[str, Any], path: Path) -> None:

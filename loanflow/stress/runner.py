@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
@@ -37,10 +38,10 @@ from loanflow.prices.messages import (
 from loanflow.settings import Settings
 from loanflow.stress import importing
 from loanflow.stress.book import BookLoan
-from loanflow.stress.clock import HOUR, IMPORT_BUDGET, Clock
+from loanflow.stress.clock import IMPORT_BUDGET, Clock
 from loanflow.stress.exchange import SeededExchange
 from loanflow.stress.prices import PriceSet
-from loanflow.worker import build_worker
+from loanflow.worker import Workers, build_worker
 from workflows.market import MarketMonitor
 
 TASK_QUEUE = "stress-loans"
@@ -82,11 +83,26 @@ class RunOutcome:
     loans: list[BookLoan]
     seconds: dict[str, float] = field(default_factory=dict)
     simulated_hours: int = 0
+    warning: str | None = None
 
 
 def policy_book(book: Sequence[BookLoan], policies: Sequence[NamedPolicy]) -> list[BookLoan]:
     """The same book once per policy, ids prefixed with the policy's name."""
     return [loan.for_policy(p.name) for p in policies for loan in book]
+
+
+def private_database(workdir: Path) -> Database:
+    """The run's own SQLite file. It is thrown away after the run, so it skips the fsync of
+    every commit: a crash loses the run, never the desk's data."""
+    db = Database(f"sqlite+aiosqlite:///{workdir / 'stress.db'}")
+
+    def no_fsync(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA synchronous=OFF")
+        cursor.close()
+
+    event.listen(db.engine.sync_engine, "connect", no_fsync)
+    return db
 
 
 def stress_settings(seed: int, smtp_port: int, workdir: Path) -> Settings:
@@ -108,7 +124,7 @@ async def run(
     """Run the book through the window; returns where the private database is, for `results`.
     The caller disposes of `outcome.db`."""
     workdir.mkdir(parents=True, exist_ok=True)
-    db = Database(f"sqlite+aiosqlite:///{workdir / 'stress.db'}")
+    db = private_database(workdir)
     await db.create_all()
     loans = policy_book(book, policies)
     outcome = RunOutcome(clock=Clock(timedelta(0)), db=db, workdir=workdir, loans=loans)
@@ -119,10 +135,13 @@ async def run(
         try:
             activities = build_activities(db, settings, client=env.client,
                                           exchange=SeededExchange(db, seed))
-            async with build_worker(env.client, db, settings, activities=activities,
-                                    task_queue=TASK_QUEUE) as workers:
-                await _drive(env, db, prices, book, policies, workers.market_queue, outcome,
-                             on_progress)
+            workers = build_worker(
+                env.client, db, settings, activities=activities, task_queue=TASK_QUEUE,
+                # Every loan stays in the worker's cache: an evicted loan replays its whole
+                # history on its next wake-up.
+                max_cached_workflows=len(loans) + 100,
+            )
+            await _drive(env, db, prices, book, policies, workers, outcome, on_progress)
         finally:
             await env.shutdown()
     return outcome
@@ -130,29 +149,41 @@ async def run(
 
 async def _drive(
     env: WorkflowEnvironment, db: Database, prices: PriceSet, book: Sequence[BookLoan],
-    policies: Sequence[NamedPolicy], market_queue: str, outcome: RunOutcome,
+    policies: Sequence[NamedPolicy], workers: Workers, outcome: RunOutcome,
     on_progress: Callable[[Progress], None],
 ) -> None:
     started = time.monotonic()
     clock = outcome.clock = Clock.lay(await env.get_current_time(), prices.first_tick)
+    # The worker starts once the whole book is in: the loans' first looks at themselves (and
+    # so their daily revaluations) then fall as close together as the worker can take them,
+    # instead of spread over the import; each simulated day costs the work, not the spread.
     await _import(env.client, db, book, policies, clock, on_progress)
     outcome.seconds["import"] = time.monotonic() - started
-    imported_by = await env.get_current_time()
-    if imported_by >= clock.to_server(prices.first_tick):
+    async with workers:
+        await _loans_settled(env, prices, clock, outcome, on_progress)
+        replay_started = time.monotonic()
+        monitor = await _start_monitor(env.client, prices, clock, workers.market_queue)
+        await _follow(monitor, len(prices.ticks()), on_progress)
+        on_progress(Progress("last hour", len(prices.ticks()), len(prices.ticks()),
+                             prices.last_tick))
+        await env.sleep(LAST_HOUR_TAIL)
+        await _settle(env.client, [loan.loan_id for loan in outcome.loans], on_progress)
+        outcome.seconds["replay"] = time.monotonic() - replay_started
+    outcome.simulated_hours = len(prices.ticks())
+
+
+async def _loans_settled(env: WorkflowEnvironment, prices: PriceSet, clock: Clock,
+                         outcome: RunOutcome, on_progress: Callable[[Progress], None]) -> None:
+    """Every imported loan has taken its first look at itself, before the first tick."""
+    await _settle(env.client, [loan.loan_id for loan in outcome.loans], on_progress)
+    ready_at = await env.get_current_time()
+    if ready_at >= clock.to_server(prices.first_tick):
         raise StressError("importing the book took longer than an hour of real time: "
                           "try fewer loans")
-    if imported_by - clock.to_server(prices.first_tick - HOUR) > IMPORT_BUDGET:
-        outcome.seconds["import_over_budget"] = 1.0  # the report says what it may change
-
-    replay_started = time.monotonic()
-    monitor = await _start_monitor(env.client, prices, clock, market_queue)
-    await _follow(monitor, len(prices.ticks()), on_progress)
-    on_progress(Progress("last hour", len(prices.ticks()), len(prices.ticks()),
-                         prices.last_tick))
-    await env.sleep(LAST_HOUR_TAIL)
-    await _settle(env.client, [loan.loan_id for loan in outcome.loans], on_progress)
-    outcome.seconds["replay"] = time.monotonic() - replay_started
-    outcome.simulated_hours = len(prices.ticks())
+    if ready_at - clock.to_server(prices.start) > IMPORT_BUDGET:
+        outcome.warning = (f"the book took {ready_at - clock.to_server(prices.start)} to import "
+                           f"and start; past {IMPORT_BUDGET} some loans' daily revaluations "
+                           f"fall more than 15 minutes after a tick and see no fresh price")
 
 
 async def _import(

@@ -1,0 +1,111 @@
+"""A small book through the crafted path on the real runner: production LoanWorkflow and
+MarketMonitor on a private time-skipping server. The outcomes are worked out by hand from the
+default policy (call at 70%, 48 h cure period, sale to 50%, hard floor 90%) and the path:
+
+- BTC-60 (60% at 20,000): at 17,000 its LTV is 70.6%: called at the first 17,000 tick, never
+  cured (the price stays), sold at its deadline hour, 48 window-hours later; at 11,000 called
+  again.
+- BTC-50 (50% at 20,000): 58.8% at 17,000 (nothing), 90.9% at 11,000: sold at once on the
+  hard floor, with no call first (the price jumped past every level in one tick).
+
+Interest accrues on the window's clock: the sale two days and a few hours after origination
+charges exactly two days' interest (the loans would have accrued none on the wall clock).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import select
+
+from loanflow.db import Database
+from loanflow.money import usd_up
+from loanflow.risk import daily_interest
+from loanflow.schema import LedgerEntry
+from loanflow.stress.clock import iso
+from loanflow.stress.session import StressOptions, stress
+from tests.stress.conftest import tick_at
+
+CALLED_AT = tick_at(5)  # the first 17,000 close
+JUMP_AT = tick_at(70)   # the first 11,000 close
+
+
+def options(prices: Path, out: Path, keep: bool = False) -> StressOptions:
+    return StressOptions(price_files=[str(prices)], ltvs="0.50,0.60", assets="BTC",
+                         loans_per_bucket=1, seed=3, out=out, keep_workdir=keep)
+
+
+def kinds(loan: dict) -> list[tuple[str, str, str | None]]:
+    return [(e["at"], e["kind"], e["cause"]) for e in loan["events"]]
+
+
+async def test_a_call_not_cured_is_sold_at_its_deadline_hour_and_runs_are_identical(
+    crafted_prices: Path, tmp_path: Path,
+) -> None:
+    first = await stress(options(crafted_prices, tmp_path / "a", keep=True))
+    results = first.results
+    loans = {x["loan_id"]: x for x in results["loans"]}
+    assert list(loans) == ["default-BTC-50-001", "default-BTC-60-001"]
+
+    called = loans["default-BTC-60-001"]
+    assert kinds(called) == [
+        (iso(CALLED_AT), "margin_call", None),
+        (iso(CALLED_AT + timedelta(hours=48)), "liquidation", "deadline"),
+        (iso(JUMP_AT), "margin_call", None),
+    ]
+    sale = called["events"][1]
+    assert sale["price"] == "17000"
+    assert Decimal("0.49") <= Decimal(sale["ltv_after"]) <= Decimal("0.50")
+
+    jumped = loans["default-BTC-50-001"]
+    assert kinds(jumped) == [(iso(JUMP_AT), "liquidation", "hard_floor")]
+    assert Decimal(jumped["events"][0]["ltv"]) >= Decimal("0.90")
+    assert results["no_price_hours"] == []
+
+    await check_interest(first.workdir, loans)
+
+    # The same inputs again, on a new private server: byte for byte the same results.
+    second = await stress(options(crafted_prices, tmp_path / "b"))
+    assert second.workdir is None
+    assert (tmp_path / "a" / "results.json").read_bytes() == (
+        tmp_path / "b" / "results.json").read_bytes()
+
+    check_report(tmp_path / "a", results)
+
+
+async def check_interest(workdir: Path | None, loans: dict) -> None:
+    """Each sale charged exactly two whole days of interest: the loans' daily accrual ran on
+    the window's clock (sold 2 days 6 h and 2 days 23 h after origination)."""
+    assert workdir is not None
+    db = Database(f"sqlite+aiosqlite:///{workdir / 'stress.db'}")
+    try:
+        async with db.sessions() as session:
+            entries = {e.key: e for e in (await session.scalars(select(LedgerEntry))).all()}
+        for loan_id, loan in loans.items():
+            interest = entries[f"{loan_id}:interest:1"]
+            [charged] = [x.amount for x in interest.lines if x.amount > 0]
+            expected = usd_up(2 * daily_interest(Decimal(loan["principal_usd"]),
+                                                 Decimal(loan["annual_rate"])))
+            assert charged == expected, loan_id
+    finally:
+        await db.dispose()
+
+
+def check_report(out: Path, results: dict) -> None:
+    """The report files exist and carry results.json's figures."""
+    assert json.loads((out / "results.json").read_text()) == results
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    [policy] = results["summary"]["by_policy"]
+    assert policy["margin_calls"] == 2 and policy["sales"] == 2
+    assert policy["sales_by_cause"] == {"deadline": 1, "confirmed": 0, "hard_floor": 1}
+    row = "| default | 2 | 0 | 2 | 0 | 2 (1 / 0 / 1) |"
+    assert row in md
+    sold = ", ".join(f"{q} {a}" for a, q in policy["collateral_sold"].items())
+    for text in (md, html):
+        assert sold in text and policy["collateral_sold"]["BTC"] in text
+        assert f"{policy['emails_sent']}" in text
+    for name in ("prices.png", "ltv.png", "outcomes.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
