@@ -34,7 +34,9 @@ def stress(
                                    "instead of a generated one."),
     ltv: str = typer.Option("0.40,0.50,0.60,0.65", "--ltv",
                             help="Generated book: LTV buckets at the window's first price."),
-    assets: str = typer.Option("BTC,ETH", "--assets", help="Generated book: collateral assets."),
+    assets: str = typer.Option(None, "--assets",
+                               help="Generated book: collateral assets, e.g. BTC,ETH "
+                                    "(default: every asset the prices cover)."),
     loans_per_bucket: int = typer.Option(2, "--loans-per-bucket", metavar="K", min=1,
                                          help="Generated book: loans per asset and LTV bucket."),
     seed: int = typer.Option(1, "--seed", metavar="S",
@@ -56,7 +58,10 @@ def stress(
     the window's own clock (cure deadlines, reminders, interest), and report what it did: calls,
     cures, sales by cause, collateral sold, bad debt, e-mails, no-price hours, per policy and LTV
     bucket. Example: `loanflow stress --window 2022-11 --loans-per-bucket 5`."""
-    from loanflow.stress.session import StressOptions, stress as run_stress
+    from loanflow.stress.book import BookSpecError
+    from loanflow.stress.policies import PolicyFileError
+    from loanflow.stress.prices import PriceError
+    from loanflow.stress.session import StressOptions, execute, prepare
 
     options = StressOptions(
         window=window, price_files=[*(prices or []), *(more_prices or [])], book_file=book,
@@ -64,8 +69,12 @@ def stress(
         principal=_principal(principal), policy_files=policy or [], out=out,
         keep_workdir=keep_workdir,
     )
+    try:
+        prepared = prepare(options)  # every input checked before anything starts
+    except (PriceError, BookSpecError, PolicyFileError) as err:
+        raise CliError(str(err)) from None
     _stop_cleanly_on_sigterm()
-    outcome = run(_with_progress(run_stress, options))
+    outcome = run(_with_progress(execute, prepared))
     _print_outcome(outcome)
 
 
@@ -87,14 +96,11 @@ def _stop_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-async def _with_progress(run_stress: Any, options: Any) -> Any:
+async def _with_progress(execute: Any, prepared: Any) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
-    from loanflow.stress.book import BookSpecError
-    from loanflow.stress.policies import PolicyFileError
-    from loanflow.stress.prices import PriceError
     from loanflow.stress.runner import StressError
 
     # The time-skipping server cannot advertise every capability; the SDK core would warn
@@ -120,8 +126,8 @@ async def _with_progress(run_stress: Any, options: Any) -> Any:
                        total=p.total or None, rate=rate)
 
         try:
-            return await run_stress(options, show)
-        except (PriceError, BookSpecError, PolicyFileError, StressError) as err:
+            return await execute(prepared, show)
+        except StressError as err:
             raise CliError(str(err)) from None
 
 

@@ -17,7 +17,7 @@ from loanflow.stress import importing, plots, report, results
 from loanflow.stress.paths import price_path
 from loanflow.stress.policies import load_policies
 from loanflow.stress.prices import PriceSet, from_files, from_window, parse_price_arg
-from loanflow.stress.runner import Progress, run
+from loanflow.stress.runner import NamedPolicy, Progress, run
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class StressOptions:
     price_files: Sequence[str] = ()
     book_file: Path | None = None
     ltvs: str = "0.40,0.50,0.60,0.65"
-    assets: str = "BTC,ETH"
+    assets: str | None = None  # every asset the prices cover
     loans_per_bucket: int = 2
     seed: int = 1
     principal: Decimal = books.DEFAULT_PRINCIPAL
@@ -62,7 +62,7 @@ def load_book(options: StressOptions, prices: PriceSet) -> tuple[list[books.Book
     if options.book_file is not None:
         loans = importing.read(options.book_file, first)
         return loans, f"from {options.book_file}"
-    assets = books.parse_assets(options.assets)
+    assets = books.parse_assets(options.assets) if options.assets else prices.assets()
     missing = [a for a in assets if a not in first]
     if missing:
         raise books.BookSpecError(f"--assets: no {missing[0]} prices in the window")
@@ -75,18 +75,37 @@ def load_book(options: StressOptions, prices: PriceSet) -> tuple[list[books.Book
     return loans, label
 
 
-async def stress(options: StressOptions,
-                 on_progress: Callable[[Progress], None] = lambda p: None) -> StressRun:
-    """Everything is checked before the private server starts: a bad option costs nothing."""
-    started = time.monotonic()
+@dataclass
+class Prepared:
+    """Checked inputs, before anything starts: a bad option costs nothing."""
+
+    options: StressOptions
+    workdir: Path
+    prices: PriceSet
+    book: list[books.BookLoan]
+    book_label: str
+    policies: list[NamedPolicy]
+
+
+def prepare(options: StressOptions) -> Prepared:
     workdir = Path(tempfile.mkdtemp(prefix="loanflow-stress-"))
     try:
         prices = load_prices(options, workdir)
-        book, book_label = load_book(options, prices)
-        policies = load_policies(options.policy_files)
+        book, label = load_book(options, prices)
+        return Prepared(options, workdir, prices, book, label, load_policies(options.policy_files))
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+async def execute(prepared: Prepared,
+                  on_progress: Callable[[Progress], None] = lambda p: None) -> StressRun:
+    options, prices, policies = prepared.options, prepared.prices, prepared.policies
+    started = time.monotonic()
+    try:
         options.out.mkdir(parents=True, exist_ok=True)
-        outcome = await run(prices, book, policies, seed=options.seed, workdir=workdir,
-                            on_progress=on_progress)
+        outcome = await run(prices, prepared.book, policies, seed=options.seed,
+                            workdir=prepared.workdir, on_progress=on_progress)
         try:
             found = await results.collect(outcome.db, outcome.clock, prices, outcome.loans,
                                           policies)
@@ -96,13 +115,19 @@ async def stress(options: StressOptions,
         on_progress(Progress("report"))
         results.write(found, options.out / "results.json")
         seconds = {**outcome.seconds, "total": time.monotonic() - started}
-        run_facts = {"seconds": seconds, "prices": describe_prices(options), "book": book_label,
-                     "warning": outcome.warning}
+        run_facts = {"seconds": seconds, "prices": describe_prices(options),
+                     "book": prepared.book_label, "warning": outcome.warning}
         files = [options.out / "results.json",
                  report.write_markdown(found, run_facts, options.out / "report.md"),
                  report.write_html(found, run_facts, options.out / "report.html"),
                  *plots.draw_all(found, prices, path, options.out)]
-        return StressRun(found, files, seconds, workdir if options.keep_workdir else None)
+        return StressRun(found, files, seconds, prepared.workdir if options.keep_workdir else None)
     finally:
         if not options.keep_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(prepared.workdir, ignore_errors=True)
+
+
+async def stress(options: StressOptions,
+                 on_progress: Callable[[Progress], None] = lambda p: None) -> StressRun:
+    """The whole run: inputs checked, then the book through the window, then the files."""
+    return await execute(prepare(options), on_progress)
