@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
+from loanflow.stress.book import bucket_label  # noqa: E402
 from loanflow.stress.paths import PricePath, ltv_path  # noqa: E402
 from loanflow.stress.prices import PriceSet  # noqa: E402
 
@@ -113,7 +114,7 @@ def _mark_events(ax: Any, loans: list[dict[str, Any]]) -> None:
 
 def draw_outcomes(results: dict[str, Any], file: Path) -> Path:
     rows = results["summary"]["by_bucket"]
-    labels = [f"{r['policy']}\n{Decimal(r['ltv0']) * 100:g}%" for r in rows]
+    labels = [f"{r['policy']}\n{bucket_label(Decimal(r['ltv0']))}%" for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(rows) + 4), 4.5), squeeze=False)
     panels = (("sale_proceeds_usd", "collateral sold: sale proceeds (USD)", "tab:blue"),
               ("bad_debt_usd", "bad debt written off (USD)", "tab:red"))
@@ -123,6 +124,7 @@ def draw_outcomes(results: dict[str, Any], file: Path) -> Path:
         ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=7)
         ax.set_xticks(range(len(rows)), labels, fontsize=7)
         ax.set_title(title)
+        ax.set_ylim(0, max(values, default=0) * 1.1 or 1)  # zero is a result: show it as one
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("per policy and LTV bucket")
     fig.tight_layout()

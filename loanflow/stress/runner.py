@@ -53,6 +53,9 @@ CEILING = Decimal(10) ** 12
 # After the last tick the clock runs on to just before the next hour, as it does after every
 # other tick: what the last hour's price decides (a deadline a few minutes later) happens.
 LAST_HOUR_TAIL = timedelta(minutes=59)
+# No hour replayed for this long (real time) means something is wedged, not slow: the busiest
+# crash hour of a 1,000-loan book takes well under a minute.
+STALL_SECONDS = 600
 
 
 class StressError(RuntimeError):
@@ -226,6 +229,7 @@ async def _follow(monitor: WorkflowHandle[Any, Any], total: int,
     """Wait for the replay to end (the server skips time while everything waits on a timer),
     reporting its progress."""
     result = asyncio.ensure_future(monitor.result())
+    seen, since = -1, time.monotonic()
     while not result.done():
         await asyncio.wait([result], timeout=0.5)
         try:
@@ -233,6 +237,13 @@ async def _follow(monitor: WorkflowHandle[Any, Any], total: int,
         except RPCError:
             continue  # between two runs of the monitor (continue-as-new): ask again
         on_progress(Progress("replay", progress.state.replay_index, total, progress.replay_at))
+        if progress.state.replay_index != seen:
+            seen, since = progress.state.replay_index, time.monotonic()
+        elif time.monotonic() - since > STALL_SECONDS:
+            result.cancel()
+            raise StressError(f"the replay made no progress for {STALL_SECONDS // 60} minutes "
+                              f"at {progress.replay_at}: a loan's workflow task is stuck on "
+                              f"the test server (run again with fewer loans)")
     result.result()
 
 
