@@ -28,7 +28,7 @@ def stress(
                                help="A window of the shared price data set (its manifest.csv), "
                                     "e.g. 2022-11 (FTX) or 2022-05-06 (Terra)."),
     prices: list[str] = typer.Option(None, "--prices", metavar="FILE", help=PRICES_HELP),
-    more_prices: list[str] = typer.Argument(None, hidden=True),
+    more_prices: list[str] = typer.Argument(None, hidden=True, metavar="[FILE]..."),
     book: Path = typer.Option(None, "--book", metavar="FILE",
                               help="A book in the `loanflow book import` format (CSV or JSON) "
                                    "instead of a generated one."),

@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner
 
 from activities.registry import build_activities
 from loanflow.binaries import test_server
@@ -56,6 +57,12 @@ LAST_HOUR_TAIL = timedelta(minutes=59)
 # No hour replayed for this long (real time) means something is wedged, not slow: the busiest
 # crash hour of a 1,000-loan book takes well under a minute.
 STALL_SECONDS = 600
+
+
+# Loans run without the workflow sandbox here: building it costs tens of milliseconds per loan
+# and it guards against non-determinism, which the replay tests (tests/replay) guard for the
+# same code. The decisions are the same code either way.
+WORKER_TUNING: dict[str, Any] = {"workflow_runner": UnsandboxedWorkflowRunner()}
 
 
 class StressError(RuntimeError):
@@ -143,6 +150,7 @@ async def run(
                 # Every loan stays in the worker's cache: an evicted loan replays its whole
                 # history on its next wake-up.
                 max_cached_workflows=len(loans) + 100,
+                **WORKER_TUNING,
             )
             await _drive(env, db, prices, book, policies, workers, outcome, on_progress)
         finally:

@@ -8,6 +8,10 @@ default policy (call at 70%, 48 h cure period, sale to 50%, hard floor 90%) and 
 - BTC-50 (50% at 20,000): 58.8% at 17,000 (nothing), 90.9% at 11,000: sold at once on the
   hard floor, with no call first (the price jumped past every level in one tick).
 
+The same book also runs under a second policy, `patient` (a 72-hour cure period): there the 60%
+loan's call is still open when the price jumps to 11,000 (LTV 109%): all its collateral is sold
+on the hard floor and the rest of the debt is written off (a default with bad debt).
+
 Interest accrues on the window's clock: the sale two days and a few hours after origination
 charges exactly two days' interest (the loans would have accrued none on the wall clock).
 """
@@ -34,8 +38,13 @@ JUMP_AT = tick_at(70)   # the first 11,000 close
 
 
 def options(prices: Path, out: Path, keep: bool = False) -> StressOptions:
+    policies = out.parent / "policies"
+    policies.mkdir(exist_ok=True)
+    (policies / "default.toml").write_text("")
+    (policies / "patient.json").write_text('{"cure_period_hours": 72}')
     return StressOptions(price_files=[str(prices)], ltvs="0.50,0.60", assets="BTC",
-                         loans_per_bucket=1, seed=3, out=out, keep_workdir=keep)
+                         loans_per_bucket=1, seed=3, out=out, keep_workdir=keep,
+                         policy_files=[policies / "default.toml", policies / "patient.json"])
 
 
 def kinds(loan: dict) -> list[tuple[str, str, str | None]]:
@@ -48,7 +57,10 @@ async def test_a_call_not_cured_is_sold_at_its_deadline_hour_and_runs_are_identi
     first = await stress(options(crafted_prices, tmp_path / "a", keep=True))
     results = first.results
     loans = {x["loan_id"]: x for x in results["loans"]}
-    assert list(loans) == ["default-BTC-50-001", "default-BTC-60-001"]
+    assert list(loans) == ["default-BTC-50-001", "default-BTC-60-001",
+                           "patient-BTC-50-001", "patient-BTC-60-001"]
+    assert [p["name"] for p in results["policies"]] == ["default", "patient"]
+    assert results["policies"][1]["policy"]["cure_period_hours"] == 72
 
     called = loans["default-BTC-60-001"]
     assert kinds(called) == [
@@ -64,6 +76,17 @@ async def test_a_call_not_cured_is_sold_at_its_deadline_hour_and_runs_are_identi
     assert kinds(jumped) == [(iso(JUMP_AT), "liquidation", "hard_floor")]
     assert Decimal(jumped["events"][0]["ltv"]) >= Decimal("0.90")
     assert results["no_price_hours"] == []
+
+    assert kinds(loans["patient-BTC-50-001"]) == kinds(jumped)
+    patient = loans["patient-BTC-60-001"]
+    assert kinds(patient) == [(iso(CALLED_AT), "margin_call", None),
+                              (iso(JUMP_AT), "liquidation", "hard_floor"),
+                              (iso(JUMP_AT), "default", None)]
+    assert patient["events"][1]["quantity_sold"] == patient["collateral_amount"]
+    by_policy = {p["policy"]: p for p in results["summary"]["by_policy"]}
+    assert by_policy["default"]["bad_debt_usd"] == "0.00"
+    assert by_policy["patient"]["defaults"] == 1
+    assert Decimal(by_policy["patient"]["bad_debt_usd"]) > 0
 
     await check_interest(first.workdir, loans)
 
@@ -98,7 +121,7 @@ def check_report(out: Path, results: dict) -> None:
     """The report files exist and carry results.json's figures."""
     assert json.loads((out / "results.json").read_text()) == results
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
-    [policy] = results["summary"]["by_policy"]
+    policy = results["summary"]["by_policy"][0]
     assert policy["margin_calls"] == 2 and policy["sales"] == 2
     assert policy["sales_by_cause"] == {"deadline": 1, "confirmed": 0, "hard_floor": 1}
     row = "| default | 2 | 0 | 2 | 0 | 2 (1 / 0 / 1) |"
@@ -107,5 +130,7 @@ def check_report(out: Path, results: dict) -> None:
     for text in (md, html):
         assert sold in text and policy["collateral_sold"]["BTC"] in text
         assert f"{policy['emails_sent']}" in text
+        bad_debt = Decimal(results["summary"]["by_policy"][1]["bad_debt_usd"])
+        assert f"${bad_debt:,.2f}" in text
     for name in ("prices.png", "ltv.png", "outcomes.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
