@@ -51,6 +51,9 @@ def stress(
                                            "name names the policy."),
     out: Path = typer.Option(Path("stress-results"), "--out", metavar="DIR",
                              help="Where results.json, report.md, report.html and the plots go."),
+    workers: int = typer.Option(1, "--workers", metavar="N", min=1, max=16,
+                                help="Worker processes (one per core helps a large book; "
+                                     "the results do not depend on it)."),
     keep_workdir: bool = typer.Option(False, "--keep-workdir",
                                       help="Keep the private database and mail for a look."),
 ) -> None:
@@ -67,7 +70,7 @@ def stress(
         window=window, price_files=[*(prices or []), *(more_prices or [])], book_file=book,
         ltvs=ltv, assets=assets, loans_per_bucket=loans_per_bucket, seed=seed,
         principal=_principal(principal), policy_files=policy or [], out=out,
-        keep_workdir=keep_workdir,
+        keep_workdir=keep_workdir, processes=workers,
     )
     try:
         prepared = prepare(options)  # every input checked before anything starts

@@ -9,20 +9,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import UnsandboxedWorkflowRunner
 
-from activities.registry import build_activities
 from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.mail.sink import MailSink
@@ -36,16 +34,20 @@ from loanflow.prices.messages import (
     ReplayFeed,
     ReplayPlan,
 )
-from loanflow.settings import Settings
 from loanflow.stress import importing
 from loanflow.stress.book import BookLoan
 from loanflow.stress.clock import IMPORT_BUDGET, Clock
-from loanflow.stress.exchange import SeededExchange
+from loanflow.stress.workers import (
+    TASK_QUEUE,
+    extra_workers,
+    private_database,
+    stress_settings,
+    stress_worker,
+)
 from loanflow.stress.prices import PriceSet
-from loanflow.worker import Workers, build_worker
+from loanflow.worker import Workers
 from workflows.market import MarketMonitor
 
-TASK_QUEUE = "stress-loans"
 MONITOR_ID = "stress-market"
 # The price "before the window": above every trigger, so the first tick's move reaches every
 # loan already at a level (a loan imported at 75% is called on the first tick, not a day later
@@ -57,12 +59,6 @@ LAST_HOUR_TAIL = timedelta(minutes=59)
 # No hour replayed for this long (real time) means something is wedged, not slow: the busiest
 # crash hour of a 1,000-loan book takes well under a minute.
 STALL_SECONDS = 600
-
-
-# Loans run without the workflow sandbox here: building it costs tens of milliseconds per loan
-# and it guards against non-determinism, which the replay tests (tests/replay) guard for the
-# same code. The decisions are the same code either way.
-WORKER_TUNING: dict[str, Any] = {"workflow_runner": UnsandboxedWorkflowRunner()}
 
 
 class StressError(RuntimeError):
@@ -101,35 +97,10 @@ def policy_book(book: Sequence[BookLoan], policies: Sequence[NamedPolicy]) -> li
     return [loan.for_policy(p.name) for p in policies for loan in book]
 
 
-def private_database(workdir: Path) -> Database:
-    """The run's own SQLite file. It is thrown away after the run, so it skips the fsync of
-    every commit: a crash loses the run, never the desk's data."""
-    db = Database(f"sqlite+aiosqlite:///{workdir / 'stress.db'}")
-
-    def no_fsync(dbapi_conn: Any, _record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA synchronous=OFF")
-        cursor.close()
-
-    event.listen(db.engine.sync_engine, "connect", no_fsync)
-    return db
-
-
-def stress_settings(seed: int, smtp_port: int, workdir: Path) -> Settings:
-    """This run's own settings: the private mail sink, fakes without latency or outages (so
-    nothing depends on timing), and the seed. Nothing is read from the desk's environment that
-    could point elsewhere."""
-    return Settings(
-        task_queue=TASK_QUEUE, market_task_queue=f"{TASK_QUEUE}-market", var_dir=workdir,
-        database_url=None, smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_security="none",
-        smtp_username=None, smtp_password=None, fake_latency_ms=0,
-        fake_failure_rate=Decimal(0), fake_seed=seed,
-    )
-
-
 async def run(
     prices: PriceSet, book: Sequence[BookLoan], policies: Sequence[NamedPolicy], *, seed: int,
     workdir: Path, on_progress: Callable[[Progress], None] = lambda p: None,
+    processes: int = 1,
 ) -> RunOutcome:
     """Run the book through the window; returns where the private database is, for `results`.
     The caller disposes of `outcome.db`."""
@@ -143,16 +114,11 @@ async def run(
         env = await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter, test_server_existing_path=test_server())
         try:
-            activities = build_activities(db, settings, client=env.client,
-                                          exchange=SeededExchange(db, seed))
-            workers = build_worker(
-                env.client, db, settings, activities=activities, task_queue=TASK_QUEUE,
-                # Every loan stays in the worker's cache: an evicted loan replays its whole
-                # history on its next wake-up.
-                max_cached_workflows=len(loans) + 100,
-                **WORKER_TUNING,
-            )
-            await _drive(env, db, prices, book, policies, workers, outcome, on_progress)
+            cache = len(loans) + 100
+            workers = stress_worker(env.client, db, settings, seed, cache)
+            address = env.client.service_client.config.target_host
+            more = extra_workers(processes - 1, address, workdir, sink.port, seed, cache)
+            await _drive(env, db, prices, book, policies, workers, more, outcome, on_progress)
         finally:
             await env.shutdown()
     return outcome
@@ -160,8 +126,8 @@ async def run(
 
 async def _drive(
     env: WorkflowEnvironment, db: Database, prices: PriceSet, book: Sequence[BookLoan],
-    policies: Sequence[NamedPolicy], workers: Workers, outcome: RunOutcome,
-    on_progress: Callable[[Progress], None],
+    policies: Sequence[NamedPolicy], workers: Workers, more: AbstractAsyncContextManager[None],
+    outcome: RunOutcome, on_progress: Callable[[Progress], None],
 ) -> None:
     started = time.monotonic()
     clock = outcome.clock = Clock.lay(await env.get_current_time(), prices.first_tick)
@@ -170,7 +136,7 @@ async def _drive(
     # instead of spread over the import; each simulated day costs the work, not the spread.
     await _import(env.client, db, book, policies, clock, on_progress)
     outcome.seconds["import"] = time.monotonic() - started
-    async with workers:
+    async with workers, more:
         await _loans_settled(env, prices, clock, outcome, on_progress)
         replay_started = time.monotonic()
         monitor = await _start_monitor(env.client, prices, clock, workers.market_queue)

@@ -33,6 +33,7 @@ class StressOptions:
     policy_files: Sequence[Path] = ()
     out: Path = Path("stress-results")
     keep_workdir: bool = False
+    processes: int = 1
 
 
 @dataclass
@@ -105,7 +106,8 @@ async def execute(prepared: Prepared,
     try:
         options.out.mkdir(parents=True, exist_ok=True)
         outcome = await run(prices, prepared.book, policies, seed=options.seed,
-                            workdir=prepared.workdir, on_progress=on_progress)
+                            workdir=prepared.workdir, on_progress=on_progress,
+                            processes=options.processes)
         try:
             found = await results.collect(outcome.db, outcome.clock, prices, outcome.loans,
                                           policies)

@@ -37,13 +37,14 @@ CALLED_AT = tick_at(5)  # the first 17,000 close
 JUMP_AT = tick_at(70)   # the first 11,000 close
 
 
-def options(prices: Path, out: Path, keep: bool = False) -> StressOptions:
+def options(prices: Path, out: Path, keep: bool = False, processes: int = 1) -> StressOptions:
     policies = out.parent / "policies"
     policies.mkdir(exist_ok=True)
     (policies / "default.toml").write_text("")
     (policies / "patient.json").write_text('{"cure_period_hours": 72}')
     return StressOptions(price_files=[str(prices)], ltvs="0.50,0.60", assets="BTC",
                          loans_per_bucket=1, seed=3, out=out, keep_workdir=keep,
+                         processes=processes,
                          policy_files=[policies / "default.toml", policies / "patient.json"])
 
 
@@ -90,8 +91,9 @@ async def test_a_call_not_cured_is_sold_at_its_deadline_hour_and_runs_are_identi
 
     await check_interest(first.workdir, loans)
 
-    # The same inputs again, on a new private server: byte for byte the same results.
-    second = await stress(options(crafted_prices, tmp_path / "b"))
+    # The same inputs again, on a new private server and with a second worker process taking
+    # part of the work: byte for byte the same results.
+    second = await stress(options(crafted_prices, tmp_path / "b", processes=2))
     assert second.workdir is None
     assert (tmp_path / "a" / "results.json").read_bytes() == (
         tmp_path / "b" / "results.json").read_bytes()
