@@ -176,8 +176,11 @@ async def _import(
             calls += 1
             on_progress(Progress("import", base + min(calls, len(book)), total))
 
+        overrides = policy.overrides
+        if overrides is not None and not overrides.model_dump(exclude_none=True):
+            overrides = None  # the desk's defaults: nothing to override
         await importing.start(client, db, [loan.for_policy(policy.name) for loan in book],
-                              clock, task_queue=TASK_QUEUE, policy=policy.overrides,
+                              clock, task_queue=TASK_QUEUE, policy=overrides,
                               on_progress=progress)
     on_progress(Progress("import", total, total))
 
@@ -229,7 +232,13 @@ async def _settle(client: Client, loan_ids: Sequence[str],
     pending = list(loan_ids)
     while pending:
         on_progress(Progress("settle", len(loan_ids) - len(pending), len(loan_ids)))
-        busy = await asyncio.gather(*(_busy(client, loan_id) for loan_id in pending))
+        gate = asyncio.Semaphore(32)  # a bounded number of describe calls in flight
+
+        async def busy_one(loan_id: str) -> bool:
+            async with gate:
+                return await _busy(client, loan_id)
+
+        busy = await asyncio.gather(*(busy_one(loan_id) for loan_id in pending))
         pending = [loan_id for loan_id, b in zip(pending, busy) if b]
         if pending and time.monotonic() > deadline:
             raise StressError(f"{len(pending)} loan(s) still busy {limit:.0f}s after the "
