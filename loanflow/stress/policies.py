@@ -8,6 +8,7 @@ import json
 import re
 import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,12 @@ from pydantic import ValidationError
 
 from loanflow.cli.policy import desk_policy, refusal
 from loanflow.policy import PolicyOverrides
-from loanflow.stress.runner import NamedPolicy
+
+@dataclass(frozen=True)
+class NamedPolicy:
+    name: str
+    overrides: PolicyOverrides | None = None
+
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,23}$")
 

@@ -36,7 +36,7 @@ from loanflow.schema import (
 from loanflow.stress.book import BookLoan, bucket_label
 from loanflow.stress.clock import Clock, iso
 from loanflow.stress.prices import PriceSet
-from loanflow.stress.runner import NamedPolicy
+from loanflow.stress.policies import NamedPolicy
 
 KINDS = {"ltv_warning": "warning", "margin_call": "margin_call", "cured": "cured",
          "liquidation": "liquidation"}

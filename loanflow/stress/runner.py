@@ -24,7 +24,6 @@ from temporalio.testing import WorkflowEnvironment
 from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.mail.sink import MailSink
-from loanflow.policy import PolicyOverrides
 from loanflow.prices.messages import (
     FeedSpec,
     LastPrice,
@@ -37,6 +36,7 @@ from loanflow.prices.messages import (
 from loanflow.stress import importing
 from loanflow.stress.book import BookLoan
 from loanflow.stress.clock import IMPORT_BUDGET, Clock
+from loanflow.stress.policies import NamedPolicy
 from loanflow.stress.workers import (
     TASK_QUEUE,
     extra_workers,
@@ -63,12 +63,6 @@ STALL_SECONDS = 600
 
 class StressError(RuntimeError):
     """A run that cannot go on; the message says why."""
-
-
-@dataclass(frozen=True)
-class NamedPolicy:
-    name: str
-    overrides: PolicyOverrides | None = None
 
 
 @dataclass

@@ -15,9 +15,9 @@ from typing import Any
 from loanflow.stress import book as books
 from loanflow.stress import importing, plots, report, results
 from loanflow.stress.paths import price_path
-from loanflow.stress.policies import load_policies
+from loanflow.stress.policies import NamedPolicy, load_policies
 from loanflow.stress.prices import PriceSet, from_files, from_window, parse_price_arg
-from loanflow.stress.runner import NamedPolicy, Progress, run
+from loanflow.stress.runner import Progress, run
 
 
 @dataclass(frozen=True)
