@@ -109,7 +109,8 @@ def _mark_events(ax: Any, loans: list[dict[str, Any]]) -> None:
                   for e in loan["events"] if e["kind"] == kind and e["ltv"] is not None]
         if points:
             ax.scatter([t for t, _ in points], [v for _, v in points], marker=marker,
-                       color=colour, s=28, zorder=3, label=f"{label} ({len(points)})")
+                       color=colour, edgecolors="black", linewidths=0.4, s=36, zorder=5,
+                       label=f"{label} ({len(points)})")
 
 
 def draw_outcomes(results: dict[str, Any], file: Path) -> Path:
