@@ -16,10 +16,12 @@ HOUR = timedelta(hours=1)
 
 
 def crafted_closes() -> list[Decimal]:
-    """BTC 20,000 for 5 hours, then 17,000 for 65 hours (a 60% loan goes to 70.6% and is
-    called; a call never cured is sold at its deadline), then 11,000 for 10 hours (a 50% loan
-    jumps past the 90% hard floor with no call first)."""
-    return [Decimal(20000)] * 5 + [Decimal(17000)] * 65 + [Decimal(11000)] * 10
+    """BTC 20,000 for 7 hours, 17,000 for 65 (a 60% loan goes to 70.6%: called, never cured,
+    sold at its deadline), 13,500 for 10 and 10,000 for 10. Every move is under the desk's 30%
+    jump limit, so each price is believed on its first tick. No sale falls within minutes of a
+    whole day since the book's origination, so the days of interest charged are clear-cut."""
+    return ([Decimal(20000)] * 7 + [Decimal(17000)] * 65 + [Decimal(13500)] * 10
+            + [Decimal(10000)] * 10)
 
 
 def tick_at(bar: int) -> datetime:

@@ -17,8 +17,9 @@ async def test_stress_command_writes_results_and_report(crafted_prices: Path,
                            "--assets", "BTC", "--loans-per-bucket", "1", "--out", str(out))
     results = json.loads((out / "results.json").read_text())
     [loan] = results["loans"]
-    assert [e["kind"] for e in loan["events"]] == ["margin_call", "liquidation", "margin_call"]
-    assert "default: 1 loans, 2 margin calls, 0 cured, 1 sales (1 at the deadline" in printed
+    assert [e["kind"] for e in loan["events"]] == ["margin_call", "liquidation", "liquidation"]
+    assert ("default: 1 loans, 1 margin calls, 0 cured, 2 sales (1 at the deadline, 1 "
+            "confirmed, 0 hard floor), 0 defaults, bad debt $0.00") in printed
     for name in ("report.md", "report.html", "prices.png", "ltv.png", "outcomes.png"):
         assert (out / name).stat().st_size > 0
         assert str(out / name) in printed

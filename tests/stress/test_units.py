@@ -31,7 +31,7 @@ def test_one_venue_per_asset_is_the_quorum_and_the_window_is_the_file(tmp_path: 
     path = write_bars(tmp_path / "btc-usd_2024-01_testvenue_1h.csv", crafted_closes())
     prices = from_files([parse_price_arg(str(path))], tmp_path / "work")
     assert prices.rules().quorum == 1
-    assert prices.first_tick == T0 + timedelta(hours=1) and len(prices.ticks()) == 80
+    assert prices.first_tick == T0 + timedelta(hours=1) and len(prices.ticks()) == 92
     assert prices.first_price("BTC") == Decimal(20000)
     # The desk's quorum of two where the data set has two venues per asset.
     assert from_window("2022-11").rules().quorum == 2
