@@ -16,9 +16,7 @@ from loanflow.policy import PolicyOverrides
 from loanflow.stress.book import BookLoan, BookSpecError, starting_ltv
 from loanflow.stress.clock import Clock
 
-# TEST DOUBLE until helper "import" is merged: then this line becomes
-#   from loanflow.book_import import BookError, ImportedLoan, import_book, read_book
-from loanflow.stress.import_test_double import BookError, ImportedLoan, import_book, read_book
+from loanflow.book_import import BookError, ImportedLoan, import_book, read_book
 
 
 def read(path: Path, first_prices: Mapping[str, Decimal]) -> list[BookLoan]:
