@@ -117,19 +117,26 @@ class PriceSet:
 
     def first_price(self, asset: str) -> Decimal:
         """The price the book is sized at: the first tick's, or the first hour that has one."""
+        first = None
         for at in self.ticks():
             outcome = self.price_at(asset, at)
             if not isinstance(outcome, NoPrice):
                 return outcome.price
-        raise PriceError(f"prices: no hour of the window has a {asset} price")
+            first = first or outcome
+        why = "; ".join(first.reasons) if first else "no ticks"
+        raise PriceError(f"prices: no hour of the window has a {asset} price ({why})")
 
 
 def quorum(prices: PriceSet) -> int:
-    """The one place a stress run decides its quorum: the desk's own, unless fewer venues were
-    given for some asset; then what was given is the quorum (one venue: its price is the
-    price). Everything else about forming a price is the production aggregation's."""
-    given = min(len(prices.venues(a)) for a in prices.assets())
-    return min(AggregationRules().quorum, given)
+    """The one place a stress run decides its quorum: the desk's own, unless fewer venues that
+    can count were given for some asset; then what was given is the quorum (one venue: its
+    price is the price). A venue counts if it quotes in USD: the aggregation converts a USDT
+    quote only with a USDT/USD rate, which the price files do not carry, so a USDT venue beside
+    a USD one adds a quote that is left out, not a second vote. Everything else about forming
+    a price is the production aggregation's."""
+    usd = [sum(1 for s in prices.series if s.asset == a and s.currency == "USD")
+           for a in prices.assets()]
+    return max(1, min(AggregationRules().quorum, *usd))
 
 
 def from_window(window: str, data_dir: Path | None = None) -> PriceSet:

@@ -33,8 +33,15 @@ def test_one_venue_per_asset_is_the_quorum_and_the_window_is_the_file(tmp_path: 
     assert prices.rules().quorum == 1
     assert prices.first_tick == T0 + timedelta(hours=1) and len(prices.ticks()) == 92
     assert prices.first_price("BTC") == Decimal(20000)
-    # The desk's quorum of two where the data set has two venues per asset.
-    assert from_window("2022-11").rules().quorum == 2
+    # The data set's windows have one USD venue per asset beside a USDT one: a USDT quote is
+    # converted only with a USDT/USD rate (none in the files), so the USD venue is the price.
+    assert from_window("2022-11").rules().quorum == 1
+    usdt = write_bars(tmp_path / "btc-usdt_2024-01_other_1h.csv", crafted_closes())
+    usd2 = write_bars(tmp_path / "btc-usd_2024-01_second_1h.csv", crafted_closes())
+    assert from_files([parse_price_arg(str(p)) for p in (path, usdt)],
+                      tmp_path / "w2").rules().quorum == 1
+    assert from_files([parse_price_arg(str(p)) for p in (path, usdt, usd2)],
+                      tmp_path / "w3").rules().quorum == 2
 
 
 def test_bad_price_input_is_refused_naming_the_file(tmp_path: Path) -> None:
