@@ -100,7 +100,11 @@ async def extra_workers(count: int, address: str, workdir: Path, smtp_port: int,
             if proc.returncode is None:
                 proc.terminate()
         for proc in procs:
-            await proc.wait()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=30)
+            except TimeoutError:  # its server is gone and it cannot shut down politely
+                proc.kill()
+                await proc.wait()
 
 
 async def serve(args: argparse.Namespace) -> None:
