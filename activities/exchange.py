@@ -28,7 +28,7 @@ from activities.support import FakeFaults, conflict, find_or_check, refuse, tidy
 from loanflow import ledger
 from loanflow.db import Database
 from loanflow.effects import ActivityName, LedgerLine, SaleReceipt, SaleRequest
-from loanflow.money import ASSETS, USD, WIDE, is_whole_units, usd_down, usd_up
+from loanflow.money import ASSETS, USD, WIDE, is_whole_cents, is_whole_units, usd_down, usd_up
 from loanflow.risk import sale_proceeds
 from loanflow.schema import ExchangeOrder
 
@@ -37,17 +37,23 @@ ZERO = Decimal(0)
 
 @dataclass(frozen=True)
 class SellOrder:
-    """A market sell. `client_order_id` makes it idempotent at the venue."""
+    """A sell, idempotent at the venue by `client_order_id`. With `limit_price` it is a
+    marketable limit order, immediate-or-cancel: it never fills below the limit, and what
+    cannot fill at or above it right away is cancelled. Without, a market order."""
 
     client_order_id: str
     loan_id: str
     asset: str
     quantity: Decimal
     reference_price: Decimal
+    limit_price: Decimal | None = None
 
 
 @dataclass(frozen=True)
 class Fill:
+    """What the venue sold: `quantity` may be less than ordered (down to 0) for a limit order
+    the market could not fill at its limit; the rest of the order is cancelled."""
+
     order_id: str
     client_order_id: str
     quantity: Decimal
@@ -57,8 +63,9 @@ class Fill:
 
 class Exchange(Protocol):
     """A trading venue. `market_sell` must be idempotent by `client_order_id`: an order id it
-    has filled before returns that fill and sells nothing more (real venues reject or return
-    the existing order for a duplicate client order id)."""
+    has filled (or cancelled unfilled) before returns that fill and sells nothing more (real
+    venues reject or return the existing order for a duplicate client order id). An order with
+    a limit price never fills below it."""
 
     async def market_sell(self, order: SellOrder) -> Fill: ...
 
@@ -68,8 +75,11 @@ class FakeExchange:
 
     Fills market sells at the reference price less a slippage that grows with the order's size:
     5 bps, plus 10 bps per million dollars sold, plus up to 2 bps of noise, never more than
-    0.8% (the workflow sizes liquidations with a 1% buffer). Answers after a delay and fails
-    now and then, always before executing. The order row (unique client order id) is the
+    0.8% (the workflow's limit orders sit 1% below the reference). `market_move` shifts the
+    market away from the reference an order names (tests: -0.02 is a market 2% lower than the
+    loan's price, +0.003 a better one). A limit order whose fill price would be below its limit
+    fills nothing (all or none): the order row records quantity 0. Answers after a delay and
+    fails now and then, always before executing. The order row (unique client order id) is the
     venue's idempotency record, so a retry after a fill gets the same fill, even across a
     worker restart.
     """
@@ -80,11 +90,13 @@ class FakeExchange:
     MAX_SLIPPAGE = Decimal("0.008")
 
     def __init__(
-        self, db: Database, faults: FakeFaults | None = None, rng: random.Random | None = None
+        self, db: Database, faults: FakeFaults | None = None, rng: random.Random | None = None,
+        market_move: Decimal = ZERO,
     ) -> None:
         self.db = db
         self.faults = faults or FakeFaults()
         self.rng = rng or random.Random()
+        self.market_move = market_move
 
     def slippage(self, notional_usd: Decimal) -> Decimal:
         """The fraction below the reference price an order of this size fills at."""
@@ -93,9 +105,11 @@ class FakeExchange:
         return min(self.BASE_SLIPPAGE + impact + noise, self.MAX_SLIPPAGE)
 
     def fill_price(self, reference_price: Decimal, quantity: Decimal) -> Decimal:
-        """The reference price less slippage, rounded down to the cent (a price tick)."""
+        """The market (the reference price moved by `market_move`) less slippage, rounded down
+        to the cent (a price tick)."""
         with localcontext(WIDE):
-            return usd_down(reference_price * (1 - self.slippage(quantity * reference_price)))
+            market = reference_price * (1 + self.market_move)
+            return usd_down(market * (1 - self.slippage(quantity * market)))
 
     async def market_sell(self, order: SellOrder) -> Fill:
         existing = await self._find(order.client_order_id)
@@ -103,15 +117,18 @@ class FakeExchange:
             return existing
         await self.faults.call("exchange", "market sell")
         price = self.fill_price(order.reference_price, order.quantity)
+        quantity = order.quantity
+        if order.limit_price is not None and price < order.limit_price:
+            quantity = price = ZERO  # cancelled unfilled: the market is below the limit
         row = ExchangeOrder(
             client_order_id=order.client_order_id,
             order_id="fx_" + hashlib.sha256(order.client_order_id.encode()).hexdigest()[:20],
             loan_id=order.loan_id,
             asset=order.asset,
-            quantity=order.quantity,
+            quantity=quantity,
             reference_price=order.reference_price,
             fill_price=price,
-            gross_usd=usd_down(order.quantity * price),
+            gross_usd=usd_down(quantity * price),
         )
 
         async def write(session: AsyncSession) -> Fill:
@@ -159,6 +176,10 @@ class ExchangeActivities:
     async def sell_collateral(self, request: SaleRequest) -> SaleReceipt:
         """Sell `quantity` of the loan's collateral once per key and book the proceeds.
 
+        With `limit_price` the order never fills below it; the receipt's `quantity` is what
+        filled, possibly less than asked or nothing (then nothing is booked, and the venue's
+        order record answers a retry).
+
         Proceeds (`loanflow.risk.sale_proceeds`): gross rounded down to the cent, the fee rounded
         up; of the net, up to `debt_usd` is applied to the loan, the rest is owed back to the
         borrower. One ledger entry, keyed by the request key:
@@ -185,8 +206,11 @@ class ExchangeActivities:
                 asset=request.asset,
                 quantity=request.quantity,
                 reference_price=request.reference_price,
+                limit_price=request.limit_price,
             )
         )
+        if fill.quantity <= 0:
+            return unfilled(request, fill)
 
         async def write(session: AsyncSession) -> SaleReceipt:
             await _ensure_order_row(session, request, fill)
@@ -221,6 +245,14 @@ def book_sale(request: SaleRequest, fill: Fill) -> SaleReceipt:
     )
 
 
+def unfilled(request: SaleRequest, fill: Fill) -> SaleReceipt:
+    """The receipt of an order that sold nothing: there is nothing to book."""
+    return SaleReceipt(
+        key=request.key, order_id=fill.order_id, quantity=ZERO, fill_price=ZERO, gross_usd=ZERO,
+        fee_usd=ZERO, applied_usd=ZERO, surplus_usd=ZERO, created=False,
+    )
+
+
 def sale_lines(request: SaleRequest, receipt: SaleReceipt) -> list[LedgerLine]:
     """The booking of one sale (see `ExchangeActivities.sell_collateral`)."""
     asset, loan_id = request.asset, request.loan_id
@@ -242,8 +274,7 @@ async def _stored_receipt(session: AsyncSession, request: SaleRequest) -> SaleRe
     if entry is None:
         return None
     order = await _order_row(session, request.key)
-    asked = (request.loan_id, request.asset, request.quantity)
-    if order is None or (entry.loan_id, order.asset, order.quantity) != asked:
+    if order is None or not _same_order(request, entry.loan_id, order):
         raise conflict(request.key, "sale")
     credits = {x.account: -x.amount for x in entry_lines(entry) if x.currency == "USD"}
     gross = -credits.get(ledger.CASH, ZERO)
@@ -258,6 +289,18 @@ async def _stored_receipt(session: AsyncSession, request: SaleRequest) -> SaleRe
         surplus_usd=credits.get(ledger.payable(request.loan_id), ZERO).quantize(USD),
         created=False,
     )
+
+
+def _same_order(request: SaleRequest, loan_id: str, order: ExchangeOrder) -> bool:
+    """Is the booked order the one this request asks for? A limit order may have filled less
+    than it asked (a real venue's partial fill), never more, and never at another reference.
+    (The order row keeps what filled, not what was asked, so a request under the same key for
+    more than a limit order filled is not told apart from its retry.)"""
+    if (loan_id, order.asset) != (request.loan_id, request.asset):
+        return False
+    if request.limit_price is None:
+        return order.quantity == request.quantity
+    return order.quantity <= request.quantity and order.reference_price == request.reference_price
 
 
 async def _ensure_order_row(session: AsyncSession, request: SaleRequest, fill: Fill) -> None:
@@ -293,6 +336,9 @@ def _check_request(request: SaleRequest) -> None:
         raise refuse(
             f"reference price must be positive, got {request.reference_price}", "InvalidAmount"
         )
+    limit = request.limit_price
+    if limit is not None and (not limit.is_finite() or limit <= 0 or not is_whole_cents(limit)):
+        raise refuse(f"limit price must be positive whole cents, got {limit}", "InvalidAmount")
     if not ZERO <= request.fee_rate < Decimal("0.2"):
         raise refuse(f"fee rate must be in [0, 0.2), got {request.fee_rate}", "InvalidAmount")
     if not request.debt_usd.is_finite() or request.debt_usd < 0:

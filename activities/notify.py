@@ -49,6 +49,8 @@ from typing import Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.store import find_borrower
+from activities.support import heartbeating
 from loanflow.db import Database
 from loanflow.effects import ActivityName, Notice, NoticeReceipt
 from loanflow.mail import outbox
@@ -120,8 +122,9 @@ class NotifyActivities:
     async def record_notice(self, notice: Notice) -> NoticeReceipt:
         """Record the notice and deliver its e-mail; status "sent", "failed" or "unconfirmed".
         Raises a retryable ApplicationError while the mail server cannot take the message."""
-        created = await self.record(notice)
-        status = await self.deliver(notice.key)
+        async with heartbeating():
+            created = await self.record(notice)
+            status = await self.deliver(notice.key)
         return NoticeReceipt(key=notice.key, created=created, status=status)
 
     # --- recording -------------------------------------------------------------------------
@@ -140,6 +143,7 @@ class NotifyActivities:
                     existing.kind,
                 )
             return False
+        notice = await self.addressed(notice)
         rendered, error = None, None
         try:
             rendered = render_notice(notice, self.settings)
@@ -154,6 +158,18 @@ class NotifyActivities:
             message_id=message_id_for(notice.key, self.settings.mail_from),
             now=self.clock(),
         )
+
+    async def addressed(self, notice: Notice) -> Notice:
+        """The notice with the borrower's contact details, read by borrower id (a notice from
+        a loan in flight since before borrower ids may still carry them itself)."""
+        if notice.borrower is not None:
+            return notice
+        contact = await find_borrower(self.db, notice.borrower_id)
+        if contact is None:
+            # The loan's first read-model write records them; it may land a moment later.
+            raise _deferred(f"no contact details recorded yet for borrower {notice.borrower_id} "
+                            f"(loan {notice.loan_id})")
+        return notice.model_copy(update={"borrower": contact})
 
     # --- operations ------------------------------------------------------------------------
 
@@ -253,14 +269,14 @@ class NotifyActivities:
                 last_error=err.reason,
             )
             log.warning("notice %s not sent yet (will retry): %s", row.notice_key, err.reason)
-            raise _deferred(err.reason) from err
+            raise _deferred(_unaddressed(err.reason, row)) from None
         except UncertainDeliveryError as err:
             # Stays `sending` with the point of no return set; released, so the next attempt
             # settles it at once instead of waiting out the grace period.
             await outbox.change(
                 self.db, hold.key, hold.version, claimed_at=None, last_error=err.reason
             )
-            raise _deferred(err.reason) from err
+            raise _deferred(_unaddressed(err.reason, row)) from None
         except DeliveryAborted as err:
             raise _deferred(err.reason) from err
         # The message is the server's now: record that before anything else can fail.
@@ -349,6 +365,16 @@ class NotifyActivities:
 
 def _deferred(reason: str, delay: timedelta | None = None) -> ApplicationError:
     return ApplicationError(reason, type=DEFERRED, non_retryable=False, next_retry_delay=delay)
+
+
+def _unaddressed(reason: str, row: OutboxRow) -> str:
+    """The reason as Temporal may show it (an activity's failure is readable in the Web UI
+    and not encrypted): a mail server's reply often quotes the recipient. The outbox row and
+    the log keep the whole reply; the cause is not chained for the same reason."""
+    for detail in (row.to_address, row.to_name):
+        if detail:
+            reason = reason.replace(detail, "<borrower>")
+    return reason
 
 
 def _alert(key: str, loan_id: str, to: str, reason: str) -> None:

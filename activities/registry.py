@@ -14,6 +14,7 @@ from activities.custody import Custodian, CustodyActivities, FakeCustodian
 from activities.exchange import Exchange, ExchangeActivities, FakeExchange
 from activities.kyc import KycActivities
 from activities.ledger import LedgerActivities
+from activities.migration import MigrationActivities
 from activities.payouts import FakePayoutRail, PayoutActivities, PayoutRail
 from activities.pricing import PricingActivities
 from activities.store import StoreActivities
@@ -61,6 +62,7 @@ def build_activities(
     )
     ledger = LedgerActivities(db)
     store = StoreActivities(db)
+    migration = MigrationActivities(db)
     if notice_activities is None:
         notice_activities = default_notice_activities(db, settings)
     return [
@@ -73,6 +75,7 @@ def build_activities(
         exchange_activities.sell_collateral,
         ledger.post_ledger,
         store.record_loan,
+        migration.imported_loan,
         *notice_activities,
         *market_activities(db, client),
     ]

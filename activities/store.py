@@ -2,14 +2,20 @@
 
 `record_loan` is called whenever a loan changes. Activities can run twice and out of order (a
 retry racing a slower first attempt, two workers), so both writes are single statements that
-the database itself makes safe: the snapshot is an upsert that only applies a newer version,
-and audit entries are inserted unless their key is already there. No read-then-write race.
+the database itself makes safe. No read-then-write race.
+
+They run as local activities from inside a workflow task, and a task can fail after they ran
+(issue 10: a 2 MB reason wrote an audit row and a snapshot, then the task failed with
+PAYLOADS_TOO_LARGE). The retried task writes the same keys again with what the committed history
+says, so the write of a key replaces what is there: a snapshot applies at its version or a newer
+one (the same version re-written by the retried task wins), an audit entry is upserted by key.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +24,8 @@ from temporalio import activity
 from activities.support import dialect_name
 from loanflow.db import Database
 from loanflow.effects import ActivityName, AuditEntry, LoanRecord, LoanSnapshot
-from loanflow.schema import AuditRecord, Loan
+from loanflow.models import Borrower
+from loanflow.schema import AuditRecord, BorrowerContact, Loan, utcnow
 
 
 class StoreActivities:
@@ -31,6 +38,7 @@ class StoreActivities:
         append its audit entries (each once by key), in one transaction."""
         async with self.db.transaction() as session:
             await upsert_snapshot(session, record.snapshot)
+            await upsert_borrower(session, record.snapshot)
             await append_audit(session, record.snapshot.loan_id, record.audit)
 
 
@@ -45,7 +53,8 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 
 
 async def upsert_snapshot(session: AsyncSession, snapshot: LoanSnapshot) -> None:
-    """Insert the loan, or update it if this snapshot is newer than the stored one."""
+    """Insert the loan, or update it unless the stored snapshot is newer than this one (the
+    same version again is a retried workflow task re-writing it: it wins)."""
     values = snapshot.model_dump()
     # JSON columns get JSON values (a Decimal inside the application would not serialise).
     values["application"] = snapshot.model_dump(mode="json")["application"]
@@ -57,14 +66,14 @@ async def upsert_snapshot(session: AsyncSession, snapshot: LoanSnapshot) -> None
         insert.on_conflict_do_update(
             index_elements=[Loan.loan_id],
             set_=updated,
-            where=Loan.version < insert.excluded.version,
+            where=Loan.version <= insert.excluded.version,
         )
     )
 
 
 async def append_audit(session: AsyncSession, loan_id: str, entries: list[AuditEntry]) -> None:
-    """Insert the audit entries whose keys are new; entries already recorded are left as
-    they are (the first record of a decision stands)."""
+    """Upsert the audit entries by key: a key written again comes from a retried workflow task
+    and says what the committed history says, so it replaces an earlier attempt's row."""
     if not entries:
         return
     rows = [
@@ -81,4 +90,39 @@ async def append_audit(session: AsyncSession, loan_id: str, entries: list[AuditE
         for e in entries
     ]
     insert = _insert(session, AuditRecord).values(rows)
-    await session.execute(insert.on_conflict_do_nothing(index_elements=[AuditRecord.key]))
+    replaced = {name: insert.excluded[name] for name in rows[0] if name != "key"}
+    await session.execute(
+        insert.on_conflict_do_update(index_elements=[AuditRecord.key], set_=replaced)
+    )
+
+
+async def upsert_borrower(session: AsyncSession, snapshot: LoanSnapshot) -> None:
+    """Keep the borrower's contact details from the application a loan opens with (the first
+    snapshot carries it): notices carry only the borrower id and are addressed from here.
+    The same application written again changes nothing; a newer loan's details replace an
+    older one's."""
+    borrower = (snapshot.application or {}).get("borrower")
+    if not isinstance(borrower, dict):
+        return
+    try:
+        contact = Borrower.model_validate(borrower)
+    except ValidationError:
+        return  # the loan refuses such an application; its read-model write must not fail
+    values = {"borrower_id": contact.id, "name": contact.name, "email": contact.email,
+              "country": contact.country, "timezone": contact.timezone,
+              "loan_id": snapshot.loan_id, "updated_at": utcnow()}
+    insert = _insert(session, BorrowerContact).values(**values)
+    await session.execute(insert.on_conflict_do_update(
+        index_elements=[BorrowerContact.borrower_id],
+        set_={name: insert.excluded[name] for name in values if name != "borrower_id"},
+    ))
+
+
+async def find_borrower(db: Database, borrower_id: str) -> Borrower | None:
+    """A borrower's contact details as last recorded; None if no loan of theirs opened yet."""
+    async with db.transaction() as session:
+        row = await session.get(BorrowerContact, borrower_id)
+    if row is None:
+        return None
+    return Borrower(id=row.borrower_id, name=row.name, email=row.email, country=row.country,
+                    timezone=row.timezone)

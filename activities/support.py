@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from decimal import Decimal
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from loanflow.db import Database
@@ -126,3 +128,22 @@ def tidy(amount: Decimal) -> Decimal:
     PostgreSQL hands back NUMERIC(38, 18) with 18 places; receipts read better without."""
     amount = amount.normalize()
     return amount.quantize(Decimal(1)) if amount.as_tuple().exponent > 0 else amount  # type: ignore[operator]
+
+
+@asynccontextmanager
+async def heartbeating(every: float = 2.0) -> AsyncIterator[None]:
+    """Heartbeat every `every` seconds while the body runs, so that the server notices a dead
+    worker's attempt within the activity's heartbeat timeout (not its start-to-close timeout)."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

@@ -37,13 +37,16 @@ def baseline_worker(client: Client, cache: int, concurrency: int) -> Worker:
 
 
 async def run_baseline(client: Client, n: int, concurrency: int, progress: Progress,
-                       prefix: str = "baseline") -> tuple[float, list[float]]:
-    """Returns (seconds from the first signal to the last completion, per-workflow seconds)."""
+                       prefix: str = "baseline",
+                       bar: str = "baseline") -> tuple[float, list[float]]:
+    """Returns (seconds from the first signal to the last completion, per-workflow seconds).
+    Batches of one run need distinct `prefix`es; `bar` names their progress bars."""
     ids = [f"{prefix}-{i:06d}" for i in range(n)]
+    already = await completed(client)
 
     async def start(workflow_id: str) -> None:
         await client.start_workflow(BenchBaseline.run, id=workflow_id, task_queue=BASELINE_QUEUE)
-        progress.advance("baseline started")
+        progress.advance(f"{bar} started")
 
     await bounded(ids, concurrency, start)
 
@@ -62,7 +65,7 @@ async def run_baseline(client: Client, n: int, concurrency: int, progress: Progr
 
     first = time.time()
     await bounded(ids, concurrency, signal)
-    await wait_completed(client, n, progress)
+    await wait_completed(client, already, n, progress, bar)
     done: list[float] = []
 
     async def result(workflow_id: str) -> None:
@@ -73,11 +76,18 @@ async def run_baseline(client: Client, n: int, concurrency: int, progress: Progr
     return latencies[-1], latencies
 
 
-async def wait_completed(client: Client, n: int, progress: Progress) -> None:
-    """Until every baseline workflow has completed, by a visibility count (a light query, a
-    few times a second, instead of N long polls competing with the work being timed)."""
+async def completed(client: Client) -> int:
+    """Baseline workflows completed so far (earlier batches of the same run included)."""
     query = f"WorkflowType = '{BenchBaseline.__name__}' AND ExecutionStatus = 'Completed'"
-    while (count := (await client.count_workflows(query)).count) < n:
-        progress.set("baseline done", count)
+    return (await client.count_workflows(query)).count
+
+
+async def wait_completed(client: Client, already: int, n: int, progress: Progress,
+                         bar: str) -> None:
+    """Until `n` more baseline workflows than `already` have completed, by a visibility count
+    (a light query, a few times a second, instead of N long polls competing with the work
+    being timed)."""
+    while (count := await completed(client) - already) < n:
+        progress.set(f"{bar} done", count)
         await asyncio.sleep(0.25)
-    progress.set("baseline done", n)
+    progress.set(f"{bar} done", n)

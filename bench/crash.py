@@ -131,15 +131,30 @@ async def desk_phases(stack: Stack, args: argparse.Namespace, bar: Bar,
                                              sample=min(args.loans, 300))
     one = await one_tick_crash(stack.db, monitor, start, PREFIX, bar, args.timeout)
     await wait_until_quiet(stack.db, seconds=3, timeout=args.timeout)
+    results["baseline_same_work"] = await same_work_baseline(stack, one.signalled, args, bar)
     results["recovery"] = await restore(stack.db, monitor, start, bar)
     gradual = await gradual_crash(stack.db, monitor, start, PREFIX, bar, args.tick_spacing,
                                   args.timeout)
     await wait_until_quiet(stack.db, seconds=3, timeout=args.timeout)
     results["failed_workflows"] = await failed_workflows(stack)
-    results["crash_one_tick"] = crash_summary(one, total)
+    same = results["baseline_same_work"]["seconds"]
+    results["crash_one_tick"] = crash_summary(one, total, same)
     results["crash_25_ticks"] = crash_summary(gradual, total)
     results["latencies"] = {"baseline": latencies, "one_tick": one.latencies,
                             "gradual": gradual.latencies}
+
+
+async def same_work_baseline(stack: Stack, signalled: int, args: argparse.Namespace,
+                             bar: Bar) -> dict[str, Any]:
+    """The honest denominator: as many signal + no-op activity workflows as the one-tick crash
+    signalled loans (the N-workflow baseline does several times the crash's work and flatters
+    it)."""
+    bar.add("same-work baseline started", signalled)
+    bar.add("same-work baseline done", signalled)
+    seconds, latencies = await run_baseline(stack.client, signalled, args.concurrency, bar,
+                                            prefix="same-work", bar="same-work baseline")
+    return {"workflows": signalled, "seconds": round(seconds, 3),
+            "per_workflow": spread(latencies)}
 
 
 async def seed(stack: Stack, monitor: Monitor, args: argparse.Namespace, bar: Bar) -> dict[str, Any]:
@@ -180,13 +195,16 @@ async def failed_workflows(stack: Stack) -> int:
     return count.count
 
 
-def crash_summary(result: CrashResult, baseline: float) -> dict[str, Any]:
+def crash_summary(result: CrashResult, baseline: float,
+                  same_work: float | None = None) -> dict[str, Any]:
+    ratio_same = round(result.seconds / same_work, 3) if same_work else None
     return {
         "ticks": result.ticks,
         "affected_loans": result.affected,
         "margin_call_notices": result.notices,
         "seconds_to_last_notice": round(result.seconds, 3),
         "ratio_to_baseline": round(result.seconds / baseline, 3) if baseline else None,
+        **({"ratio_same_work": ratio_same} if same_work is not None else {}),
         "per_loan": spread(result.latencies),
         "exactly_one_notice_per_affected_loan": result.exact,
         "duplicates": result.duplicates[:20],
@@ -211,6 +229,10 @@ def print_figures(results: dict[str, Any]) -> None:
                   f"in {results['seed']['seconds']} s")
     console.print(f"baseline: {base['seconds']} s for {results['config']['loans']} "
                   f"signal + no-op activity workflows; per workflow {base['per_workflow']}")
+    same = results["baseline_same_work"]
+    console.print(f"same-work baseline: {same['seconds']} s for {same['workflows']} signal + "
+                  f"no-op activity workflows (as many as the one-tick crash signalled); per "
+                  f"workflow {same['per_workflow']}")
     q = results["quiet_tick"]
     console.print(f"tick crossing no trigger (BTC {q['previous']} -> {q['price']}): "
                   f"{q['signalled']} loans signalled, {q['sampled_loans_woken']} of "
@@ -220,7 +242,7 @@ def print_figures(results: dict[str, Any]) -> None:
         console.print(
             f"{key}: {c['affected_loans']} affected, {c['margin_call_notices']} margin-call notices, "
             f"last after {c['seconds_to_last_notice']} s, ratio to baseline "
-            f"[bold]{c['ratio_to_baseline']}[/]; per loan {c['per_loan']}; exactly one each: "
+            f"[bold]{c['ratio_to_baseline']}[/]{same_work_text(c)}; per loan {c['per_loan']}; exactly one each: "
             f"{c['exactly_one_notice_per_affected_loan']}; liquidations {c['liquidations']}/"
             f"{c['expected_liquidations']}; delivery failures {c['notice_delivery_failures']}")
     g = results["crash_25_ticks"]
@@ -243,6 +265,11 @@ def print_figures(results: dict[str, Any]) -> None:
         f"events per loan per year (max {quiet.events_per_loan_year_max}, continue-as-new "
         f"suggested at {SUGGEST_CONTINUE_AS_NEW}); {quiet.continued_as_new} loans continued as "
         f"new; {quiet.wall_seconds} s")
+
+
+def same_work_text(crash: dict[str, Any]) -> str:
+    ratio = crash.get("ratio_same_work")
+    return "" if ratio is None else f", ratio to the same-work baseline [bold]{ratio}[/]"
 
 
 def _argv(args: argparse.Namespace) -> list[str]:

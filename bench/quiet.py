@@ -16,13 +16,13 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bench.book import fund_loans, plan_book, start_loans
 from bench.market import Monitor
 from loanflow.binaries import test_server
 from loanflow.db import Database
+from loanflow.prices.aggregate import AggregationRules
 from loanflow.prices.messages import (
     FeedSpec,
     MonitorInput,
@@ -32,6 +32,7 @@ from loanflow.prices.messages import (
 )
 from loanflow.prices.replay import ReplaySource
 from loanflow.settings import Settings
+from loanflow.temporal_client import data_converter
 from loanflow.worker import build_worker
 
 SUGGEST_CONTINUE_AS_NEW = 4096
@@ -67,7 +68,7 @@ async def quiet_month(root: Path, settings: Settings, loans: int, days: float,
                       progress: Any) -> QuietResult:
     began = time.monotonic()
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=test_server())
+        data_converter=data_converter(settings), test_server_existing_path=test_server())
     db = Database(f"sqlite+aiosqlite:///{root / 'quiet.db'}")
     # Counting events, not timing: no simulated latency (it would only slow the month down).
     quiet = settings.model_copy(update={"fake_latency_ms": 0, "task_queue": "loans-quiet",
@@ -104,7 +105,9 @@ async def _run(env: WorkflowEnvironment, db: Database, settings: Settings, n: in
 
     ticks = int(days * 24)
     plan = ReplayPlan(start=first, end=first + timedelta(hours=ticks - 1), speed=Decimal(1))
-    spec = MonitorInput(feed=FeedSpec(replay=ReplayFeed(window=WINDOW)), replay=plan)
+    # Binance quotes the window in USDT: taken at par (a calm month; USDT within 0.1% of $1).
+    spec = MonitorInput(feed=FeedSpec(replay=ReplayFeed(window=WINDOW)), replay=plan,
+                        rules=AggregationRules(usdt_usd=Decimal(1)))
     progress.add("quiet: simulated hours", ticks)
     replay = await env.client.start_workflow("MarketMonitor", spec, id="market-replay-2023-07",
                                              task_queue=settings.market_queue, result_type=MonitorProgress)

@@ -21,6 +21,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from loanflow import codec_keys
 from loanflow.db import Database
 from loanflow.devserver import DevServer, port_open
 from loanflow.ports import free_ports
@@ -90,7 +91,13 @@ PG_ADMIN_URL = os.environ.get("LOANFLOW_BENCH_PG_URL",
 
 def bench_settings(root: Path, smtp_port: int, tuning: Tuning, task_queue: str,
                    database_url: str) -> Settings:
+    # A payload key of the bench's own, in its own var/: the bench process and its worker
+    # processes (which get these settings as JSON) encrypt and decrypt with the same key.
+    keys_file = root / "var" / "codec.keys"
+    codec_keys.create_file(keys_file)
     return Settings(
+        codec_keys=None,
+        codec_keys_file=keys_file,
         var_dir=root / "var",
         database_url=database_url,
         smtp_port=smtp_port,
@@ -116,7 +123,7 @@ async def bench_stack(tuning: Tuning, task_queue: str = "loans-bench") -> AsyncI
     try:
         await db.create_all()
         await wait_for_port(smtp_port)
-        client = await connect_when_ready(server.address)
+        client = await connect_when_ready(server.address, settings=settings)
         yield Stack(root, server, client, db, settings, mail_dir)
     finally:
         await db.dispose()

@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     settings = Settings.model_validate_json(args.settings)
     stop = stop_event()
-    client = await connect(target_host=args.address)
+    client = await connect(target_host=args.address, settings=settings)
     db = Database(settings.db_url)
     loans = build_worker(client, db, settings, max_cached_workflows=args.cache,
                          max_concurrent_activities=args.max_activities,

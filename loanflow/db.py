@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Numeric, String, event
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 
 from loanflow.money import WIDE
 
@@ -84,6 +85,29 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class ValueTooLong(ValueError):
+    """A string longer than its column. Raised before the database sees it (SQLite would
+    store it anyway; PostgreSQL refuses with "value too long", which an activity would retry
+    forever). Activities treat it as non-retryable: the same value never fits."""
+
+
+def check_lengths(session: Session, _context: Any, _instances: Any) -> None:
+    """Refuse any new or changed row with a string longer than its column, naming both."""
+    for row in [*session.new, *session.dirty]:
+        table = getattr(row, "__table__", None)
+        if table is None:
+            continue
+        for column in table.columns:
+            limit = getattr(column.type, "length", None)
+            value = getattr(row, column.key, None)
+            if limit and isinstance(value, str) and len(value) > limit:
+                raise ValueTooLong(f"{table.name}.{column.name}: {len(value)} characters, "
+                                   f"at most {limit}")
+
+
+event.listen(Session, "before_flush", check_lengths)
 
 
 def _ensure_sqlite_dir(url: str) -> None:

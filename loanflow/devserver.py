@@ -36,6 +36,8 @@ class DevServer:
     ui_port: int = 8233
     headless: bool = False
     log_file: Path | None = None
+    # The remote codec the Web UI calls to show payloads decrypted (`loanflow codec-server`).
+    codec_endpoint: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,6 +58,8 @@ class DevServer:
             *search_attribute_flags(),
         ]
         cmd += ["--headless"] if self.headless else ["--ui-port", str(self.ui_port)]
+        if self.codec_endpoint and not self.headless:
+            cmd += ["--ui-codec-endpoint", self.codec_endpoint]
         return cmd
 
     async def start(self, timeout: float = 60) -> None:

@@ -12,8 +12,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from loanflow.imported import ImportedLoan
 from loanflow.models import Borrower, PriceUpdate
 
 
@@ -28,6 +29,7 @@ class ActivityName:
     POST_LEDGER = "post_ledger"
     RECORD_NOTICE = "record_notice"
     RECORD_LOAN = "record_loan"
+    IMPORTED_LOAN = "imported_loan"
 
 
 def effect_key(loan_id: str, step: str, seq: int | str | None = None) -> str:
@@ -54,6 +56,8 @@ class ScreeningResult(BaseModel):
 
 class PriceRequest(BaseModel):
     asset: str
+    # The loan's clock: no observation stamped later than this (plus a small skew) is read.
+    now: datetime | None = None
 
 
 class LatestPrice(BaseModel):
@@ -121,7 +125,9 @@ class PayoutReceipt(BaseModel):
 
 class SaleRequest(BaseModel):
     """Sell collateral for USD. `debt_usd` caps what is applied to the loan; any excess of the
-    net proceeds is owed back to the borrower."""
+    net proceeds is owed back to the borrower. With `limit_price` (whole cents) the sale never
+    fills below it and may fill less than `quantity`, or nothing (the receipt says what
+    filled); without (requests of workflows started before limits existed), a market sale."""
 
     key: str
     loan_id: str
@@ -130,9 +136,13 @@ class SaleRequest(BaseModel):
     reference_price: Decimal
     fee_rate: Decimal
     debt_usd: Decimal
+    limit_price: Decimal | None = None
 
 
 class SaleReceipt(BaseModel):
+    """What a sale did: `quantity` is what filled (0 for a limit order the market did not
+    reach: then every amount is 0 and nothing was booked)."""
+
     key: str
     order_id: str
     quantity: Decimal
@@ -169,13 +179,27 @@ class PostingReceipt(BaseModel):
 
 
 class Notice(BaseModel):
-    """One borrower notice. `data` holds the figures the message states, as strings."""
+    """One borrower notice. `data` holds the figures the message states, as strings.
+
+    A loan sends the borrower's id only: the notice activity reads the contact details from
+    the database (`borrowers`), so no name or e-mail is in the loan's history. Notices sent
+    before that carried `borrower` inline; those are still accepted, and the activity fills
+    `borrower` in itself before rendering."""
 
     key: str
     loan_id: str
     kind: str
-    borrower: Borrower
+    borrower_id: str = ""
+    borrower: Borrower | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _addressed(self) -> Notice:
+        if not self.borrower_id:
+            if self.borrower is None:
+                raise ValueError("borrower_id: a notice needs the borrower's id")
+            self.borrower_id = self.borrower.id
+        return self
 
 
 class NoticeReceipt(BaseModel):
@@ -222,3 +246,16 @@ class LoanSnapshot(BaseModel):
 class LoanRecord(BaseModel):
     snapshot: LoanSnapshot
     audit: list[AuditEntry] = Field(default_factory=list)
+
+
+# --- migrated loans -----------------------------------------------------------------------------
+
+
+class MigrationRequest(BaseModel):
+    loan_id: str
+
+
+class MigrationRecord(BaseModel):
+    """The loan's row of `imported_loans` (written by `loanflow book import`), or None."""
+
+    loan: ImportedLoan | None = None

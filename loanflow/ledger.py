@@ -14,6 +14,8 @@ Accounts (the desk's point of view):
 - `income:liquidation_fee`     the desk's fee income from liquidations
 - `income:interest`            interest earned (posted as it is charged to a loan)
 - `loss:shortfall`             debt written off when a loan's collateral ran out first
+- `equity:opening_balances`    the other side of a migrated loan's opening receivable (what the
+                               system it came from lent and accrued, `loanflow book import`)
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ CASH = "cash"
 LIQUIDATION_FEE_INCOME = "income:liquidation_fee"
 INTEREST_INCOME = "income:interest"
 SHORTFALL_LOSS = "loss:shortfall"
+OPENING_BALANCES = "equity:opening_balances"
 
 
 def custody(asset: str) -> str:

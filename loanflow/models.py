@@ -6,12 +6,50 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from loanflow.money import ASSETS, MAX_UNITS, MAX_USD, is_whole_cents, is_whole_units
+from loanflow.money import (
+    ASSETS,
+    MAX_UNITS,
+    MAX_USD,
+    check_price,
+    is_whole_cents,
+    is_whole_units,
+)
 from loanflow.policy import PolicyOverrides
+
+# Bounds on every string a caller sends (issue 10): each within the database column it lands
+# in (loanflow/schema.py, notice_schema.py) and a few KB at most, so that no input can fail a
+# workflow task (a 2 MB reason hit PAYLOADS_TOO_LARGE) or make an activity retry forever (a
+# 300-character name: "value too long" on PostgreSQL).
+LOAN_ID_MAX = 64  # loans.loan_id
+LOAN_ID_PATTERN = r"^[A-Za-z0-9._-]+$"  # ':' separates the parts of an idempotency key
+BORROWER_ID_MAX = 128  # loans.borrower_id, notices.borrower_id
+NAME_MAX = 200  # outbox.to_name is 256
+EMAIL_MAX = 254  # RFC 5321's path limit; outbox.to_address is 320
+# A tx id or a payment reference ends up inside notice keys (String(200)) after the loan id
+# (64) and the notice kind: 100 fits, and every chain's tx hash is shorter (BTC 64, ETH 66).
+REFERENCE_MAX = 100
+PERSON_MAX = 128  # a reviewer's or an operator's name
+TEXT_MAX = 1000  # free text (reasons): kept in the audit trail and in e-mails
+SOURCE_MAX = 200  # 'median(bitstamp,coinbase,kraken,...)'
+
+
+def Text(max_length: int, min_length: int = 1) -> Any:  # noqa: N802 (a field factory)
+    return Field(min_length=min_length, max_length=max_length)
+
+
+# The contract's workflow id of a loan: `loan-<loan_id>`.
+WORKFLOW_PREFIX = "loan-"
 
 
 class LoanState(str, Enum):
@@ -36,20 +74,25 @@ FINAL_STATES = frozenset(
 
 
 class Borrower(BaseModel):
-    id: str
-    name: str
-    email: str
-    country: str
-    timezone: str | None = None
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Text(BORROWER_ID_MAX)
+    name: str = Text(NAME_MAX)
+    email: str = Text(EMAIL_MAX)
+    country: str = Text(8)
+    timezone: str | None = Field(None, max_length=64)
 
 
 class LoanApplication(BaseModel):
-    """Input of `LoanWorkflow`. What `temporal workflow start --input '{...}'` sends."""
+    """Input of `LoanWorkflow`. What `temporal workflow start --input '{...}'` sends. Unknown
+    fields are refused (a misspelt `polcy` would otherwise silently give the standard terms)."""
 
-    loan_id: str
+    model_config = ConfigDict(extra="forbid")
+
+    loan_id: str = Field(min_length=1, max_length=LOAN_ID_MAX, pattern=LOAN_ID_PATTERN)
     borrower: Borrower
     principal_usd: Decimal
-    collateral_asset: str
+    collateral_asset: str = Text(8)
     collateral_amount: Decimal
     term_days: int
     annual_rate: Decimal
@@ -57,8 +100,13 @@ class LoanApplication(BaseModel):
     # Operations tuning: continue-as-new after this many history events (Temporal's own
     # suggestion is always honoured too). Tests set it low to force continue-as-new.
     history_limit: int | None = None
-    # Set by the workflow itself when it continues as new; never send it.
+    # Only runs continued by loanflow before continue-as-new state moved out of the start input
+    # carry this (their histories must still replay). A fresh start that sends it is rejected.
     resume: dict[str, Any] | None = None
+    # "import": a loan migrated from another system by `loanflow book import`. The loan takes
+    # its figures from its migration record in the database (never from this input) and
+    # starts ACTIVE; without a record it rejects itself. None: normal onboarding.
+    origin: Literal["import"] | None = None
 
 
 class ApplicationProblem(ValueError):
@@ -67,8 +115,8 @@ class ApplicationProblem(ValueError):
 
 def check_application(app: LoanApplication) -> None:
     """Business validation of an application. Raises ApplicationProblem naming the field."""
-    if not app.loan_id.strip() or len(app.loan_id) > 64:
-        raise ApplicationProblem("loan_id: must be 1 to 64 characters")
+    if not app.loan_id.strip() or len(app.loan_id) > LOAN_ID_MAX:
+        raise ApplicationProblem(f"loan_id: must be 1 to {LOAN_ID_MAX} characters")
     if app.collateral_asset not in ASSETS:
         raise ApplicationProblem(
             f"collateral_asset: {app.collateral_asset!r} is not supported (BTC or ETH)"
@@ -114,15 +162,15 @@ class RequestModel(BaseModel):
 
 class KycDecision(RequestModel):
     approved: bool
-    reviewer: str = Field(min_length=1)
-    reason: str = Field(min_length=1)
+    reviewer: str = Text(PERSON_MAX)
+    reason: str = Text(TEXT_MAX)
 
 
 class CollateralDeposit(RequestModel):
     """`confirm_deposit` and `top_up`: collateral units received under a custody tx id."""
 
     amount: Decimal
-    tx_id: str = Field(min_length=1, max_length=128)
+    tx_id: str = Text(REFERENCE_MAX)
 
     @field_validator("amount")
     @classmethod
@@ -132,7 +180,7 @@ class CollateralDeposit(RequestModel):
 
 class Repayment(RequestModel):
     amount_usd: Decimal
-    reference: str = Field(min_length=1, max_length=128)
+    reference: str = Text(REFERENCE_MAX)
 
     @field_validator("amount_usd")
     @classmethod
@@ -144,26 +192,50 @@ class Repayment(RequestModel):
 
 
 class CureExtension(RequestModel):
-    hours: int = Field(gt=0)
-    reason: str = Field(min_length=1)
-    operator: str = Field(min_length=1)
+    hours: int = Field(gt=0, le=10_000)  # the policy's max_extension_hours is the real limit
+    reason: str = Text(TEXT_MAX)
+    operator: str = Text(PERSON_MAX)
 
 
 class PriceUpdate(RequestModel):
-    """Signal `price_update`: one market observation."""
+    """Signal `price_update`: one market observation. A plain `{asset, price, observed_at,
+    source}` is an agreed price. The optional rest is set by the market monitor when its venues
+    disagreed past the deviation limit (`disputed`): `price` is then the LOWEST venue quote
+    (warnings and margin calls act on it), `low`/`high` the range and `venues` every venue's
+    quote in USD; a sale waits for an agreeing observation, except at the hard floor if it
+    holds at `high`. The price must lie in its asset's sane range
+    (`loanflow.money.PRICE_BOUNDS`)."""
 
-    asset: str
+    asset: str = Text(8)
     price: Decimal
     observed_at: datetime
-    source: str = "manual"
-    observation_id: int | None = None
+    source: str = Field("manual", min_length=1, max_length=SOURCE_MAX)
+    observation_id: int | None = Field(None, ge=0, le=2**63 - 1)
+    disputed: bool = False
+    low: Decimal | None = None
+    high: Decimal | None = None
+    venues: dict[str, Decimal] | None = None
 
     @field_validator("price")
     @classmethod
-    def _positive_price(cls, v: Decimal) -> Decimal:
-        if not v.is_finite() or v <= 0:
+    def _positive_price(cls, v: Decimal, info: ValidationInfo) -> Decimal:
+        asset = info.data.get("asset")
+        if asset not in ASSETS:  # the asset's own error (or "not this loan's") says it
+            if not v.is_finite() or v <= 0:
+                raise ValueError("must be a positive price")
+            return v
+        return check_price(asset, v)
+
+    @field_validator("low", "high")
+    @classmethod
+    def _positive_bound(cls, v: Decimal | None) -> Decimal | None:
+        if v is not None and (not v.is_finite() or v <= 0):
             raise ValueError("must be a positive price")
         return v
+
+    def payload(self) -> dict[str, Any]:
+        """The signal's JSON: the plain contract for an agreed price (no empty dispute fields)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
     @field_validator("observed_at")
     @classmethod
@@ -231,6 +303,7 @@ class LoanStatus(BaseModel):
     maturity: datetime | None
     shortfall_usd: Decimal
     reason: str | None
-    # "screening", "manual_review" (waiting for a `kyc_decision`), "approved" or "rejected"
+    # "screening", "manual_review" (waiting for a `kyc_decision`), "approved", "rejected", or
+    # "migrated" (an imported loan: screened by the system it came from)
     kyc_status: str
     trigger_prices: dict[str, Decimal | None]

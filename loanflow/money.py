@@ -7,6 +7,7 @@ times a price never loses digits before it is rounded on purpose.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, localcontext
 from typing import Literal
 
@@ -59,6 +60,35 @@ MAX_USD = Decimal(10) ** 15
 MAX_UNITS = Decimal(10) ** 12
 
 
+# The sane range of a market price in USD, per asset: the one place every entry point (the
+# CLI's `price`, a manual tick, a venue's reply, the stored observations loans read) checks.
+# Wide enough for any real market (BTC traded under $100 in 2013), narrow enough that a typo
+# of six zeros, or `1e309` (which no money arithmetic survives), is refused where it enters.
+PRICE_BOUNDS: dict[str, tuple[Decimal, Decimal]] = {
+    "BTC": (Decimal(10), Decimal(10) ** 7),
+    "ETH": (Decimal("0.1"), Decimal(10) ** 6),
+    "USDT": (Decimal("0.5"), Decimal(2)),  # the stablecoin's USD rate (quote conversion)
+}
+
+
+# How far ahead of the reader's clock an observation may be stamped (two machines' clocks
+# differ a little); anything further is refused where it enters and never read back.
+MAX_CLOCK_SKEW = timedelta(minutes=2)
+
+
+def price_problem(asset: str, price: Decimal) -> str | None:
+    """Why `price` (USD per unit of `asset`) cannot be a market price, or None if it can."""
+    if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
+        return f"must be a positive, finite price (got {price})"
+    bounds = PRICE_BOUNDS.get(asset)
+    if bounds is None:
+        return f"no price range is known for {asset!r}"
+    low, high = bounds
+    if not low <= price <= high:
+        return f"{price} is outside the sane range of {asset} ({low} to {high:,} USD)"
+    return None
+
+
 def is_whole_cents(amount: Decimal) -> bool:
     return amount == amount.quantize(USD, context=WIDE)
 
@@ -91,3 +121,14 @@ def fmt_ratio(ratio: Decimal | None) -> str:
     if ratio.is_infinite():
         return "infinite (collateral worth less than a cent)"
     return f"{(ratio * 100).quantize(USD, rounding=ROUND_CEILING, context=WIDE):,.2f}%"
+
+
+def check_price(asset: str, price: Decimal) -> Decimal:
+    """A price for `asset` that is finite, positive and inside its sane range (`PRICE_BOUNDS`);
+    otherwise ValueError saying which bound it broke (for pydantic validators)."""
+    if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
+        raise ValueError("must be a positive price")
+    problem = price_problem(asset, price)
+    if problem is not None:
+        raise ValueError(problem)
+    return price

@@ -6,6 +6,11 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# Upper bounds on periods: far beyond any product, far below what overflows a timedelta (a
+# huge `cure_period_hours` would fail the loan's workflow task instead of being refused).
+YEAR_HOURS = 24 * 366
+MAX_LIST = 10
+
 
 class RiskPolicy(BaseModel):
     """Defaults are the desk's standard product (DESIGN.md, "Default risk policy")."""
@@ -25,14 +30,21 @@ class RiskPolicy(BaseModel):
     # Liquidations are sized as if the sale filled this much below the reference price, so that
     # the post-liquidation LTV is reached even after the exchange's slippage.
     liquidation_slippage_buffer: Decimal = Decimal("0.01")
-    cure_period_hours: int = Field(default=48, gt=0)
-    reminder_hours: tuple[int, ...] = (24, 4)
-    funding_deadline_hours: int = Field(default=72, gt=0)
-    kyc_review_hours: int = Field(default=72, gt=0)
-    price_staleness_minutes: int = Field(default=15, gt=0)
-    maturity_grace_hours: int = Field(default=72, ge=0)
-    maturity_reminder_days: tuple[int, ...] = (7, 1)
-    max_extension_hours: int = Field(default=168, gt=0)
+    # A partial liquidation sells with a limit at reference x (1 - buffer) and lands LTV in
+    # [target - 1 pp, target] for every fill up to reference x (1 + this): sales are sized so
+    # that even such a fill does not take LTV below the band.
+    liquidation_fill_upside: Decimal = Decimal("0.005")
+    cure_period_hours: int = Field(default=48, gt=0, le=YEAR_HOURS)
+    reminder_hours: tuple[int, ...] = Field(default=(24, 4), max_length=MAX_LIST)
+    funding_deadline_hours: int = Field(default=72, gt=0, le=YEAR_HOURS)
+    kyc_review_hours: int = Field(default=72, gt=0, le=YEAR_HOURS)
+    price_staleness_minutes: int = Field(default=15, gt=0, le=24 * 60)
+    maturity_grace_hours: int = Field(default=72, ge=0, le=YEAR_HOURS)
+    maturity_reminder_days: tuple[int, ...] = Field(default=(7, 1), max_length=MAX_LIST)
+    max_extension_hours: int = Field(default=168, gt=0, le=YEAR_HOURS)
+    # A price more than this fraction away from the last accepted one is held until a later
+    # observation confirms it (a 2030-dated or fat-fingered price once cured 50 margin calls).
+    max_price_jump: Decimal = Field(default=Decimal("0.30"), gt=0, le=10)
 
     @model_validator(mode="after")
     def _ordered(self) -> RiskPolicy:
@@ -54,8 +66,16 @@ class RiskPolicy(BaseModel):
             raise ValueError("liquidation_fee must be in [0, 0.2)")
         if not Decimal(0) <= self.liquidation_slippage_buffer < Decimal("0.2"):
             raise ValueError("liquidation_slippage_buffer must be in [0, 0.2)")
+        if not Decimal(0) <= self.liquidation_fill_upside < Decimal("0.2"):
+            raise ValueError("liquidation_fill_upside must be in [0, 0.2)")
         if self.hard_liquidation_ltv >= 1:
             raise ValueError("hard_liquidation_ltv must be below 1")
+        if self.max_initial_ltv <= 0:
+            raise ValueError("max_initial_ltv must be above 0")
+        if any(not 0 < h <= self.cure_period_hours for h in self.reminder_hours):
+            raise ValueError("reminder_hours must each lie in (0, cure_period_hours]")
+        if any(not 0 < d <= 3650 for d in self.maturity_reminder_days):
+            raise ValueError("maturity_reminder_days must each lie in (0, 3650]")
         return self
 
 
@@ -73,6 +93,7 @@ class PolicyOverrides(BaseModel):
     post_liquidation_ltv: Decimal | None = None
     liquidation_fee: Decimal | None = None
     liquidation_slippage_buffer: Decimal | None = None
+    liquidation_fill_upside: Decimal | None = None
     cure_period_hours: int | None = None
     reminder_hours: tuple[int, ...] | None = None
     funding_deadline_hours: int | None = None
@@ -81,6 +102,7 @@ class PolicyOverrides(BaseModel):
     maturity_grace_hours: int | None = None
     maturity_reminder_days: tuple[int, ...] | None = None
     max_extension_hours: int | None = None
+    max_price_jump: Decimal | None = None
 
     def apply(self, base: RiskPolicy) -> RiskPolicy:
         """The base policy with these overrides; raises ValueError naming a bad combination."""

@@ -91,11 +91,21 @@ def liquidation_quantity(
     collateral by q. We need D - q f (1 - fee) <= target x price x (C - q), so
     q >= (D - target price C) / (f (1 - fee) - target price).
     """
+    with wide():
+        fill = price * (1 - slippage)
+    return least_to_target(asset, debt, amount, price, target, fee, fill)
+
+
+def least_to_target(
+    asset: str, debt: Decimal, amount: Decimal, price: Decimal, target: Decimal, fee: Decimal,
+    fill: Decimal,
+) -> SaleSize:
+    """`liquidation_quantity` for a sale that fills at `fill`: the least quantity that leaves
+    LTV <= target at `price`, or everything when no quantity short of everything does."""
     debt = usd_up(debt)
     if debt <= 0:
         return SaleSize(ZERO, False)
     with wide():
-        fill = price * (1 - slippage)
         per_unit = fill * (1 - fee) - target * price
         excess = debt - target * price * amount
         if debt <= target * collateral_value(amount, price):  # LTV <= target, as `ltv` rounds
@@ -120,6 +130,82 @@ def liquidation_quantity(
     if q >= amount:
         return SaleSize(amount, True)
     return SaleSize(q, False)
+
+
+# --- sale steps: a partial liquidation that lands in [target - band, target] -------------------
+
+# A partial liquidation leaves LTV at most this far below its target (1 percentage point).
+POST_LIQUIDATION_BAND = Decimal("0.01")
+# A liquidation stops (and sells the rest at the next price) after this many orders; with the
+# default policy the slowest case is four (97%, every order filled at its limit).
+MAX_SALE_STEPS = 6
+
+
+@dataclass(frozen=True)
+class SaleStep:
+    """One order of a partial liquidation.
+
+    `limit_price` is None for a sale of everything (a market order: there is nothing to size).
+    `last` is True when any fill in [limit_price, best_fill] lands LTV in the band, so no
+    further step can be needed; otherwise the step is the most that can be sold without the
+    best fill taking LTV below the band, and the loan looks again after its fill."""
+
+    quantity: Decimal
+    limit_price: Decimal | None
+    sells_everything: bool
+    last: bool
+
+
+def sale_step(
+    asset: str, debt: Decimal, amount: Decimal, price: Decimal, target: Decimal, fee: Decimal,
+    buffer: Decimal, upside: Decimal, band: Decimal = POST_LIQUIDATION_BAND,
+) -> SaleStep:
+    """The next order of a partial liquidation at reference `price`.
+
+    The order is a sell limit at `limit_price` = price x (1 - buffer), rounded up to the cent,
+    so it never fills below that. Fills up to `best_fill` = price x (1 + upside) are planned
+    for; LTV after a fill f is L(q, f), decreasing in f (`ltv_after`, exact cent rounding).
+
+    - Nothing to sell when LTV <= target already.
+    - Everything (market order) when even all the collateral sold at the limit cannot bring
+      LTV to target: the debt is more than the collateral covers after the fee.
+    - One last step of q_lo, the least quantity with L(q_lo, limit) <= target, when also
+      L(q_lo, best_fill) >= target - band: every fill in between lands in the band.
+    - Otherwise q_hi, the most with L(q_hi, best_fill) >= target - band, i.e.
+      q_hi = floor((D - (t - band) P C) / (best_fill (1 - fee) - (t - band) P)): rounding
+      only raises L (proceeds down, debt up, value down), so no fill <= best_fill takes LTV
+      below the band. A fill >= limit leaves the debt below what the rest covers at the limit,
+      so the next step is never "sell everything"; each step shrinks the excess by about
+      (buffer + upside) x q / (C - q), and a few steps reach the last one.
+    """
+    with wide():
+        limit = usd_up(price * (1 - buffer))
+        best = price * (1 + upside)
+    least = least_to_target(asset, debt, amount, price, target, fee, limit)
+    if least.quantity <= 0:
+        return SaleStep(ZERO, limit, False, True)
+    if least.sells_everything:
+        return SaleStep(amount, None, True, True)
+    floor = target - band
+    if ltv_after(debt, amount, price, least.quantity, best, fee) >= floor:
+        return SaleStep(least.quantity, limit, False, True)
+    with wide():
+        excess = usd_up(debt) - floor * price * amount
+        most = units_down(asset, excess / (best * (1 - fee) - floor * price))
+    if most <= 0:
+        # Dust: one smallest unit moves LTV by more than the band, so no order can promise
+        # it; reach the target (the band's upper end) at least.
+        return SaleStep(least.quantity, limit, False, True)
+    return SaleStep(min(most, least.quantity), limit, False, False)
+
+
+def ltv_after(
+    debt: Decimal, amount: Decimal, price: Decimal, q: Decimal, fill: Decimal, fee: Decimal
+) -> Decimal:
+    """LTV at `price` after selling q at `fill` and applying the net proceeds (0 when they
+    repay the whole debt), rounded as the loan rounds it."""
+    after = ltv(max(usd_up(debt) - sale_proceeds(q, fill, fee).net, ZERO), amount - q, price)
+    return ZERO if after is None else after
 
 
 def _reaches_target(

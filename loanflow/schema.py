@@ -20,12 +20,15 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -115,6 +118,24 @@ class Loan(Base):
         # The book lists margin calls by deadline.
         Index("ix_loans_state_cure_deadline", "state", "cure_deadline"),
     )
+
+
+class BorrowerContact(Base):
+    """A borrower's contact details, keyed by borrower id, written when one of their loans
+    opens (the newest application wins). Notices carry only the borrower id, so the loans'
+    histories in Temporal hold no name or e-mail; the notice activity reads them here. Text
+    columns: an over-long name must never make the read-model write fail."""
+
+    __tablename__ = "borrowers"
+
+    borrower_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str] = mapped_column(Text)
+    country: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str | None] = mapped_column(Text)
+    # The loan whose application these details came from.
+    loan_id: Mapped[str] = mapped_column(LOAN_ID)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class AuditRecord(Base):
@@ -264,6 +285,16 @@ class PriceObservation(Base):
     # The quotes behind the price, {source: price as a string}, for disputes.
     sources: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The venues disagreed past the deviation limit: `price` is the lowest quote, `low`/`high`
+    # the range (`sources` every venue). Warnings and calls act on it; a sale waits.
+    # (Server defaults only: an insert that does not name the flags is an agreed, accepted
+    # price, and works on a database migrated before they existed.)
+    disputed: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    low: Mapped[Decimal | None]
+    high: Mapped[Decimal | None]
+    # A jump past the limit from the last accepted observation: kept for the record, never
+    # signalled nor read by a loan until a second observation confirms the move.
+    unconfirmed: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
     __table_args__ = (Index("ix_price_observations_asset_observed", "asset", "observed_at"),)
 
@@ -301,3 +332,29 @@ class MarketTick(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_market_ticks_asset_at", "asset", "at"),)
+
+
+# --- migrated loans -----------------------------------------------------------------------------
+
+
+class ImportedLoanRow(Base):
+    """A loan migrated from another system, as `loanflow book import` validated it: the trusted
+    source of its opening figures. The loan's workflow reads its row once, when it starts, and
+    books exactly these (its start input only names the loan). Written once per loan id; an
+    import of the same loan with other figures is refused."""
+
+    __tablename__ = "imported_loans"
+
+    loan_id: Mapped[str] = mapped_column(LOAN_ID, primary_key=True)
+    borrower_id: Mapped[str] = mapped_column(String(128))
+    borrower_name: Mapped[str] = mapped_column(String(200))
+    borrower_email: Mapped[str] = mapped_column(String(254))
+    borrower_country: Mapped[str] = mapped_column(String(2))
+    collateral_asset: Mapped[str] = mapped_column(String(8))
+    collateral_amount: Mapped[Decimal]
+    principal_usd: Mapped[Decimal]
+    accrued_interest_usd: Mapped[Decimal]
+    annual_rate: Mapped[Decimal]
+    originated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    maturity_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    imported_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

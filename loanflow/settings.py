@@ -9,8 +9,10 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from loanflow import codec_keys
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
@@ -21,7 +23,9 @@ def _env(name: str) -> AliasChoices:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # Errors never echo a value: a key, a password or a URL with credentials stays out of logs.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True,
+                                      hide_input_in_errors=True)
 
     task_queue: str = Field("loans", validation_alias=_env("LOANFLOW_TASK_QUEUE"), min_length=1)
     market_task_queue: str | None = Field(
@@ -58,6 +62,52 @@ class Settings(BaseSettings):
         Decimal("0.02"), validation_alias=_env("LOANFLOW_FAKE_FAILURE_RATE"), ge=0, le=1
     )
     fake_seed: int | None = Field(None, validation_alias=_env("LOANFLOW_FAKE_SEED"))
+
+    # Payload encryption (README, "Borrower data and encryption"): `id:base64key,...`, first
+    # current; else the keys file (var/codec.keys by default, made by `loanflow up`).
+    codec_keys: SecretStr | None = Field(None, validation_alias=_env("LOANFLOW_CODEC_KEYS"))
+    codec_keys_file: Path | None = Field(None, validation_alias=_env("LOANFLOW_CODEC_KEYS_FILE"))
+    # The codec server for the Web UI and the stock CLI (`loanflow codec-server`).
+    codec_server_host: str = Field("127.0.0.1", validation_alias=_env("LOANFLOW_CODEC_HOST"))
+    codec_server_port: int = Field(
+        8234, validation_alias=_env("LOANFLOW_CODEC_PORT"), gt=0, lt=65536)
+    # Web UI origins allowed to call it (comma-separated); the dev server's UI by default.
+    codec_cors_origins: str = Field(
+        "http://127.0.0.1:8233,http://localhost:8233",
+        validation_alias=_env("LOANFLOW_CODEC_CORS_ORIGINS"))
+    # When set, every codec request must carry exactly this Authorization header.
+    codec_auth: SecretStr | None = Field(None, validation_alias=_env("LOANFLOW_CODEC_AUTH"))
+
+    @field_validator("codec_keys")
+    @classmethod
+    def _keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            codec_keys.parse_keys(value.get_secret_value())
+            return value
+        return None
+
+    @property
+    def keys_file(self) -> Path:
+        return self.codec_keys_file or self.var_dir / "codec.keys"
+
+    def keyring(self) -> codec_keys.KeyRing:
+        """The payload keys; SettingsError (one line, naming the setting) when there are none
+        or they cannot be used."""
+        try:
+            if self.codec_keys is not None:
+                return codec_keys.parse_keys(self.codec_keys.get_secret_value())
+            if self.keys_file.exists():
+                return codec_keys.read_file(self.keys_file)
+        except codec_keys.KeyConfigError as err:
+            raise SettingsError(f"invalid payload keys: {err}") from None
+        raise SettingsError(
+            f"no payload encryption key: set LOANFLOW_CODEC_KEYS (id:base64key, see README, "
+            f"'Borrower data and encryption') or LOANFLOW_CODEC_KEYS_FILE; `loanflow up` "
+            f"keeps a development key in {self.keys_file}")
+
+    @property
+    def codec_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.codec_cors_origins.split(",") if o.strip()]
 
     @property
     def market_queue(self) -> str:

@@ -89,6 +89,13 @@ def build_worker(
     return Workers(loans, market)
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit for a log: the password masked (it was logged in clear)."""
+    from loanflow import migrations
+
+    return migrations.shown(url)
+
+
 async def require_latest_schema(url: str) -> None:
     """Workers never migrate (several starting at once would race on the schema); they refuse
     to run on a database that is not at the latest revision."""
@@ -104,13 +111,13 @@ async def require_latest_schema(url: str) -> None:
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
-    client = await connect()
+    client = await connect(settings=settings)
     await ensure_search_attributes(client)
     await require_latest_schema(settings.db_url)
     db = Database(settings.db_url)
     worker = build_worker(client, db, settings)
     log.info("worker polling task queues %r and %r, database %s", worker.task_queue,
-             worker.market_queue, settings.db_url)
+             worker.market_queue, shown_url(settings.db_url))
     try:
         await worker.run()
     finally:
@@ -123,3 +130,5 @@ def main() -> None:
         asyncio.run(run_worker())
     except KeyboardInterrupt:
         pass
+    except SettingsError as err:  # bad settings or keys: one line, not a traceback
+        raise SystemExit(f"error: {err}") from None

@@ -15,7 +15,11 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 
 from loanflow.db import Database
 from loanflow.ports import free_port
-from tests.support import Inbox
+from tests.support import TEST_CODEC_KEYS, Inbox
+
+# Before any settings are read: every client, worker and test environment encrypts.
+os.environ["LOANFLOW_CODEC_KEYS"] = TEST_CODEC_KEYS
+os.environ.pop("LOANFLOW_CODEC_KEYS_FILE", None)
 
 # The SDK core warns at every worker start that the time-skipping server does not advertise a
 # capability it cannot have; keep the core's own log to errors so real problems stand out.

@@ -7,6 +7,11 @@ from typing import Any
 
 from loanflow.settings import Settings
 
+# The payload keys every test process and every `loanflow` subprocess of a test uses (a test
+# key, never a secret): the suite runs with encryption on, like production.
+TEST_CODEC_KEYS = ("test-current:ePqUZZ2PG1055OzHhzJSWn+jVK2quTPf+JEi/dp+yJw=,"
+                   "test-old:qfDtZ6TckqWhoQvh9xxZqj0CdIaiHbEYv5fdwGU2LIM=")
+
 
 def quiet_settings(**overrides: Any) -> Settings:
     """Built-in fakes without latency or random failures: tests decide every failure."""

@@ -133,15 +133,34 @@ def test_application_with_policy_overrides():
         ({"annual_rate": "-0.01"}, "annual_rate"),
         ({"annual_rate": "1"}, "annual_rate"),
         ({"annual_rate": "12"}, "annual_rate"),  # a percentage where a fraction belongs
-        ({"loan_id": ""}, "loan_id"),
-        ({"loan_id": "   "}, "loan_id"),
-        ({"loan_id": "x" * 65}, "loan_id"),
         ({"history_limit": 10}, "history_limit"),
     ],
 )
 def test_each_bad_field_is_rejected_with_its_name(changes: dict[str, Any], field: str):
     message = problem(**changes)
     assert message.startswith(f"{field}:"), message
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"loan_id": ""},
+        {"loan_id": "   "},
+        {"loan_id": "x" * 65},
+        {"loan_id": "L1:disburse"},  # ':' would let one loan's keys reach into another's
+        {"borrower": {"id": "B", "name": "n" * 300, "email": "a@b.c", "country": "GB"}},
+        {"borrower": {"id": "B", "name": "n", "email": "a@b.c", "country": "GB", "x": 1}},
+        {"polcy": {"margin_call_ltv": "0.75"}},  # a misspelt field is refused, not ignored
+        {"principal_usd": "NaN"},
+    ],
+)
+def test_malformed_application_fails_at_once_naming_the_field(changes: dict[str, Any]):
+    """Nothing can be keyed by a loan id that does not fit its columns: such a start fails
+    at once (pydantic's message names the field) and no loan exists to write anything."""
+    with pytest.raises(ValidationError) as err:
+        LoanApplication.model_validate(application(**changes))
+    field = next(iter(changes))
+    assert field in describe_validation_error(err.value)
 
 
 def test_bad_application_messages_say_why():

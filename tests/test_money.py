@@ -262,3 +262,20 @@ def test_fmt_ratio_rounds_up_to_a_hundredth_of_a_percent(bps: int, extra: int):
     assert shown >= Fraction(ratio)
     assert shown - Fraction(ratio) < Fraction(1, 10**4)
     assert (shown == Fraction(ratio)) == (extra == 0)
+
+
+@pytest.mark.parametrize("asset,price", [("BTC", "1e309"), ("BTC", "0"), ("BTC", "-1"),
+                                         ("BTC", "0.5"), ("BTC", "1e9"), ("ETH", "1e8"),
+                                         ("DOGE", "1")])
+def test_check_price_refuses_what_no_market_quotes(asset: str, price: str) -> None:
+    from loanflow.money import check_price
+
+    with pytest.raises(ValueError):
+        check_price(asset, Decimal(price))
+
+
+def test_check_price_takes_every_real_price() -> None:
+    from loanflow.money import check_price
+
+    for asset, price in (("BTC", "15742.31"), ("BTC", "126000"), ("ETH", "0.43"), ("ETH", "4878")):
+        assert check_price(asset, Decimal(price)) == Decimal(price)

@@ -168,3 +168,14 @@ def test_policy_accepts_exactly_the_strictly_increasing_ladders(levels: list[int
         # the message names the first pair out of order
         i = next(i for i in range(4) if not levels[i] < levels[i + 1])
         assert LADDER[i] in str(err.value) and LADDER[i + 1] in str(err.value)
+
+
+def test_periods_that_would_overflow_a_timedelta_are_refused() -> None:
+    """A policy override a workflow would turn into `timedelta(hours=10**12)` must be refused
+    where it enters, not fail the loan's workflow task."""
+    from loanflow.policy import PolicyOverrides
+
+    for override in ({"cure_period_hours": 10**12}, {"reminder_hours": (10**12,)},
+                     {"maturity_reminder_days": (10**9,)}, {"max_price_jump": "0"}):
+        with pytest.raises(ValueError):
+            PolicyOverrides.model_validate(override).apply(RiskPolicy())

@@ -31,8 +31,16 @@ with workflow.unsafe.imports_passed_through():
     from loanflow import ledger as account
     from loanflow.models import LoanApplication, LoanState
     from loanflow.money import fmt_ratio, usd_up
-    from workflows.calls import NOTICE_TIMEOUT, effect, read, record
-    from workflows.loan_file import LoanFile
+    from workflows.calls import NOTICE_HEARTBEAT, NOTICE_TIMEOUT, effect, read, record
+    from workflows.loan_file import CarriedState, LoanFile
+
+# Patches (workflow.patched) of issue 10; loans started before them replay without them.
+# The loan-side price rules: future-dated observations dropped, jumps held for confirmation,
+# earlier observations of a batch and late arrivals kept as wick evidence.
+PRICE_RULES = "issue10-price-rules"
+# A poke that arrives while the loan is busy (revaluing, waiting on an effect) is kept for the
+# next wait instead of being cleared on entry to it.
+WAKE_KEPT = "issue10-wake-kept"
 
 
 IMMINENT = timedelta(minutes=15)
@@ -69,10 +77,19 @@ class LoanBase:
         """Something changed: the main loop should look at the loan again."""
         self._wake = True
 
+    @staticmethod
+    def price_rules() -> bool:
+        return workflow.patched(PRICE_RULES)
+
+    def rules_clock(self) -> datetime | None:
+        """The loan's clock for the price rules; None in runs recorded before them."""
+        return self.now() if self.price_rules() else None
+
     async def wait(self, until: datetime | None, why: str) -> None:
         """Wait until `until` (a named timer, kept across wake-ups while it is unchanged) or until
         something pokes the loan, then continue as new if history has grown large."""
-        self._wake = False
+        if not workflow.patched(WAKE_KEPT):
+            self._wake = False  # the old behaviour lost pokes that came while the loan was busy
         if until != self._timer_at:
             self.drop_timer()
             self._timer, self._timer_at = None, until
@@ -81,6 +98,7 @@ class LoanBase:
                 self._timer = asyncio.ensure_future(workflow.sleep(delay, summary=why))
         timer = self._timer
         await workflow.wait_condition(lambda: self._wake or (timer is not None and timer.done()))
+        self._wake = False
         if timer is not None and timer.done():
             self._timer, self._timer_at = None, None
         await self.maybe_continue_as_new()
@@ -111,10 +129,8 @@ class LoanBase:
         await self.drain()
         self.drop_timer()
         workflow.logger.info("continuing as new at %s events", info.get_current_history_length())
-        resume = self.f.model_dump(mode="json")
-        workflow.continue_as_new(
-            self.app.model_copy(update={"resume": resume}), memo=workflow.memo()
-        )
+        carried = CarriedState(from_run=info.run_id, file=self.f.model_dump(mode="json"))
+        workflow.continue_as_new(args=[self.app, carried], memo=workflow.memo())
 
     # --- background effects (notices, read model) -----------------------------------------------
 
@@ -136,7 +152,9 @@ class LoanBase:
             key=effect_key(self.app.loan_id, step, seq),
             loan_id=self.app.loan_id,
             kind=kind,
-            borrower=self.app.borrower,
+            # Only the id: the notice activity reads the contact details from the database.
+            # (The activity's input changes, not the commands: no patch is needed to replay.)
+            borrower_id=self.app.borrower.id,
             data={k: v for k, v in data.items() if v is not None},
         )
         self.spawn(self._deliver(notice))
@@ -144,7 +162,8 @@ class LoanBase:
     async def _deliver(self, notice: Notice) -> None:
         try:
             await effect(ActivityName.RECORD_NOTICE, notice, NoticeReceipt,
-                         summary=notice.kind, timeout=NOTICE_TIMEOUT)
+                         summary=notice.kind, timeout=NOTICE_TIMEOUT,
+                         heartbeat=NOTICE_HEARTBEAT)
         except ActivityError as err:
             # A notice that can never be delivered is raised to operations by the notice
             # activity itself; it must not stop the loan.
@@ -201,14 +220,20 @@ class LoanBase:
 
     async def fetch_price(self) -> None:
         """Read the newest stored market observation (the safety net when no signal came)."""
-        latest = await read(
-            ActivityName.LATEST_PRICE,
-            PriceRequest(asset=self.app.collateral_asset),
-            LatestPrice,
-            summary="latest stored price",
-        )
+        try:
+            latest = await read(
+                ActivityName.LATEST_PRICE,
+                PriceRequest(asset=self.app.collateral_asset, now=self.now()),
+                LatestPrice,
+                summary="latest stored price",
+            )
+        except ActivityError as err:
+            # An unreadable store (or a stored row no loan may take) is no price: the loan
+            # waits for the next chance rather than failing.
+            workflow.logger.warning("latest stored price unavailable: %s", err.cause or err)
+            return
         if latest.observation is not None:
-            self.f.take_price(latest.observation)
+            self.f.take_price(latest.observation, self.rules_clock(), stored=True)
 
     # --- the read model, search attributes and UI details -------------------------------------------
 

@@ -16,6 +16,9 @@ EFFECT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=2),
+    # ...except a value the store can never hold (loanflow.db.ValueTooLong): a 300-character
+    # name once made the notice activity retry forever on PostgreSQL.
+    non_retryable_error_types=["ValueTooLong"],
 )
 # Reads may fail fast; the loan simply waits for the next chance.
 READ_RETRY = RetryPolicy(
@@ -33,6 +36,10 @@ R = TypeVar("R", bound=BaseModel)
 EFFECT_TIMEOUT = timedelta(seconds=20)
 # One SMTP session may take up to 4 x SMTP_TIMEOUT_SECONDS (40 s by default).
 NOTICE_TIMEOUT = timedelta(seconds=60)
+# The notice activity heartbeats every few seconds (activities.support.heartbeating): an
+# attempt on a worker that died (SIGKILL) is retried after this, not after NOTICE_TIMEOUT (the
+# last margin-call e-mail once went out 64 s after the tick).
+NOTICE_HEARTBEAT = timedelta(seconds=10)
 
 
 async def effect(
@@ -42,6 +49,7 @@ async def effect(
     *,
     summary: str | None = None,
     timeout: timedelta = EFFECT_TIMEOUT,
+    heartbeat: timedelta | None = None,
 ) -> R:
     """Run an idempotent effect activity to completion (retried until it succeeds or refuses)."""
     return await workflow.execute_activity(
@@ -49,6 +57,7 @@ async def effect(
         request,
         result_type=result_type,
         start_to_close_timeout=timeout,
+        heartbeat_timeout=heartbeat,
         retry_policy=EFFECT_RETRY,
         summary=summary or name,
     )
@@ -60,13 +69,16 @@ async def effect(
 # Temporal's continue-as-new suggestion and halves the server work per loan in a crash.
 
 
-async def read(name: str, request: BaseModel, result_type: type[R], *, summary: str) -> R:
+async def read(name: str, request: BaseModel, result_type: type[R], *, summary: str,
+               retry: RetryPolicy = READ_RETRY) -> R:
+    """A read of our own database. `retry=EFFECT_RETRY` for a read the loan cannot go on
+    without (giving up would fail the loan)."""
     return await workflow.execute_local_activity(
         name,
         request,
         result_type=result_type,
         start_to_close_timeout=timedelta(seconds=20),
-        retry_policy=READ_RETRY,
+        retry_policy=retry,
         summary=summary,
     )
 

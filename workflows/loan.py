@@ -12,12 +12,13 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import pydantic
 
     from loanflow.models import (
+        WORKFLOW_PREFIX,
         CollateralDeposit,
         CureExtension,
         KycDecision,
@@ -32,21 +33,103 @@ with workflow.unsafe.imports_passed_through():
     from loanflow.money import is_whole_units
     from loanflow.policy import RiskPolicy
     from workflows.base import iso
-    from workflows.loan_file import STEPS, LoanFile
+    from workflows.loan_file import STEPS, CarriedState, LoanFile
     from workflows.servicing import SERVING, Servicing
 
 WORKFLOW_TYPE = "LoanWorkflow"
+# Patch: a start whose loan_id is not its workflow's is refused (issue 10, item 4).
+IDENTITY_CHECK = "issue10-identity-check"
 
 
 def refuse(message: str, kind: str = "Rejected") -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
 
 
-def parse(model: type[Any], raw: Any) -> Any:
+def one_argument(args: Any) -> Any:
+    """The single JSON object a handler takes; RequestError for any other shape (the stock CLI
+    lets an operator send `--input 1 --input 2`)."""
+    if not isinstance(args, tuple):
+        return args
+    if len(args) != 1:
+        raise RequestError(f"expected exactly one JSON object, got {len(args)} arguments")
+    return args[0]
+
+
+def parse(model: type[Any], args: Any) -> Any:
+    """Validate an update's arguments; a refusal naming the field (validators refuse before
+    anything is recorded, so a malformed update never reaches its handler)."""
     try:
-        return parse_request(model, raw)
+        return parse_request(model, one_argument(args))
     except RequestError as err:
         raise refuse(str(err), "InvalidRequest") from None
+
+
+def custody_refusal(deposit: CollateralDeposit, err: ActivityError) -> Exception:
+    """The custodian's refusal of a deposit (a tx id another loan counted, an amount that did
+    not arrive) as the update's own one-line answer, naming the field; nothing was booked."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable:
+        return refuse(f"tx_id: {deposit.tx_id}: {cause.message}", cause.type or "Refused")
+    return err
+
+
+# What a run is given when its input cannot be a loan at all (the run fails at once with the
+# error naming the field; this only gives the failing run's queries something to read).
+PLACEHOLDER = {"loan_id": "invalid", "borrower": {"id": "-", "name": "-", "email": "-",
+                                                  "country": "-"},
+               "principal_usd": "1", "collateral_asset": "BTC", "collateral_amount": "1",
+               "term_days": 1, "annual_rate": "0"}
+
+
+def start_arguments(
+    args: tuple[Any, ...],
+) -> tuple[LoanApplication, CarriedState | None, Exception | None]:
+    """The application and the carried state from a run's arguments; an error for any other
+    shape (raised by `run`, failing the run with a message naming the field)."""
+    try:
+        if not 1 <= len(args) <= 2:
+            raise refuse(f"expected the application (and nothing else), got {len(args)} "
+                         "arguments", "InvalidRequest")
+        app = as_model(LoanApplication, args[0])
+        carried = as_model(CarriedState, args[1]) if len(args) == 2 and args[1] is not None \
+            else None
+        return app, carried, None
+    except (pydantic.ValidationError, ApplicationError) as err:
+        return LoanApplication.model_validate(PLACEHOLDER), None, err
+
+
+def as_model(model: type[Any], value: Any) -> Any:
+    if isinstance(value, model):
+        return value
+    if not isinstance(value, dict):
+        raise refuse(f"expected a JSON object for {model.__name__}, got "
+                     f"{type(value).__name__}", "InvalidRequest")
+    return model.model_validate(value)
+
+
+def start_problem(app: LoanApplication, carried: CarriedState | None) -> str | None:
+    """Why this run may not be the loan its input names, or may not carry the state it
+    brings; None if it may."""
+    info = workflow.info()
+    expected = f"{WORKFLOW_PREFIX}{app.loan_id}"
+    if info.workflow_id != expected:
+        return (f"loan_id: {app.loan_id!r} does not match the workflow id {info.workflow_id!r} "
+                f"(a loan's workflow id is {WORKFLOW_PREFIX}<loan_id>)")
+    if (carried is not None or app.resume is not None) and carried_state(app, carried) is None:
+        return "resume: state is carried only by the loan's own continue-as-new, never sent"
+    return None
+
+
+def carried_state(app: LoanApplication, carried: CarriedState | None) -> dict[str, Any] | None:
+    """The state this run continues with: only in a run continued from the loan's own previous
+    run (not a fresh start, not a cron run re-using its input)."""
+    info = workflow.info()
+    continued = info.continued_run_id is not None and not info.cron_schedule
+    if not continued:
+        return None
+    if carried is not None:
+        return carried.file if carried.from_run == info.continued_run_id else None
+    return app.resume  # a run continued by loanflow before the state moved out of the input
 
 
 # A malformed start input (say, "abc" for an amount) fails the run at once with pydantic's
@@ -54,12 +137,17 @@ def parse(model: type[Any], raw: Any) -> Any:
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[pydantic.ValidationError])
 class LoanWorkflow(Servicing):
     @workflow.init
-    def __init__(self, app: LoanApplication) -> None:
-        self.app = app
+    def __init__(self, *args: Any) -> None:
+        # Arguments arrive untyped (the SDK gives up on type hints when the count differs, and
+        # a caller may send any count): validated here, so that no start input fails a task.
         self._init_runtime()
-        if app.resume is not None:
-            self.f = LoanFile.model_validate(app.resume)
-            self.app = app.model_copy(update={"resume": None})
+        self.refused = False  # a start refused for its identity: it writes nothing at all
+        app, carried, self.bad_input = start_arguments(args)
+        self.app = app.model_copy(update={"resume": None})
+        self.start_problem = start_problem(app, carried)
+        state = carried_state(app, carried)
+        if state is not None and self.start_problem is None:
+            self.f = LoanFile.model_validate(state)
         else:
             self.f = LoanFile.open(app, self._policy(app), workflow.now())
 
@@ -74,8 +162,18 @@ class LoanWorkflow(Servicing):
             return base  # reported and rejected in step_open
 
     @workflow.run
-    async def run(self, app: LoanApplication) -> LoanStatus:
-        if app.policy is not None and self.f.step == 0:
+    async def run(self, *args: Any) -> LoanStatus:
+        if self.bad_input is not None:
+            raise self.bad_input
+        app = self.app
+        problem = self.start_problem
+        if problem is not None and problem.startswith("loan_id"):
+            # Patched: a run started before the check (its ids may disagree) replays as it ran.
+            if workflow.patched(IDENTITY_CHECK):
+                return self.refuse_identity(problem)
+        elif problem is not None:
+            self.reject(problem)
+        if app.policy is not None and self.f.step == 0 and not self.f.state.is_final:
             try:
                 app.policy.apply(RiskPolicy())
             except (ValueError, pydantic.ValidationError) as err:
@@ -92,6 +190,16 @@ class LoanWorkflow(Servicing):
         await self.drain()
         return self.f.status(self.app, self.now())
 
+    def refuse_identity(self, problem: str) -> LoanStatus:
+        """A start whose loan_id is not its workflow's: REJECTED, and nothing written at all.
+        Every record, notice and ledger key of a loan is keyed by loan_id, so anything this
+        run wrote would land on (or block) the loan it names."""
+        self.refused = True
+        self.f.state, self.f.reason = LoanState.REJECTED, problem
+        workflow.logger.warning("start refused: %s", problem)
+        workflow.set_current_details(f"**REJECTED**\n\nreason: {problem}")
+        return self.f.status(self.app, self.now())
+
     # --- query ------------------------------------------------------------------------------
 
     @workflow.query(name="status")
@@ -101,10 +209,11 @@ class LoanWorkflow(Servicing):
     # --- signal -----------------------------------------------------------------------------
 
     @workflow.signal(name="price_update")
-    def price_update(self, raw: dict[str, Any]) -> None:
-        """A market observation. Signals cannot be refused, so bad ones are logged and dropped."""
+    def price_update(self, *args: Any) -> None:
+        """A market observation. Signals cannot be refused, so anything malformed (wrong type,
+        several arguments, out-of-range price) is logged and dropped: no input fails the task."""
         try:
-            update = parse_request(PriceUpdate, raw)
+            update = parse_request(PriceUpdate, one_argument(args))
         except RequestError as err:
             workflow.logger.warning("price_update ignored: %s", err)
             return
@@ -115,14 +224,16 @@ class LoanWorkflow(Servicing):
                 self.app.collateral_asset,
             )
             return
-        if self.f.take_price(update):
+        if self.f.state.is_final or self.refused:
+            return
+        if self.f.take_price(update, self.rules_clock()):
             self.poke()
 
     # --- updates ----------------------------------------------------------------------------
 
     @workflow.update(name="kyc_decision")
-    async def kyc_decision(self, raw: dict[str, Any]) -> str:
-        decision = parse(KycDecision, raw)
+    async def kyc_decision(self, *args: Any) -> str:
+        decision = parse(KycDecision, args)
         self.f.awaiting_kyc_decision = False
         self.audit("kyc_decision", approved=decision.approved, reviewer=decision.reviewer,
                    reason=decision.reason)
@@ -132,27 +243,27 @@ class LoanWorkflow(Servicing):
         return self.f.state.value
 
     @kyc_decision.validator
-    def _validate_kyc_decision(self, raw: dict[str, Any]) -> None:
-        parse(KycDecision, raw)
+    def _validate_kyc_decision(self, *args: Any) -> None:
+        parse(KycDecision, args)
         if not self.f.awaiting_kyc_decision:
             raise refuse(f"loan {self.app.loan_id} is not waiting for a KYC decision "
                          f"(state {self.f.state.value})", "WrongState")
 
     @workflow.update(name="confirm_deposit")
-    async def confirm_deposit(self, raw: dict[str, Any]) -> str:
-        return await self._collateral_in(raw, "deposit", (LoanState.AWAITING_COLLATERAL,))
+    async def confirm_deposit(self, *args: Any) -> str:
+        return await self._collateral_in(args, "deposit", (LoanState.AWAITING_COLLATERAL,))
 
     @confirm_deposit.validator
-    def _validate_confirm_deposit(self, raw: dict[str, Any]) -> None:
-        self._check_collateral_in(raw, (LoanState.AWAITING_COLLATERAL,), "confirm_deposit")
+    def _validate_confirm_deposit(self, *args: Any) -> None:
+        self._check_collateral_in(args, (LoanState.AWAITING_COLLATERAL,), "confirm_deposit")
 
     @workflow.update(name="top_up")
-    async def top_up(self, raw: dict[str, Any]) -> str:
-        return await self._collateral_in(raw, "top_up", SERVING)
+    async def top_up(self, *args: Any) -> str:
+        return await self._collateral_in(args, "top_up", SERVING)
 
     @top_up.validator
-    def _validate_top_up(self, raw: dict[str, Any]) -> None:
-        self._check_collateral_in(raw, SERVING, "top_up")
+    def _validate_top_up(self, *args: Any) -> None:
+        self._check_collateral_in(args, SERVING, "top_up")
 
     def _check_collateral_in(self, raw: Any, states: tuple[LoanState, ...], name: str) -> None:
         deposit = parse(CollateralDeposit, raw)
@@ -167,7 +278,11 @@ class LoanWorkflow(Servicing):
     async def _collateral_in(self, raw: Any, kind: str, states: tuple[LoanState, ...]) -> str:
         async with self._lock:
             self._check_collateral_in(raw, states, kind)  # again: another update may have won
-            await self.receive_collateral(parse(CollateralDeposit, raw), kind)
+            deposit = parse(CollateralDeposit, raw)
+            try:
+                await self.receive_collateral(deposit, kind)
+            except ActivityError as err:
+                raise custody_refusal(deposit, err) from None
             if self.f.state in SERVING:
                 await self.revalue(kind)
             self.publish()
@@ -175,10 +290,10 @@ class LoanWorkflow(Servicing):
         return self.f.state.value
 
     @workflow.update(name="repay")
-    async def repay(self, raw: dict[str, Any]) -> str:
+    async def repay(self, *args: Any) -> str:
         async with self._lock:
-            self._validate_repay(raw)
-            await self.receive_repayment(parse(Repayment, raw))
+            self._validate_repay(*args)
+            await self.receive_repayment(parse(Repayment, args))
             if self.f.state in SERVING:
                 await self.revalue("repay")
             self.publish()
@@ -186,8 +301,8 @@ class LoanWorkflow(Servicing):
         return self.f.state.value
 
     @repay.validator
-    def _validate_repay(self, raw: dict[str, Any]) -> None:
-        repayment = parse(Repayment, raw)
+    def _validate_repay(self, *args: Any) -> None:
+        repayment = parse(Repayment, args)
         self._require_state(SERVING, "repay")
         if repayment.reference in self.f.references:
             raise refuse(f"reference: {repayment.reference} was already applied to this loan",
@@ -198,10 +313,10 @@ class LoanWorkflow(Servicing):
                          "InvalidRequest")
 
     @workflow.update(name="extend_cure")
-    async def extend_cure(self, raw: dict[str, Any]) -> str:
+    async def extend_cure(self, *args: Any) -> str:
         async with self._lock:
-            self._validate_extend_cure(raw)
-            ext = parse(CureExtension, raw)
+            self._validate_extend_cure(*args)
+            ext = parse(CureExtension, args)
             f = self.f
             assert f.cure_deadline is not None
             previous = f.cure_deadline
@@ -222,8 +337,8 @@ class LoanWorkflow(Servicing):
         return self.f.state.value
 
     @extend_cure.validator
-    def _validate_extend_cure(self, raw: dict[str, Any]) -> None:
-        ext = parse(CureExtension, raw)
+    def _validate_extend_cure(self, *args: Any) -> None:
+        ext = parse(CureExtension, args)
         self._require_state((LoanState.MARGIN_CALL,), "extend_cure")
         limit = self.f.policy.max_extension_hours
         if ext.hours > limit:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -19,9 +20,24 @@ from loanflow.risk import Balances, cure_repay, cure_top_up, daily_interest, ltv
 
 ZERO = Decimal(0)
 DAY = timedelta(days=1)
+# How far in the future (by the loan's own clock) an observation may be dated: venues' and
+# our clocks differ by seconds, never minutes. Beyond it the observation is dropped (a price
+# dated 2030 once "cured" 50 margin calls and then hid every real price until 2030).
+CLOCK_SKEW = timedelta(minutes=2)
+# Observations the loan keeps as evidence between two looks at its price (wick confirmation).
+EVIDENCE_LIMIT = 10
 
 # Steps of a loan's life, in order; `LoanFile.step` says which one a resumed run continues.
 STEPS = ("open", "kyc", "approve", "fund", "disburse", "serve")
+
+
+class CarriedState(BaseModel):
+    """What a loan's own continue-as-new hands its next run, as that run's second argument.
+    Honoured only in a run continued from the run named here (a fresh start cannot carry it:
+    a start input with state once made an ACTIVE loan of collateral never deposited)."""
+
+    from_run: str
+    file: dict[str, Any]
 
 
 class LoanFile(BaseModel):
@@ -58,6 +74,16 @@ class LoanFile(BaseModel):
     # prices
     price: PriceUpdate | None = None
     breach_observed_at: datetime | None = None  # first liquidation-level observation (wick check)
+    # The sale episode ("breach:<n>" or "deadline:<call>") that waits for the venues to agree,
+    # so its audit entry is written once.
+    sale_waits_for: str | None = None
+    # A price that jumped more than `policy.max_price_jump` from `price`: held, not acted on,
+    # until a later observation in line with it confirms it.
+    price_candidate: PriceUpdate | None = None
+    # Observations received since the loan last looked at its price, other than the one it
+    # now holds (earlier ones of a batch, late arrivals): evidence for the wick check.
+    evidence: list[PriceUpdate] = Field(default_factory=list)
+    looked_at: datetime | None = None  # observed_at of the price the loan last looked at
 
     # margin calls
     warned: bool = False
@@ -67,6 +93,9 @@ class LoanFile(BaseModel):
     reminders_sent: list[int] = Field(default_factory=list)
     extension_seq: int = 0
     liquidation_seq: int = 0
+    # the observation a partial liquidation's limit order could not (fully) fill at: the rest
+    # of the sale waits for a later one
+    sale_short_observed_at: datetime | None = None
     maturity_reminders_sent: list[int] = Field(default_factory=list)
     maturity_notice_sent: bool = False
 
@@ -111,17 +140,94 @@ class LoanFile(BaseModel):
         """The latest observation if it is fresh; a stale price is never acted on."""
         if self.price is None:
             return None
-        age = now - self.price.observed_at
-        if age > timedelta(minutes=self.policy.price_staleness_minutes):
-            return None
-        return self.price
+        return self.fresh_price_at(self.price, now)
 
-    def take_price(self, update: PriceUpdate) -> bool:
-        """Keep the newest observation; True if this one is newer than what we had."""
+    def take_price(self, update: PriceUpdate, now: datetime | None = None, *,
+                   stored: bool = False) -> bool:
+        """Keep the newest observation; True if the loan should look again. Without `now`
+        (histories recorded before issue 10) simply the newest wins; with it, the rules of
+        `take_observation` apply."""
+        if now is not None:
+            return self.take_observation(update, now, stored=stored)
         if self.price is not None and update.observed_at <= self.price.observed_at:
             return False
         self.price = update
         return True
+
+    def take_observation(self, update: PriceUpdate, now: datetime, *, stored: bool = False) -> bool:
+        """The loan-side price rules. An observation dated beyond the clock skew is dropped.
+        One older than the held price is kept only as wick evidence. One that jumps more than
+        `max_price_jump` from the held price is held as a candidate until a later observation
+        in line with it confirms it (then both count); an observation in line with the held
+        price discards a lone candidate. What the desk's own store holds (`stored`: written by
+        the market monitor from its venues, or by an operator) is the desk's word, not a
+        caller's, and needs no confirmation: the monitor signals only the loans a tick crossed,
+        so a loan's last price can be far behind a real move."""
+        if update.observed_at > now + CLOCK_SKEW:
+            return False
+        held = self.price
+        if held is not None and update.observed_at <= held.observed_at:
+            self.remember(update)
+            return False
+        candidate = self.price_candidate
+        if stored:
+            if candidate is not None and candidate.observed_at <= update.observed_at:
+                self.price_candidate = None
+            self.accept(update)
+            return True
+        if held is not None and self.jumps(held.price, update.price):
+            if candidate is not None and update.observed_at > candidate.observed_at \
+                    and not self.jumps(candidate.price, update.price):
+                self.accept(candidate)
+            elif not self.corroborated(update, now):
+                if candidate is None or update.observed_at > candidate.observed_at:
+                    if candidate is not None:
+                        self.remember(candidate)
+                    self.price_candidate = update
+                else:
+                    self.remember(update)  # evidence for a later confirmation
+                return True  # the loan schedules a look at the store for a confirmation
+        self.price_candidate = None
+        self.accept(update)
+        return True
+
+    def corroborated(self, update: PriceUpdate, now: datetime) -> bool:
+        """Does a fresh observation received since the last look (one that came late, older
+        than the held price) already say what this jump says?"""
+        return any(o.observed_at < update.observed_at and self.fresh_price_at(o, now)
+                   and not self.jumps(o.price, update.price) for o in self.evidence)
+
+    def accept(self, update: PriceUpdate) -> None:
+        # The price it replaces is evidence only if the loan never looked at it (an earlier
+        # observation of the same batch); one it looked at already had its say.
+        if self.price is not None and self.price.observed_at != self.looked_at:
+            self.remember(self.price)
+        self.price = update
+
+    def remember(self, update: PriceUpdate) -> None:
+        self.evidence = [*self.evidence, update][-EVIDENCE_LIMIT:]
+
+    def jumps(self, reference: Decimal, price: Decimal) -> bool:
+        return abs(price - reference) > reference * self.policy.max_price_jump
+
+    def breach_evidence(self, latest: PriceUpdate, now: datetime, level: Decimal) -> PriceUpdate | None:
+        """The first observation of an unbroken run of fresh liquidation-level observations
+        before `latest`, among those received since the last look (which are used up)."""
+        seen, self.evidence, self.looked_at = self.evidence, [], latest.observed_at
+        first: PriceUpdate | None = None
+        for o in sorted(seen, key=lambda o: o.observed_at):
+            if o.observed_at >= latest.observed_at or self.fresh_price_at(o, now) is None:
+                continue
+            current = self.ltv_at(o.price)
+            if current is not None and current >= level:
+                first = first or o
+            else:
+                first = None
+        return first
+
+    def fresh_price_at(self, update: PriceUpdate, now: datetime) -> PriceUpdate | None:
+        age = now - update.observed_at
+        return None if age > timedelta(minutes=self.policy.price_staleness_minutes) else update
 
     def ltv_at(self, price: Decimal, debt: Decimal | None = None) -> Decimal | None:
         if self.collateral <= 0:

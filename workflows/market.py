@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         MarketActivity,
         MonitorInput,
         MonitorProgress,
+        MonitorState,
         ObserveRequest,
         ObserveResult,
         TickSummary,
@@ -102,10 +103,11 @@ class MarketMonitor:
             if asset not in ASSETS:
                 raise ApplicationError(f"asset: {asset!r} is not supported (BTC or ETH)",
                                        type="InvalidRequest", non_retryable=True)
-        for quote in manual.quotes:
-            if quote.price <= 0:
-                raise ApplicationError(f"quotes: {quote.venue} price must be positive",
-                                       type="InvalidRequest", non_retryable=True)
+        # Out of range (1e309), not positive, or from the future: refused here, so it never
+        # reaches the observe activity (which drops such quotes too).
+        problem = manual.problem(workflow.now())
+        if problem:
+            raise ApplicationError(problem, type="InvalidRequest", non_retryable=True)
 
     @workflow.signal(name="stop")
     def stop(self) -> None:
@@ -185,11 +187,7 @@ class MarketMonitor:
         await self.run_tick(self.spec.assets, replay_at, [], at=stamped)
 
     def manual_assets(self, manual: ManualTick) -> list[str]:
-        if manual.assets:
-            return manual.assets
-        if manual.quotes:
-            return sorted({q.asset for q in manual.quotes})
-        return list(self.spec.assets)
+        return manual.assets_to_tick(self.spec.assets)
 
     async def manual_tick(self, manual: ManualTick) -> TickSummary:
         return await self.run_tick(self.manual_assets(manual), None, manual.quotes)
@@ -223,7 +221,7 @@ class MarketMonitor:
             summary=f"tick {seq}: quotes, price, crossed loans",
         )
         signalled = await self.fan_out(seq, observed.ticks)
-        self.remember(observed.ticks, signalled)
+        self.remember(observed.ticks, signalled, replay_at or now)
         summary = TickSummary(seq=seq, at=now, replay_at=replay_at, ticks=observed.ticks,
                               signalled=signalled)
         self._last = summary
@@ -247,17 +245,26 @@ class MarketMonitor:
         )
         return result.signalled
 
-    def remember(self, ticks: list[AssetTick], signalled: int) -> None:
+    def remember(self, ticks: list[AssetTick], signalled: int, at: datetime) -> None:
         for tick in ticks:
-            if tick.observation is not None and tick.observation.observation_id is not None:
-                self.state.last[tick.asset] = LastPrice(
-                    price=tick.observation.price,
-                    observation_id=tick.observation.observation_id,
-                    observed_at=tick.observation.observed_at,
-                )
-                self.state.priced += 1
-            else:
+            observation = tick.observation
+            priced = observation is not None and observation.observation_id is not None
+            self.state.record_dark(tick.asset, at, priced, "; ".join(tick.reasons)[:300])
+            if not priced:
                 self.state.no_price += 1
+                continue
+            assert observation is not None and observation.observation_id is not None
+            self.state.priced += 1
+            self.state.disputed += int(observation.disputed)
+            if tick.unconfirmed:
+                # Not the price moves are measured from until a second observation confirms it.
+                self.state.unconfirmed += 1
+                continue
+            self.state.last[tick.asset] = LastPrice(
+                price=observation.price,
+                observation_id=observation.observation_id,
+                observed_at=observation.observed_at,
+            )
         self.state.signalled += signalled
 
     # --- history size -------------------------------------------------------------------------
@@ -287,12 +294,31 @@ class MarketMonitor:
             for tick in self._last.ticks:
                 lines.append(_describe(tick))
             lines.append(f"last tick signalled {self._last.signalled} loan(s)")
+        lines += _dark_lines(self.state)
         workflow.set_current_details("\n\n".join(lines))
 
 
 def _describe(tick: AssetTick) -> str:
     if tick.observation is None:
         return f"**{tick.asset}: NO PRICE**: {'; '.join(tick.reasons)}"
-    used = ", ".join(tick.used)
-    return (f"**{tick.asset}** {tick.observation.price} (median of {used}) "
-            f"observation #{tick.observation.observation_id}; {tick.targets} loan(s) crossed")
+    obs, used = tick.observation, ", ".join(tick.used)
+    if tick.unconfirmed:
+        return f"**{tick.asset} {obs.price} UNCONFIRMED** ({used}): {'; '.join(tick.reasons)}"
+    if obs.disputed:
+        return (f"**{tick.asset} {obs.price} DISPUTED** (low {obs.low}, high {obs.high}: {used}; "
+                f"calls act on the lowest, sales wait for agreement) observation "
+                f"#{obs.observation_id}; {tick.targets} loan(s) crossed")
+    return (f"**{tick.asset}** {obs.price} (median of {used}) "
+            f"observation #{obs.observation_id}; {tick.targets} loan(s) crossed")
+
+
+def _dark_lines(state: MonitorState) -> list[str]:
+    """The latest no-price periods (all of them are in the database: `market status`)."""
+    if not state.dark:
+        return []
+    lines = [f"**no-price periods** ({state.no_price} tick(s) without a price in all)"]
+    for period in state.dark:
+        until = f"{period.end:%Y-%m-%d %H:%M}Z" if period.end else "**still no price**"
+        lines.append(f"- {period.asset}: {period.start:%Y-%m-%d %H:%M}Z to {until}, "
+                     f"{period.ticks} tick(s): {period.reason}")
+    return lines

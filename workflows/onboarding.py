@@ -23,20 +23,27 @@ with workflow.unsafe.imports_passed_through():
     from loanflow.models import ApplicationProblem, LoanState, check_application
     from loanflow.money import units_up, wide
     from loanflow.risk import ltv
-    from workflows.base import LoanBase, iso, text
+    from workflows.base import iso, text
     from workflows.calls import effect, read
+    from workflows.migration import Migration
 
 # While a loan needs a fresh price to go on and none has come, it looks at the stored market
 # observations this often (the monitor only signals loans that have trigger prices).
 PRICE_RECHECK = timedelta(minutes=5)
 
 
-class Onboarding(LoanBase):
+class Onboarding(Migration):
     async def step_open(self) -> None:
         try:
             check_application(self.app)
         except ApplicationProblem as problem:
             self.reject(str(problem))
+            return
+        if self.is_imported():
+            # A migrated loan starts ACTIVE from its migration record (workflows.migration).
+            problem = await self.adopt()
+            if problem is not None:
+                self.reject(problem)
             return
         app = self.app
         self.notify(

@@ -20,8 +20,9 @@ with workflow.unsafe.imports_passed_through():
         effect_key,
     )
     from loanflow.models import CollateralDeposit, LoanState, PriceUpdate, Repayment
-    from loanflow.risk import after_payment, allocate_payment, full_liquidation_quantity
-    from loanflow.risk import liquidation_quantity
+    from loanflow.money import USD, wide
+    from loanflow.risk import MAX_SALE_STEPS, after_payment, allocate_payment
+    from loanflow.risk import full_liquidation_quantity, liquidation_quantity, sale_step
     from workflows.base import iso, text
     from workflows.calls import effect
     from workflows.loan_file import DAY
@@ -31,6 +32,12 @@ SERVING = (LoanState.ACTIVE, LoanState.MARGIN_CALL)
 # A first liquidation-level observation is confirmed by a later one before anything is sold
 # (wick protection); the loan re-reads the stored observations this soon after the first.
 CONFIRM_RECHECK = timedelta(minutes=1)
+# A disputed observation (the venues disagreed) never sells, except at the hard floor when
+# it holds at the highest quote. Histories from before it never carry a disputed price.
+SALE_NEEDS_AGREEMENT = "sale-needs-agreement"
+# Partial liquidations sell in limit orders sized to land in [target - 1 pp, target]
+# (`risk.sale_step`); histories recorded before sold one market order sized with the buffer.
+SALE_SIZING_PATCH = "sale-sizing-limit"
 
 
 class Servicing(Onboarding):
@@ -66,7 +73,9 @@ class Servicing(Onboarding):
         awaiting_confirmation = (
             price is not None and price.observed_at == f.breach_observed_at
         )
-        if (price is None and self.action_due(now)) or awaiting_confirmation:
+        # A price jump held for confirmation: the store may already have the next observation.
+        jump_held = f.price_candidate is not None
+        if (price is None and self.action_due(now)) or awaiting_confirmation or jump_held:
             # A pending liquidation needs a *later* observation than the one that breached:
             # look at the store rather than wait for the next signal.
             await self.fetch_price()
@@ -76,9 +85,14 @@ class Servicing(Onboarding):
         current = f.ltv_at(price.price)
         if current is None:
             return
+        rules = self.price_rules()
         if current >= p.liquidation_ltv:
+            if rules:
+                self.breach_from_evidence(price, now)
             await self.liquidation_breach(price, current)
             return
+        if rules:  # looked at: a price below the level ends any run of breaches
+            f.evidence, f.looked_at = [], price.observed_at
         f.breach_observed_at = None
         if f.state == LoanState.MARGIN_CALL:
             await self.margin_call_duties(price, current, now, cause)
@@ -140,6 +154,10 @@ class Servicing(Onboarding):
             self.cure(price, current, cause)
             return
         if f.cure_deadline is not None and now >= f.cure_deadline:
+            if price.disputed and workflow.patched(SALE_NEEDS_AGREEMENT):
+                await self.deadline_sale_waits(price, current, now, cause)
+                return
+            f.sale_waits_for = None
             await self.liquidate(price, "cure deadline passed", full=False, cause="cure_deadline")
             return
         reminder = f.next_reminder()
@@ -196,10 +214,25 @@ class Servicing(Onboarding):
 
     # --- liquidation ---------------------------------------------------------------------------
 
+    def breach_from_evidence(self, price: PriceUpdate, now: datetime) -> None:
+        """Observations that came since the last look (several in one workflow task, or late
+        ones older than the held price) count: the first of an unbroken run of fresh
+        liquidation-level observations before `price` is the breach `price` confirms."""
+        f = self.f
+        first = f.breach_evidence(price, now, f.policy.liquidation_ltv)
+        if f.breach_observed_at is None and first is not None:
+            f.breach_observed_at = first.observed_at
+            self.audit("liquidation_pending_confirmation", price=first,
+                       ltv=f.ltv_at(first.price))
+
     async def liquidation_breach(self, price: PriceUpdate, current: Decimal) -> None:
         """LTV at or past the liquidation level: sell at once past the hard floor, otherwise only
         once a second, later observation confirms it (a one-print wick sells nothing)."""
         f = self.f
+        if price.disputed and workflow.patched(SALE_NEEDS_AGREEMENT):
+            await self.disputed_breach(price, current)
+            return
+        f.sale_waits_for = None
         if current >= f.policy.hard_liquidation_ltv:
             await self.liquidate(price, f"LTV {current:.4f} past the hard floor", full=False,
                                  cause="hard_floor")
@@ -210,25 +243,90 @@ class Servicing(Onboarding):
             f.breach_observed_at = price.observed_at
             self.audit("liquidation_pending_confirmation", price=price, ltv=current)
 
+    async def disputed_breach(self, price: PriceUpdate, current: Decimal) -> None:
+        """Past the liquidation level at the lowest quote, but the venues disagree: only the
+        hard floor sells, and only if it holds at the highest quote (then sized at that quote,
+        the least that any venue supports); anything else waits for an agreeing observation.
+        A disputed observation neither starts nor confirms the wick check, but the margin call
+        it calls for at the lowest quote is opened (the borrower hears, and can cure)."""
+        f, high = self.f, price.high or price.price
+        at_high = f.ltv_at(high)
+        if at_high is not None and at_high >= f.policy.hard_liquidation_ltv:
+            f.sale_waits_for = None
+            await self.liquidate(
+                price.model_copy(update={"price": high}),
+                f"LTV {at_high:.4f} past the hard floor even at the highest quote {high} "
+                f"(venues disagree: {price.low} to {price.high})",
+                full=False, cause="hard_floor")
+            return
+        if f.state == LoanState.ACTIVE:
+            self.open_margin_call(price, current, self.now())
+        self.sale_waits(price, current, f"breach:{f.liquidation_seq}")
+
+    async def deadline_sale_waits(self, price: PriceUpdate, current: Decimal, now: datetime,
+                                  cause: str) -> None:
+        """The cure deadline has passed but the venues disagree. An agreeing observation may be
+        stored that no signal brought (the move crossed none of this loan's triggers): look,
+        and act on it; otherwise wait (the loan re-checks while a decision is due)."""
+        await self.fetch_price()
+        fresh = self.f.fresh_price(now)
+        if fresh is not None and not fresh.disputed:
+            await self.price_duties(now, cause)
+            return
+        self.sale_waits(price, current, f"deadline:{self.f.call_seq}")
+
+    def sale_waits(self, price: PriceUpdate, current: Decimal, episode: str) -> None:
+        """Record once per episode that a sale is due but waits for the venues to agree."""
+        f = self.f
+        if f.sale_waits_for == episode:
+            return
+        f.sale_waits_for = episode
+        self.audit("sale_waits_for_agreement", price=price, ltv=current, episode=episode,
+                   low=price.low, high=price.high,
+                   venues={v: str(p) for v, p in (price.venues or {}).items()})
+
     async def liquidate(self, price: PriceUpdate, reason: str, *, full: bool, cause: str) -> None:
         """Sell collateral. `reason` is for the audit; `cause` (cure_deadline, liquidation_level,
         hard_floor, maturity) and the figures of the moment tell the borrower why."""
         f, app, p = self.f, self.app, self.f.policy
+        if not full and f.sale_short_observed_at is not None and (
+            price.observed_at <= f.sale_short_observed_at
+        ):
+            return  # the market was below the last order's limit at this price: wait for a newer
         why = self.liquidation_cause(price, cause)
         f.breach_observed_at = None
         self.set_state(LoanState.LIQUIDATING, reason)
         self.publish()
         await self.post_interest()
-        if full:
-            size = full_liquidation_quantity(
-                app.collateral_asset, f.debt(), f.collateral, price.price,
-                p.liquidation_fee, p.liquidation_slippage_buffer,
-            )
+        first_seq, short = f.liquidation_seq + 1, False
+        if full or not workflow.patched(SALE_SIZING_PATCH):
+            if full:
+                size = full_liquidation_quantity(
+                    app.collateral_asset, f.debt(), f.collateral, price.price,
+                    p.liquidation_fee, p.liquidation_slippage_buffer,
+                )
+            else:
+                size = liquidation_quantity(
+                    app.collateral_asset, f.debt(), f.collateral, price.price,
+                    p.post_liquidation_ltv, p.liquidation_fee, p.liquidation_slippage_buffer,
+                )
+            sale = await self.sell(price, size.quantity, None)
         else:
-            size = liquidation_quantity(
-                app.collateral_asset, f.debt(), f.collateral, price.price,
-                p.post_liquidation_ltv, p.liquidation_fee, p.liquidation_slippage_buffer,
-            )
+            sales, short = await self.sell_in_steps(price)
+            sale = combined(sales)
+        # `cause` and `ltv_before` make the audit trail enough to tell why and from where a
+        # sale happened (the stress report reads them); extra detail keys do not touch replay.
+        self.audit("liquidation", price=price, reason=reason, cause=cause,
+                   ltv_before=why["ltv_before"], quantity=sale.quantity,
+                   fill_price=sale.fill_price, gross=sale.gross_usd, fee=sale.fee_usd,
+                   applied=sale.applied_usd, ltv_after=f.ltv_at(price.price))
+        await self.after_liquidation(price, sale, reason, why, notice_seq=first_seq, short=short)
+
+    async def sell(
+        self, price: PriceUpdate, quantity: Decimal, limit: Decimal | None
+    ) -> SaleReceipt:
+        """One order, exactly once by its key `<loan>:sale:<n>`; its fill applied to the loan."""
+        f, app, p = self.f, self.app, self.f.policy
         f.liquidation_seq += 1
         sale = await effect(
             ActivityName.SELL_COLLATERAL,
@@ -236,24 +334,50 @@ class Servicing(Onboarding):
                 key=effect_key(app.loan_id, "sale", f.liquidation_seq),
                 loan_id=app.loan_id,
                 asset=app.collateral_asset,
-                quantity=size.quantity,
+                quantity=quantity,
                 reference_price=price.price,
                 fee_rate=p.liquidation_fee,
                 debt_usd=f.debt(),
+                limit_price=limit,
             ),
             SaleReceipt,
-            summary=f"sell {size.quantity} {app.collateral_asset}",
+            summary=f"sell {quantity} {app.collateral_asset}"
+            + ("" if limit is None else f" limit {limit}"),
         )
         self.apply_sale(sale)
         if sale.surplus_usd > 0:
             await self.pay_surplus(sale)
-        # `cause` and `ltv_before` make the audit trail enough to tell why and from where a
-        # sale happened (the stress report reads them); extra detail keys do not touch replay.
-        self.audit("liquidation", price=price, reason=reason, cause=cause,
-                   ltv_before=why["ltv_before"], quantity=sale.quantity,
-                   fill_price=sale.fill_price, gross=sale.gross_usd, fee=sale.fee_usd,
-                   applied=sale.applied_usd, ltv_after=f.ltv_at(price.price))
-        await self.after_liquidation(price, sale, reason, why)
+        return sale
+
+    async def sell_in_steps(self, price: PriceUpdate) -> tuple[list[SaleReceipt], bool]:
+        """A partial liquidation at the decision's price: limit orders as `risk.sale_step`
+        plans them, each sized with the fills so far, until LTV is at target (it cannot then be
+        below target - 1 pp for any fill the plan allows). Returns the fills, and True if the
+        loan is still above target because an order filled short of its quantity (the market
+        was below the limit) or the step cap was reached: the rest waits for a newer price."""
+        f, app, p = self.f, self.app, self.f.policy
+        sales: list[SaleReceipt] = []
+        for _ in range(MAX_SALE_STEPS):
+            step = sale_step(
+                app.collateral_asset, f.debt(), f.collateral, price.price,
+                p.post_liquidation_ltv, p.liquidation_fee, p.liquidation_slippage_buffer,
+                p.liquidation_fill_upside,
+            )
+            if step.quantity <= 0:
+                return sales, False
+            sale = await self.sell(price, step.quantity, step.limit_price)
+            sales.append(sale)
+            left = f.ltv_at(price.price)
+            self.audit("liquidation_order", price=price, key=sale.key, asked=step.quantity,
+                       limit_price=step.limit_price, quantity=sale.quantity,
+                       fill_price=sale.fill_price, ltv_after=left)
+            if sale.quantity < step.quantity:
+                return sales, True
+            if step.sells_everything or f.debt() <= 0 or f.collateral <= 0:
+                return sales, False
+            if left is not None and left <= p.post_liquidation_ltv:
+                return sales, False
+        return sales, True
 
     def liquidation_cause(self, price: PriceUpdate, cause: str) -> dict[str, str | None]:
         """Why a sale happens, in figures the borrower can check: the price and LTV it acted
@@ -290,12 +414,42 @@ class Servicing(Onboarding):
         await self.pay_out(step, sale.surplus_usd, "surplus", "pay sale surplus to borrower")
 
     async def after_liquidation(self, price: PriceUpdate, sale: SaleReceipt, reason: str,
-                                why: dict[str, str | None]) -> None:
+                                why: dict[str, str | None], *, notice_seq: int | None = None,
+                                short: bool = False) -> None:
         f, app = self.f, self.app
         left_ltv = f.ltv_at(price.price)
+        if sale.quantity > 0:
+            self.notify_sale(price, sale, reason, why, notice_seq or f.liquidation_seq, left_ltv)
+        f.cure_deadline = None if not short else min(f.cure_deadline or self.now(), self.now())
+        f.reminders_sent = []
+        if f.debt() <= 0:
+            await self.close("debt repaid from liquidation proceeds")
+        elif f.collateral <= 0:
+            await self.default(sale)
+        elif short:
+            self.sale_pending(price)
+        else:
+            f.warned = False
+            self.set_state(LoanState.ACTIVE, None)
+            f.reason = None
+
+    def sale_pending(self, price: PriceUpdate) -> None:
+        """The market was below the limit: the rest of the sale is due at once, sized with the
+        next (later) price, as a passed cure deadline is; unless that price cures the loan."""
+        f = self.f
+        f.sale_short_observed_at = price.observed_at
+        f.reminders_sent = list(f.policy.reminder_hours)  # the deadline has passed: no reminders
+        self.audit("liquidation_short", price=price, ltv=f.ltv_at(price.price),
+                   post_liquidation_ltv=f.policy.post_liquidation_ltv)
+        self.set_state(LoanState.MARGIN_CALL, "liquidation short of target: the market was "
+                       "below the limit price; the rest is sold at the next price")
+
+    def notify_sale(self, price: PriceUpdate, sale: SaleReceipt, reason: str,
+                    why: dict[str, str | None], seq: int, left_ltv: Decimal | None) -> None:
+        f, app = self.f, self.app
         self.notify(
             "liquidation_executed",
-            f.liquidation_seq,
+            seq,
             quantity_sold=text(sale.quantity),
             collateral_asset=app.collateral_asset,
             fill_price=text(sale.fill_price),
@@ -309,16 +463,6 @@ class Servicing(Onboarding):
             reason=reason,
             **why,
         )
-        f.cure_deadline = None
-        f.reminders_sent = []
-        if f.debt() <= 0:
-            await self.close("debt repaid from liquidation proceeds")
-        elif f.collateral <= 0:
-            await self.default(sale)
-        else:
-            f.warned = False
-            self.set_state(LoanState.ACTIVE, None)
-            f.reason = None
 
     async def default(self, sale: SaleReceipt) -> None:
         f, loan = self.f, self.app.loan_id
@@ -389,6 +533,8 @@ class Servicing(Onboarding):
                 candidates.append((reminder[0], f"margin-call reminder {reminder[1]}h"))
         if f.breach_observed_at is not None:
             candidates.append((now + CONFIRM_RECHECK, "liquidation confirmation re-check"))
+        if f.price_candidate is not None:
+            candidates.append((now + CONFIRM_RECHECK, "price jump confirmation re-check"))
         if self.action_due(now):
             candidates.append((now + PRICE_RECHECK, "waiting for a fresh price"))
         if f.maturity is not None:
@@ -486,3 +632,27 @@ class Servicing(Onboarding):
             total_repaid_usd=text(f.total_repaid),
             closed_at=iso(self.now()),
         )
+
+
+def combined(sales: list[SaleReceipt]) -> SaleReceipt:
+    """The orders of one liquidation as one sale for the borrower's notice and the audit: the
+    amounts summed, the fill price their quantity-weighted average (to the cent)."""
+    if len(sales) == 1:
+        return sales[0]
+    zero = Decimal(0)
+    last = sales[-1] if sales else SaleReceipt(
+        key="", order_id="", quantity=zero, fill_price=zero, gross_usd=zero, fee_usd=zero,
+        applied_usd=zero, surplus_usd=zero, created=False,
+    )
+    quantity = sum((s.quantity for s in sales), zero)
+    with wide():
+        paid = sum((s.quantity * s.fill_price for s in sales), zero)
+        average = (paid / quantity).quantize(USD) if quantity > 0 else zero
+    return SaleReceipt(
+        key=last.key, order_id=last.order_id, quantity=quantity, fill_price=average,
+        gross_usd=sum((s.gross_usd for s in sales), zero),
+        fee_usd=sum((s.fee_usd for s in sales), zero),
+        applied_usd=sum((s.applied_usd for s in sales), zero),
+        surplus_usd=sum((s.surplus_usd for s in sales), zero),
+        created=any(s.created for s in sales),
+    )

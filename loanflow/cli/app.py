@@ -60,6 +60,31 @@ def worker() -> None:
     run(run_worker(get_settings()))
 
 
+@app.command("codec-server", rich_help_panel="Stack")
+def codec_server(
+    host: str = typer.Option(None, help="Listen address [default: LOANFLOW_CODEC_HOST, "
+                                        "127.0.0.1]."),
+    port: int = typer.Option(None, help="Port [default: LOANFLOW_CODEC_PORT, 8234]."),
+) -> None:
+    """Serve the Web UI's remote codec (POST /decode, /encode): operators see loans' payloads
+    decrypted. `loanflow up` runs one itself."""
+    from loanflow.codec_server import CodecServer
+
+    try:
+        server = CodecServer.from_settings(get_settings(), host, port)
+    except OSError as err:
+        raise fail(f"codec server cannot listen: {err.strerror or err}") from None
+    typer.echo(f"codec server on {server.url} (keys {', '.join(server.codec.keyring.ids)}, "
+               f"current {server.codec.keyring.current}); Web UI origins: "
+               f"{', '.join(server.origins) or 'none'}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def register() -> None:
     from loanflow.cli import book, loans, mail, ops, stress, updates
 

@@ -1,16 +1,18 @@
 """`loanflow book`: the desk's view of the whole book, for people (tables and an LTV
-histogram drawn in text) or scripts (JSON)."""
+histogram drawn in text) or scripts (JSON); `loanflow book import FILE` migrates loans from
+another system (`loanflow.book_import`)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from loanflow.cli.book_import import import_file
 from loanflow.cli.errors import run
 from loanflow.cli.output import print_json, ratio, show, table, time_left, units, usd, when
 from loanflow.cli.params import AsJson
@@ -20,14 +22,20 @@ if TYPE_CHECKING:
     from loanflow.book import Book, Bucket
 
 commands = typer.Typer()
+# `loanflow book` shows the book; `import` migrates loans in, `reconcile` repairs its read model.
+book_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+commands.add_typer(book_app, name="book", rich_help_panel="Desk")
+book_app.command("import")(import_file)
 BAR_WIDTH = 40
 
 
-@commands.command(rich_help_panel="Desk")
-def book(as_json: AsJson = False) -> None:
+@book_app.callback()
+def book(ctx: typer.Context, as_json: AsJson = False) -> None:
     """The whole book at a glance: loans and debt by state, collateral by asset and its value,
     the LTV distribution, and the margin calls by deadline with their cure amounts (LTVs and
-    cures at the latest stored price)."""
+    cures at the latest stored price). `loanflow book import FILE` migrates loans in."""
+    if ctx.invoked_subcommand is not None:
+        return
 
     from loanflow.book import load_book
     from loanflow.cli.database import database
@@ -92,3 +100,37 @@ def level_style(low: Decimal, policy: RiskPolicy = RiskPolicy()) -> str:
     if low >= policy.warning_ltv:
         return "yellow"
     return "green"
+
+
+@book_app.command("reconcile")
+def reconcile(
+    as_json: AsJson = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report drift, change nothing.")]
+    = False,
+) -> None:
+    """Compare the loans read model with each loan's own `status` and repair the rows that
+    drifted (state, collateral, principal, cure deadline, trigger prices). The market monitor
+    picks its targets from these rows."""
+    from loanflow.cli.client import connect_desk, status_or_none
+    from loanflow.cli.database import database
+    from loanflow.reconcile import Reconciliation
+    from loanflow.reconcile import reconcile as run_reconcile
+
+    async def go() -> Reconciliation:
+        client = await connect_desk()
+        async with database() as db:
+            return await run_reconcile(db, lambda loan_id: status_or_none(client, loan_id),
+                                       dry_run=dry_run)
+
+    result = run(go())
+    if as_json:
+        print_json(result)
+        return
+    verb = "would repair" if dry_run else "repaired"
+    show(Text(f"checked {result.checked} loan(s): {len(result.drifted)} drifted, "
+              f"{verb} {sum(1 for d in result.drifted if d.repaired or dry_run)}", style="bold"))
+    show(table("drift", ["loan", "field", "read model", "loan says"],
+               [[d.loan_id, name, str(values[0]), str(values[1])]
+                for d in result.drifted for name, values in d.fields.items()]))
+    if result.unreachable:
+        show(f"no status from: {', '.join(result.unreachable)}")

@@ -23,7 +23,7 @@ from loanflow import search_attributes as sa
 from loanflow.cli.errors import CliError
 from loanflow.cli.ids import loan_id_of, workflow_id
 from loanflow.models import LoanStatus
-from loanflow.settings import get_settings
+from loanflow.settings import SettingsError, get_settings
 from loanflow.temporal_client import connect, connect_config
 
 T = TypeVar("T")
@@ -43,6 +43,8 @@ async def connect_desk() -> Client:
             from None
     try:
         return await connect()
+    except SettingsError:
+        raise  # no usable payload key: its own line, not "cannot reach"
     except RuntimeError as err:
         reason = str(err)
         if "tcp connect error" in reason or "dns error" in reason or "not healthy" in reason:
@@ -128,6 +130,15 @@ class Loan:
                 f"for task queue '{queue}' with `loanflow worker` (or `loanflow up`); an update "
                 f"sent now may still be applied when a worker runs: check `loanflow status "
                 f"{self.loan_id}` before sending it again")
+
+
+async def status_or_none(client: Client, loan_id: str) -> LoanStatus | None:
+    """A loan's status for a sweep over many loans: None (not an error) for one that cannot
+    answer (no such workflow, or one that failed or was terminated)."""
+    try:
+        return await Loan(client, loan_id).status()
+    except CliError:
+        return None
 
 
 def refusal(err: WorkflowUpdateFailedError) -> str:

@@ -34,6 +34,10 @@ def explain(err: BaseException) -> str | None:
     """The one line for a failure an operator can act on; None for anything else."""
     if isinstance(err, PLAIN_FAILURES):
         return str(err)
+    # A payload this process has no key for (it names the key id). Loaded only if used.
+    codec = sys.modules.get("loanflow.codec")
+    if codec is not None and isinstance(err, codec.PayloadKeyError):
+        return str(err.message)
     # Only a command that used the database can fail in it (and only it imports SQLAlchemy,
     # which every other command starts faster without).
     exc = sys.modules.get("sqlalchemy.exc")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from loanflow.cli.errors import CliError
+from loanflow.models import WORKFLOW_PREFIX
 
 WORKFLOW_TYPE = "LoanWorkflow"
-WORKFLOW_PREFIX = "loan-"
+__all__ = ["WORKFLOW_PREFIX", "WORKFLOW_TYPE", "loan_id_of", "workflow_id"]
 
 
 def loan_id_of(ref: str) -> str:

@@ -135,6 +135,9 @@ def validated_application(raw: dict[str, Any]) -> LoanApplication:
     """The contract's model and its business checks; errors name the field."""
     if raw.get("resume") is not None:
         raise CliError("resume: set by the workflow itself when it continues as new; never send it")
+    if raw.get("origin") is not None:
+        raise CliError("origin: migrated loans come in with `loanflow book import FILE`, which "
+                       "stores their figures first")
     try:
         application = LoanApplication.model_validate(raw)
     except ValidationError as err:

@@ -1,7 +1,7 @@
 """`loanflow market ...`: drive and watch the market monitor.
 
-    loanflow market replay --window 2022-11 --speed 3600      # FTX month, an hour per second
-    loanflow market replay --window 2022-11 --from 2022-11-08T00:00Z --to 2022-11-10T00:00Z
+    loanflow market replay --live --usdt-usd 1 --window 2022-11 --speed 3600   # on THIS desk
+    loanflow market replay --live --window 2022-11 --from 2022-11-08T00:00Z --to 2022-11-10T00:00Z
     loanflow market tick BTC --quote bitstamp=16000 --quote coinbase=16010
     loanflow market status
     loanflow market start --interval 60 --venue bitstamp=bitstamp:https://www.bitstamp.net \\
@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from loanflow.prices.aggregate import AggregationRules
 from loanflow.prices.messages import (
     LIVE_MONITOR_ID,
     FeedSpec,
@@ -54,12 +55,17 @@ class MarketCliError(Exception):
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    from temporalio.client import WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
     try:
         return asyncio.run(coro)
     except (MarketCliError, SettingsError) as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except WorkflowUpdateFailedError as err:  # the monitor's validator refused the tick
+        cause = err.cause.message if err.cause is not None else str(err)
+        typer.secho(f"error: {cause}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except RPCError as err:
         typer.secho(f"error: Temporal: {err}", fg=typer.colors.RED, err=True)
@@ -73,6 +79,8 @@ async def client() -> Any:
 
     try:
         return await connect()
+    except SettingsError:
+        raise  # no usable payload key: its own line
     except Exception as err:  # the SDK raises several kinds for "cannot connect"
         raise MarketCliError(f"cannot reach Temporal: {err}") from None
 
@@ -88,16 +96,57 @@ def replay(
     speed: str = typer.Option("3600", help="Times faster than history (3600: an hour a second), or 'max'."),
     assets: str = typer.Option("BTC,ETH", help="Comma-separated assets."),
     venues: str = typer.Option(None, help="Only these venues (comma-separated), e.g. bitstamp,binance."),
+    usdt_usd: str = typer.Option(None, "--usdt-usd", help="USDT/USD rate for venues quoting in "
+                                 "USDT (the data set has none); without it they are left out."),
+    live: bool = typer.Option(False, "--live", help="Yes, replay into THIS desk: its loans act "
+                              "on the historical prices as if they were today's."),
     detach: bool = typer.Option(False, "--detach", help="Start it and return; it runs in Temporal."),
 ) -> None:
-    """Drive the market monitor through a historical window, with a progress bar."""
+    """Drive this desk's market monitor through a historical window, with a progress bar.
+    Refused without --live: for what-if questions use `loanflow stress`."""
+    if not live:
+        typer.secho(f"error: {LIVE_REFUSAL}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
     plan = replay_plan(window, start, end, speed, venues)
     spec = MonitorInput(
         assets=[a.strip().upper() for a in assets.split(",") if a.strip()],
         feed=FeedSpec(replay=ReplayFeed(window=window, venues=split(venues))),
         replay=plan,
+        rules=AggregationRules(usdt_usd=parse_rate(usdt_usd)),
     )
+    for note in usdt_notes(window, venues, spec.rules.usdt_usd):
+        console.print(note)
     run(start_replay(replay_monitor_id(window), spec, detach))
+
+
+LIVE_REFUSAL = (
+    "market replay feeds the window's historical prices to THIS desk (its Temporal and its "
+    "database) as if they were today's: every open loan acts on them (run unasked, it sold "
+    "live loans at 2022 prices). For what-if questions use `loanflow stress`, which runs the "
+    "same workflows on a private server and database; pass --live only on a desk meant for it.")
+
+
+def parse_rate(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        return AggregationRules(usdt_usd=Decimal(text)).usdt_usd
+    except (InvalidOperation, ValueError) as err:
+        message = str(err).splitlines()[-1] if isinstance(err, ValueError) else "not a number"
+        raise typer.BadParameter(f"--usdt-usd {text!r}: {message}") from None
+
+
+def usdt_notes(window: str, venues: str | None, rate: Decimal | None) -> list[str]:
+    """Say up front which venues quote in USDT and what becomes of them."""
+    from loanflow.prices.replay import ReplaySource
+
+    source = ReplaySource.for_window(window, venues=split(venues))
+    in_usdt = sorted({f"{s.venue} ({s.asset})" for s in source.series if s.currency == "USDT"})
+    if not in_usdt:
+        return []
+    if rate is None:
+        return [f"note: {', '.join(in_usdt)} quote in USDT and no --usdt-usd was given: left out"]
+    return [f"note: {', '.join(in_usdt)} quote in USDT: converted at {rate} USD"]
 
 
 def split(text: str | None) -> list[str] | None:
@@ -190,6 +239,8 @@ def tick(
 
 
 def parse_quote(asset: str, text: str) -> Quote:
+    from loanflow.money import price_problem
+
     venue, _, price = text.partition("=")
     try:
         value = Decimal(price)
@@ -197,6 +248,9 @@ def parse_quote(asset: str, text: str) -> Quote:
         raise typer.BadParameter(f"--quote {text!r}: expected venue=price, e.g. bitstamp=16000") from None
     if not venue or not value.is_finite() or value <= 0:
         raise typer.BadParameter(f"--quote {text!r}: expected venue=price with a positive price")
+    problem = price_problem(asset, value)
+    if problem:
+        raise typer.BadParameter(f"--quote {text!r}: price {problem}")
     return Quote(venue=venue.strip(), asset=asset, price=value)
 
 
@@ -220,8 +274,11 @@ def print_summary(summary: TickSummary) -> None:
             console.print(f"[bold red]{asset_tick.asset}: NO PRICE[/] - {'; '.join(asset_tick.reasons)}")
         else:
             obs = asset_tick.observation
-            console.print(f"[bold]{asset_tick.asset} {obs.price}[/] from {', '.join(asset_tick.used)} "
+            console.print(f"[bold]{asset_tick.asset} {obs.price}[/]{flags(obs, asset_tick.unconfirmed)} "
+                          f"from {', '.join(asset_tick.used)} "
                           f"(observation #{obs.observation_id}); previous {asset_tick.previous_price}")
+            for reason in asset_tick.reasons:
+                console.print(f"  {reason}")
         for dropped in asset_tick.dropped:
             console.print(f"  dropped {dropped}")
     console.print(f"signalled {summary.signalled} loan(s)")
@@ -237,6 +294,17 @@ def status() -> None:
         console.print(line, soft_wrap=True)
 
 
+def flags(observation: Any, unconfirmed: bool = False) -> str:
+    """' DISPUTED (low .. high ..)' / ' UNCONFIRMED' after a price, or nothing."""
+    text = ""
+    if observation.disputed:
+        text += (f" [bold yellow]DISPUTED[/] (venues {observation.low} to {observation.high}: "
+                 f"calls act on the lowest, sales wait for agreement)")
+    if unconfirmed:
+        text += " [bold yellow]UNCONFIRMED[/] (a jump: signalled to no loan until confirmed)"
+    return text
+
+
 async def market_status() -> list[str]:
     from sqlalchemy import select
     from sqlalchemy.exc import DBAPIError
@@ -244,6 +312,7 @@ async def market_status() -> list[str]:
     from activities.pricing import latest_observation
     from loanflow.db import Database
     from loanflow.money import ASSETS
+    from loanflow.prices.periods import no_price_periods
     from loanflow.schema import MarketTick
 
     db = Database(get_settings().db_url)
@@ -255,6 +324,7 @@ async def market_status() -> list[str]:
                 tick_row = await session.scalar(select(MarketTick).where(MarketTick.asset == asset)
                                                 .order_by(MarketTick.id.desc()).limit(1))
             lines += status_lines(asset, latest, tick_row)
+            lines += dark_lines(await no_price_periods(db, asset))
         return lines
     except DBAPIError as err:
         raise MarketCliError(f"cannot read the market tables ({db.url}): {err.orig}") from None
@@ -269,19 +339,40 @@ def status_lines(asset: str, latest: Any, tick_row: Any) -> list[str]:
     else:
         seconds = int((now - latest.observed_at).total_seconds())
         stale = " [bold red]STALE[/]" if seconds > 900 else ""
-        lines = [f"[bold]{asset} {latest.price}[/] observed {latest.observed_at:%Y-%m-%d %H:%M:%S}Z "
-                 f"({seconds}s ago{stale}) from {latest.source}, observation #{latest.observation_id}"]
+        lines = [f"[bold]{asset} {latest.price}[/]{flags(latest)} observed "
+                 f"{latest.observed_at:%Y-%m-%d %H:%M:%S}Z ({seconds}s ago{stale}) from "
+                 f"{latest.source}, observation #{latest.observation_id}"]
     if tick_row is None:
         return lines + ["  no monitor tick yet"]
     when = f"{tick_row.at:%Y-%m-%d %H:%M:%S}Z by {tick_row.monitor_id}"
     if tick_row.status == "no_price":
         lines.append(f"  last tick {when}: [bold red]NO PRICE[/]: {'; '.join(tick_row.reasons)}")
+    elif tick_row.status == "unconfirmed":
+        lines.append(f"  last tick {when}: price {tick_row.price} [bold yellow]UNCONFIRMED[/]: "
+                     f"{'; '.join(tick_row.reasons)}")
     else:
         signalled = "pending" if tick_row.signalled is None else tick_row.signalled
         if not tick_row.target_count:
             signalled = 0
         lines.append(f"  last tick {when}: price {tick_row.price}, {tick_row.target_count} loan(s) "
                      f"crossed, signalled {signalled}")
+    return lines
+
+
+# How many of an asset's latest no-price periods `market status` lists.
+PERIODS_SHOWN = 5
+
+
+def dark_lines(periods: list[Any]) -> list[str]:
+    if not periods:
+        return ["  no-price periods: none"]
+    shown = periods[-PERIODS_SHOWN:]
+    lines = [f"  no-price periods: {len(periods)} ({sum(p.ticks for p in periods)} tick(s))"
+             + (f", the latest {len(shown)}:" if len(shown) < len(periods) else ":")]
+    for p in shown:
+        until = f"{p.until:%Y-%m-%d %H:%M}Z" if p.until else "[bold red]still no price[/]"
+        lines.append(f"    {p.start:%Y-%m-%d %H:%M}Z to {until} ({p.ticks} tick(s), "
+                     f"{p.monitor_id}): {'; '.join(p.reasons)}")
     return lines
 
 

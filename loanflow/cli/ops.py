@@ -125,37 +125,63 @@ def price(
     as_json: AsJson = False,
 ) -> None:
     """Record a manual price observation and signal it (price_update) to every running loan
-    secured by that asset."""
+    secured by that asset. A price outside the asset's sane range or observed in the future
+    is refused; one that jumps more than 30% from the last accepted price is stored
+    unconfirmed and signalled to nobody until a second observation confirms it."""
+    from activities.pricing import ObservationProblem, check_observation
     from loanflow.cli.visibility import check_asset
 
     asset = check_asset(asset)
     at = observed_at or datetime.now(timezone.utc).isoformat()
     update = parse_request(PriceUpdate, {"asset": asset, "price": value, "observed_at": at,
                                          "source": source})
+    try:
+        check_observation(update.asset, update.price, update.observed_at)
+    except ObservationProblem as err:
+        raise fail(str(err)) from None
     result = run(record_price(update))
     if as_json:
         print_json(result)
         return
+    stored = (f"{asset} {usd(update.price)} at {when(update.observed_at, seconds=True)} stored "
+              f"as observation {result['observation_id']}")
+    if result["unconfirmed"]:
+        show(f"{stored} UNCONFIRMED: {result['unconfirmed']}; signalled no loan (a second "
+             f"observation near it confirms it)")
+        return
     loans = ", ".join(result["signalled"]) or "none"
-    show(f"{asset} {usd(update.price)} at {when(update.observed_at, seconds=True)} stored as "
-         f"observation {result['observation_id']}; signalled {len(result['signalled'])} "
-         f"loan(s): {loans}")
+    show(f"{stored}; signalled {len(result['signalled'])} loan(s): {loans}")
 
 
 async def record_price(update: PriceUpdate) -> dict[str, Any]:
-    from activities.pricing import store_observation
+    from activities.pricing import record_observation
+    from activities.support import tidy
     from loanflow.cli.client import connect_desk
     from loanflow.cli.visibility import Filters, find_loans, list_query
+    from loanflow.prices import jumps
 
     client = await connect_desk()  # first: with Temporal down nothing is stored
+    limit = jumps.DEFAULT_MAX_JUMP
     async with database() as store:
-        stored = await store_observation(store, update.asset, update.price, update.observed_at,
-                                         {update.source: update.price})
+        recorded = await record_observation(store, update.asset, update.price,
+                                            update.observed_at, {update.source: update.price},
+                                            max_jump=limit)
+    stored = recorded.observation
+    answer: dict[str, Any] = {
+        "observation_id": stored.observation_id, "asset": update.asset, "price": update.price,
+        "observed_at": update.observed_at, "source": update.source, "signalled": [],
+        "unconfirmed": None}
+    if recorded.unconfirmed:
+        assert recorded.last_accepted is not None and limit is not None
+        answer["unconfirmed"] = (
+            f"{jumps.move(recorded.last_accepted, update.price):.1%} from the last accepted "
+            f"{tidy(recorded.last_accepted)} (limit {limit:.0%})")
+        return answer
     # Every running loan of the asset. (The market monitor signals only the loans whose
     # trigger prices a move crossed; a manual price goes to all of them.)
     query = list_query(Filters(asset=update.asset, running_only=True))
     loans = await find_loans(client, query, limit=None)
-    signal = stored.model_dump(mode="json")
+    signal = stored.payload()
     gate = asyncio.Semaphore(SIGNAL_CONCURRENCY)
 
     async def tell(loan_id: str) -> str | None:
@@ -172,9 +198,8 @@ async def record_price(update: PriceUpdate) -> dict[str, Any]:
             return loan_id
 
     told = await asyncio.gather(*(tell(row.loan_id) for row in loans))
-    return {"observation_id": stored.observation_id, "asset": update.asset, "price": update.price,
-            "observed_at": update.observed_at, "source": update.source,
-            "signalled": sorted(t for t in told if t)}
+    answer["signalled"] = sorted(t for t in told if t)
+    return answer
 
 
 # --- database migrations ------------------------------------------------------------------------

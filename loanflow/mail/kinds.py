@@ -47,6 +47,10 @@ KINDS: dict[str, NoticeKind] = {
         ("principal_usd", "collateral_asset", "collateral_amount"),
         ("ltv", "price", "maturity", "annual_rate"),
     ),
+    "loan_migrated": NoticeKind(
+        ("principal_usd", "collateral_asset", "collateral_amount", "debt_usd"),
+        ("interest_usd", "annual_rate", "originated_at", "maturity", "address"),
+    ),
     "ltv_warning": NoticeKind(
         ("ltv", "price", "collateral_asset", "collateral_amount", "debt_usd"),
         ("warning_ltv", "margin_call_ltv", "margin_call_price"),
@@ -109,5 +113,5 @@ RATIO_FIELDS = frozenset(
 )
 TIME_FIELDS = frozenset(
     {"funding_deadline", "maturity", "observed_at", "cure_deadline", "previous_deadline",
-     "closed_at"}
+     "closed_at", "originated_at"}
 )

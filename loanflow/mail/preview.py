@@ -99,19 +99,28 @@ def margin_call_data(loan: SampleLoan, day: int, price: Decimal, amount: Decimal
 
 def liquidation_data(loan: SampleLoan, day: int, price: Decimal,
                      amount: Decimal) -> dict[str, str]:
-    """A partial liquidation down to the post-liquidation LTV, fee taken from the proceeds."""
+    """A partial liquidation down to the post-liquidation LTV, fee taken from the proceeds: the
+    orders `risk.sale_step` plans, each filled 0.4% below the mark."""
     p, debt = loan.policy, loan.debt_on(day)
-    size = risk.liquidation_quantity(loan.asset, debt, amount, price, p.post_liquidation_ltv,
-                                     p.liquidation_fee, p.liquidation_slippage_buffer)
-    fill = (price * Decimal("0.996")).quantize(Decimal("0.01"))  # a fill 0.4% below the mark
-    proceeds = risk.sale_proceeds(size.quantity, fill, p.liquidation_fee)
-    applied = min(proceeds.net, debt)
-    left, debt_after = amount - size.quantity, debt - applied
+    fill = (price * Decimal("0.996")).quantize(Decimal("0.01"))
+    sold = gross = fee = applied = Decimal(0)
+    left, debt_after = amount, debt
+    for _ in range(risk.MAX_SALE_STEPS):
+        current = risk.ltv(debt_after, left, price)
+        if left <= 0 or current is None or current <= p.post_liquidation_ltv:
+            break
+        step = risk.sale_step(loan.asset, debt_after, left, price, p.post_liquidation_ltv,
+                              p.liquidation_fee, p.liquidation_slippage_buffer,
+                              p.liquidation_fill_upside)
+        proceeds = risk.sale_proceeds(step.quantity, fill, p.liquidation_fee)
+        sold, gross, fee = sold + step.quantity, gross + proceeds.gross, fee + proceeds.fee
+        applied += min(proceeds.net, debt_after)
+        left, debt_after = left - step.quantity, debt_after - min(proceeds.net, debt_after)
     return {
-        "quantity_sold": text(size.quantity), "collateral_asset": loan.asset,
-        "fill_price": text(fill), "gross_usd": text(proceeds.gross),
-        "fee_usd": text(proceeds.fee), "applied_usd": text(applied),
-        "surplus_usd": text(proceeds.net - applied),
+        "quantity_sold": text(sold), "collateral_asset": loan.asset,
+        "fill_price": text(fill), "gross_usd": text(gross),
+        "fee_usd": text(fee), "applied_usd": text(applied),
+        "surplus_usd": text(gross - fee - applied),
         "ltv_after": text(risk.ltv(debt_after, left, price)),  # type: ignore[arg-type]
         "collateral_left": text(left), "debt_usd": text(debt_after),
         "reason": "cure deadline passed", "cause": "cure_deadline",
@@ -154,6 +163,13 @@ def sample_data(kind: str, loan: SampleLoan | None = None) -> dict[str, str]:
                 "collateral_amount": text(amount), "price": text(open_price),
                 "ltv": text(risk.ltv(loan.principal, amount, open_price)),  # type: ignore[arg-type]
                 "maturity": iso(loan.maturity), "annual_rate": text(loan.annual_rate)}
+    if kind == "loan_migrated":
+        interest = usd_up(loan.balances(40).interest)
+        return {"principal_usd": text(loan.principal), "interest_usd": text(interest),
+                "debt_usd": text(loan.principal + interest), "collateral_asset": asset,
+                "collateral_amount": text(amount), "annual_rate": text(loan.annual_rate),
+                "originated_at": iso(loan.disbursed_at), "maturity": iso(loan.maturity),
+                "address": DEPOSIT_ADDRESS}
     if kind == "ltv_warning":
         price, debt = Decimal("37500.00"), loan.debt_on(30)
         return {"ltv": text(risk.ltv(debt, amount, price)),  # type: ignore[arg-type]

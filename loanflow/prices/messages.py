@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from loanflow.models import PriceUpdate
-from loanflow.prices.aggregate import AggregationRules
+from loanflow.money import ASSETS, MAX_CLOCK_SKEW, price_problem
+from loanflow.prices.aggregate import USDT, AggregationRules
 from loanflow.prices.sources import Quote
 
 MONITOR_WORKFLOW = "MarketMonitor"
@@ -117,6 +118,21 @@ class LastPrice(BaseModel):
     observed_at: datetime
 
 
+class DarkPeriod(BaseModel):
+    """A run of ticks without a price for one asset (too few fresh venues), for the Web UI.
+    `end` is None while it lasts. Times are the ticks' (historical time in a replay)."""
+
+    asset: str
+    start: datetime
+    end: datetime | None = None
+    ticks: int = 1
+    reason: str = ""
+
+
+# The Web UI lists this many of the latest no-price periods (the database keeps them all).
+DARK_PERIODS_SHOWN = 5
+
+
 class MonitorState(BaseModel):
     """Carried across continue-as-new: the tick counter (tick keys), the last price per asset
     (the start of the next crossing band), the replay position and running totals."""
@@ -130,6 +146,22 @@ class MonitorState(BaseModel):
     priced: int = 0
     no_price: int = 0
     signalled: int = 0
+    disputed: int = 0
+    unconfirmed: int = 0
+    dark: list[DarkPeriod] = Field(default_factory=list)
+
+    def record_dark(self, asset: str, at: datetime, priced: bool, reason: str) -> None:
+        """Extend or close the asset's current no-price period (or open a new one)."""
+        current = next((d for d in reversed(self.dark) if d.asset == asset), None)
+        if priced:
+            if current is not None and current.end is None:
+                current.end = at
+            return
+        if current is not None and current.end is None:
+            current.ticks += 1
+            return
+        self.dark.append(DarkPeriod(asset=asset, start=at, reason=reason))
+        del self.dark[:-DARK_PERIODS_SHOWN]
 
 
 class MonitorInput(BaseModel):
@@ -149,10 +181,35 @@ class MonitorInput(BaseModel):
 
 class ManualTick(BaseModel):
     """Update `tick`: tick now, with these quotes on top of the monitor's own sources. Only the
-    assets named (default: those the quotes are for; all of the monitor's if no quotes)."""
+    assets named (default: those the quotes are for; all of the monitor's if no quotes).
+    Quotes of `USDT` in USD are the USDT/USD rate for venues quoting in USDT."""
 
-    quotes: list[Quote] = Field(default_factory=list)
-    assets: list[str] | None = None
+    quotes: list[Quote] = Field(default_factory=list, max_length=100)
+    assets: list[str] | None = Field(None, max_length=10)
+
+    def problem(self, now: datetime) -> str | None:
+        """Why the tick must be refused (naming the field), or None. Checked by the update's
+        validator so a bad quote never reaches the monitor's activity."""
+        for i, quote in enumerate(self.quotes):
+            where = f"quotes[{i}] ({quote.venue} {quote.asset})"
+            if quote.asset not in (*ASSETS, USDT):
+                return f"{where}.asset: {quote.asset!r} is not supported ({', '.join(ASSETS)})"
+            if quote.currency not in ("USD", USDT) or (quote.asset == USDT and quote.currency != "USD"):
+                return f"{where}.currency: {quote.currency!r}: a price in USD (or USDT for BTC/ETH)"
+            problem = price_problem(quote.asset, quote.price)
+            if problem:
+                return f"{where}.price: {problem}"
+            if quote.at is not None and quote.at - now > MAX_CLOCK_SKEW:
+                return (f"{where}.at: {quote.at.isoformat()} is in the future (at most "
+                        f"{int(MAX_CLOCK_SKEW.total_seconds())}s ahead of the monitor's clock)")
+        return None
+
+    def assets_to_tick(self, default: list[str]) -> list[str]:
+        """The assets named, else those the quotes are for (not the USDT rate), else `default`."""
+        if self.assets:
+            return self.assets
+        priced = sorted({q.asset for q in self.quotes if q.asset != USDT})
+        return priced or list(default)
 
 
 # --- monitor <-> activities ---------------------------------------------------------------------
@@ -176,11 +233,14 @@ class ObserveRequest(BaseModel):
 
 
 class AssetTick(BaseModel):
-    """One asset's outcome of a tick, as stored (`market_ticks`)."""
+    """One asset's outcome of a tick, as stored (`market_ticks`). `unconfirmed`: the price
+    jumped past the limit from the last accepted one; stored, but nobody was signalled and
+    it is not the monitor's last price until a second observation confirms it."""
 
     tick_id: int
     asset: str
-    status: Literal["price", "no_price"]
+    status: Literal["price", "no_price", "unconfirmed"]
+    unconfirmed: bool = False
     observation: PriceUpdate | None = None
     previous_price: Decimal | None = None
     reasons: list[str] = Field(default_factory=list)

@@ -15,19 +15,22 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 
 class Quote(BaseModel):
     """One venue's price. `at` is when the venue quoted it (None: "as of the tick", filled in by
     the monitor). `currency` is what the price is quoted in: USD, or USDT on venues that
-    only quote against the stablecoin (treated as USD; a de-peg shows up as an outlier)."""
+    only quote against the stablecoin. A USDT price is converted to USD with a USDT/USD rate
+    before it counts, never taken as dollars (`aggregate`); `quoted` then keeps what the venue
+    said. A quote for the asset `USDT` in USD is such a rate."""
 
-    venue: str
-    asset: str
+    venue: str = Field(min_length=1, max_length=64)
+    asset: str = Field(min_length=1, max_length=8)
     price: Decimal
     at: datetime | None = None
-    currency: str = "USD"
+    currency: str = Field("USD", min_length=1, max_length=8)
+    quoted: str | None = Field(None, max_length=128)
 
     @field_validator("price")
     @classmethod

@@ -13,9 +13,11 @@ LTV < threshold. So for a move from `old` to `new`:
   late one.
 
 Only the kinds that can change what a loan does are considered per direction:
-down: `warning` and `margin_call` (for ACTIVE loans: a loan already in a call has nothing new
-to say at those levels) and `liquidation`; up: `cure` (ends a call, or a warning episode) and
-`liquidation` (clears a breach that waits for confirmation).
+down: `warning`, `margin_call` and `liquidation`; up: `cure` (ends a call, or a warning
+episode) and `liquidation` (clears a breach that waits for confirmation). The state the read
+model shows does not narrow this down: ACTIVE and MARGIN_CALL loans alike are signalled when
+their triggers are crossed, because the read model can lag behind the loan (a loan cured a
+moment ago may still read MARGIN_CALL and would miss its next call); the loan decides.
 
 One more, on any tick with a price, moved or not: `confirm`, for a loan that is still at or
 past its liquidation level (new <= T) without having crossed it on this tick. Such a loan has
@@ -34,8 +36,6 @@ from decimal import Decimal
 KINDS = ("warning", "margin_call", "liquidation", "cure", "confirm")
 DOWN_KINDS = ("warning", "margin_call", "liquidation")
 UP_KINDS = ("cure", "liquidation")
-# Kinds that only matter while a loan is ACTIVE (not yet in a call).
-ACTIVE_ONLY = ("warning", "margin_call")
 SERVING_STATES = ("ACTIVE", "MARGIN_CALL")
 
 
@@ -73,8 +73,6 @@ def crossed_kinds(
     kinds = []
     move = band(old, new)
     for kind in move.kinds if move is not None else ():
-        if kind in ACTIVE_ONLY and state != "ACTIVE":
-            continue
         trigger = triggers.get(kind)
         if trigger is not None and move.contains(trigger):
             kinds.append(kind)

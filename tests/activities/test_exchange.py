@@ -163,3 +163,71 @@ async def test_bad_requests_are_refused(env, exchange, count) -> None:
             await env.run(exchange.sell_collateral, sale().model_copy(update=changes))
         assert err.value.non_retryable, changes
     assert await count(ExchangeOrder) == 0
+
+
+# --- limit orders -------------------------------------------------------------------------------
+
+
+def limited(limit: str = "19800.00", **changes) -> SaleRequest:  # type: ignore[no-untyped-def]
+    return sale(**changes).model_copy(update={"limit_price": D(limit)})
+
+
+async def test_limit_order_fills_at_the_market_when_it_is_above_the_limit(
+    env, fund, exchange, balances
+) -> None:
+    await fund("L1", "BTC", D("2"))
+    receipt = await env.run(exchange.sell_collateral, limited("19800.00"))
+    assert receipt.created and receipt.quantity == D("0.5")
+    assert D("19800.00") <= receipt.fill_price < D("20000")
+    assert (await balances())[("custody:BTC", "BTC")] == D("1.5")
+
+
+async def test_a_better_market_fills_above_the_reference(db, env, fund) -> None:
+    await fund("L1", "BTC", D("2"))
+    up = ExchangeActivities(db, FakeExchange(db, rng=random.Random(7), market_move=D("0.003")))
+    receipt = await env.run(up.sell_collateral, limited("19800.00"))
+    # 20,060 less 5-7 bps of slippage: above the reference the loan sized the sale with
+    assert D("20000") < receipt.fill_price <= D("20050")
+
+
+async def test_limit_order_below_the_market_sells_nothing_and_books_nothing(
+    db, env, fund, count, balances
+) -> None:
+    await fund("L1", "BTC", D("2"))
+    venue = FakeExchange(db, rng=random.Random(7), market_move=D("-0.02"))
+    down = ExchangeActivities(db, venue)
+    receipt = await env.run(down.sell_collateral, limited("19800.00"))
+    assert (receipt.quantity, receipt.gross_usd, receipt.applied_usd) == (0, 0, 0)
+    assert not receipt.created
+    assert await count(LedgerEntry) == 1  # the funding deposit only
+    assert (await balances())[("custody:BTC", "BTC")] == D("2")
+    # The venue cancelled that order: sent again (a retry), it is still unfilled even if the
+    # market is back above the limit, so a key sells at most once.
+    venue.market_move = D(0)
+    again = await env.run(down.sell_collateral, limited("19800.00"))
+    assert again.quantity == 0 and again.order_id == receipt.order_id
+    assert await count(ExchangeOrder) == 1
+    assert (await balances())[("custody:BTC", "BTC")] == D("2")
+
+
+async def test_a_limit_order_is_booked_once(env, fund, exchange, count) -> None:
+    await fund("L1", "BTC", D("2"))
+    first = await env.run(exchange.sell_collateral, limited())
+    again = await env.run(exchange.sell_collateral, limited())
+    assert (first.created, again.created) == (True, False)
+    assert again.model_dump(exclude={"created"}) == first.model_dump(exclude={"created"})
+    assert await count(LedgerEntry, LedgerEntry.key == "L1:sale:1") == 1
+    # the same key for less than was sold, or at another reference price, is another order:
+    # refused, not re-booked (asking more could be a partial fill of a real venue)
+    for other in (limited(quantity="0.4"), limited(price="21000")):
+        with pytest.raises(ApplicationError) as err:
+            await env.run(exchange.sell_collateral, other)
+        assert err.value.non_retryable
+
+
+async def test_bad_limit_prices_are_refused(env, exchange, count) -> None:
+    for limit in ("0", "-1", "19800.001", "NaN"):
+        with pytest.raises(ApplicationError) as err:
+            await env.run(exchange.sell_collateral, limited(limit))
+        assert err.value.non_retryable and "limit price" in str(err.value), limit
+    assert await count(ExchangeOrder) == 0

@@ -75,16 +75,30 @@ async def test_snapshot_round_trips_exactly(db, env) -> None:
     assert row.application == {"loan_id": "L1", "principal_usd": "50000.00"}
 
 
-async def test_only_newer_versions_apply(db, env) -> None:
+async def test_older_versions_never_apply_and_a_rewritten_version_wins(db, env) -> None:
     record = StoreActivities(db).record_loan
-    await env.run(record, LoanRecord(snapshot=snapshot(2, state="ACTIVE")))
+    await env.run(record, LoanRecord(snapshot=snapshot(2, state="MARGIN_CALL")))
     await env.run(record, LoanRecord(snapshot=snapshot(1, state="AWAITING_COLLATERAL")))
-    assert (await stored(db)).state == "ACTIVE"
-    await env.run(record, LoanRecord(snapshot=snapshot(2, state="DEFAULTED")))  # same version
+    assert (await stored(db)).state == "MARGIN_CALL"
+    # The same version again comes from a retried workflow task whose first attempt failed
+    # after writing (issue 10, item 5): the committed history's version replaces the false one.
+    await env.run(record, LoanRecord(snapshot=snapshot(2, state="ACTIVE")))
     assert (await stored(db)).state == "ACTIVE"
     await env.run(record, LoanRecord(snapshot=snapshot(3, state="MARGIN_CALL", warning_price=None)))
     row = await stored(db)
     assert (row.version, row.state, row.warning_price) == (3, "MARGIN_CALL", None)
+
+
+async def test_audit_entry_of_a_failed_task_is_replaced_by_the_retried_one(db, env, count) -> None:
+    record = StoreActivities(db).record_loan
+    false = audit("L1:audit:4", kind="cure_extended", reason="x" * 500)
+    await env.run(record, LoanRecord(snapshot=snapshot(4, state="MARGIN_CALL"), audit=[false]))
+    true = audit("L1:audit:4", kind="state", new="ACTIVE")
+    await env.run(record, LoanRecord(snapshot=snapshot(4, state="ACTIVE"), audit=[true]))
+    async with db.transaction() as session:
+        [row] = (await session.scalars(select(AuditRecord))).all()
+    assert (row.kind, row.detail) == ("state", {"new": "ACTIVE"})
+    assert (await stored(db)).state == "ACTIVE"
 
 
 async def test_audit_entries_are_kept_once(db, env, count) -> None:
@@ -98,7 +112,7 @@ async def test_audit_entries_are_kept_once(db, env, count) -> None:
     # and the entry still lands even though the snapshot is stale.
     await env.run(record, LoanRecord(snapshot=snapshot(1), audit=entries))
     await env.run(
-        record, LoanRecord(snapshot=snapshot(0), audit=[audit("L1:audit:2"), audit("L1:audit:3")])
+        record, LoanRecord(snapshot=snapshot(0), audit=[entries[1], audit("L1:audit:3")])
     )
     assert await count(AuditRecord) == 3
     async with db.transaction() as session:

@@ -25,6 +25,12 @@ def test_crash_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "crash-8.png").stat().st_size > 0
 
     assert results["seed"]["loans"] == 8 and results["baseline"]["seconds"] > 0
+    one = results["crash_one_tick"]
+    same = results["baseline_same_work"]
+    assert same["workflows"] == one["signalled"] > 0 and same["seconds"] > 0
+    # Both figures are rounded to the millisecond in the JSON; the ratio is of the raw ones.
+    assert abs(one["ratio_same_work"] - one["seconds_to_last_notice"] / same["seconds"]) < 0.01
+    assert "ratio to the same-work baseline" in done.stdout
     assert results["quiet_tick"]["signalled"] == 0
     assert results["quiet_tick"]["sampled_loans_woken"] == 0
     for key in ("crash_one_tick", "crash_25_ticks"):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support import TEST_CODEC_KEYS
+
 LOANFLOW = str(Path(sys.executable).parent / "loanflow")
 
 # The developer's own Temporal and database settings must not leak into a test's CLI.
@@ -35,7 +37,8 @@ class Cli:
 
     def environ(self, **overrides: str) -> dict[str, str]:
         # A wide terminal: tables are not wrapped or cut where the tests look for a value.
-        return {**clean_environ(), "COLUMNS": "250", "NO_COLOR": "1", **self.env, **overrides}
+        return {**clean_environ(), "COLUMNS": "250", "NO_COLOR": "1",
+                "LOANFLOW_CODEC_KEYS": TEST_CODEC_KEYS, **self.env, **overrides}
 
     def run_blocking(self, *args: str, stdin: str | None = None,
                      **env: str) -> subprocess.CompletedProcess[str]:

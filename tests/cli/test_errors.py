@@ -79,6 +79,9 @@ async def test_no_worker_polls_the_loans_queue(cli: Cli) -> None:
      "contain no quotes"),
     (["price", "DOGE", "1"], "asset: 'DOGE' is not supported (BTC or ETH)"),
     (["price", "BTC", "0"], "price: must be a positive price"),
+    (["price", "ETH", "1e309"], "price: 1E+309 is outside the sane range of ETH (0.1 to "
+     "1,000,000 USD)"),
+    (["price", "BTC", "5"], "price: 5 is outside the sane range of BTC (10 to 10,000,000 USD)"),
     (["price", "BTC", "50000", "--observed-at", "2026-01-01T00:00:00"],
      "observed_at: must carry a time zone (ISO 8601 UTC, e.g. 2022-11-09T23:00:00Z)"),
     (["status", " "], "loan id: must not be empty (e.g. L1 or loan-L1)"),

@@ -120,7 +120,9 @@ async def test_the_desks_policy_overrides_travel_in_the_application(cli: Cli,
                  LOANFLOW_POLICY_CURE_TARGET_LTV="0.55", LOANFLOW_POLICY_CURE_PERIOD_HOURS="24")
     handle = ops_client.get_workflow_handle(f"loan-{loan}")
     started = await anext(handle.fetch_history_events())
-    sent = json.loads(started.workflow_execution_started_event_attributes.input.payloads[0].data)
+    # The input is encrypted in the history: decoded with the desk's codec.
+    [sent] = await ops_client.data_converter.decode(
+        started.workflow_execution_started_event_attributes.input.payloads)
     # The environment's overrides, under the application's own (its 72 h wins).
     assert sent["policy"]["cure_target_ltv"] == "0.55"
     assert sent["policy"]["cure_period_hours"] == 72

@@ -117,7 +117,10 @@ async def test_sigkill_mid_liquidation_leaves_exactly_one_of_everything(
     await handle.execute_update("confirm_deposit", {"amount": "1", "tx_id": "kill-tx"})
     await wait_for(lambda: _is(state, LoanState.ACTIVE), "disbursement")
 
-    await handle.signal("price_update", price("32000"))  # 93.75%: past the hard floor
+    # 93.75%: past the hard floor. A 68% move: the loan acts once a second, later observation
+    # confirms it (a lone print that far from the last price is held).
+    await handle.signal("price_update", price("32000"))
+    await handle.signal("price_update", price("32000"))
     await wait_for(lambda: rows(db, "exchange_orders", loan_id=loan), "the venue's fill")
     workers.kill()  # the venue sold; loanflow has booked nothing yet
     assert await rows(db, "ledger_entries", key=f"{loan}:sale:1") == 0
@@ -126,8 +129,11 @@ async def test_sigkill_mid_liquidation_leaves_exactly_one_of_everything(
     await wait_for(lambda: _is(state, LoanState.ACTIVE), "the liquidation to finish")
     await wait_for(lambda: _settled(handle), "background notices")
 
-    assert await rows(db, "exchange_orders", loan_id=loan) == 1
+    # 93.75% sells in two limit orders (the second from where the first's fill left the loan),
+    # each filled and booked once
+    assert await rows(db, "exchange_orders", loan_id=loan) == 2
     assert await rows(db, "ledger_entries", key=f"{loan}:sale:1") == 1
+    assert await rows(db, "ledger_entries", key=f"{loan}:sale:2") == 1
     assert await notices(db, loan, "liquidation_executed") == ["liquidation_executed"]
     inbox = smtp_server[0]
     liquidation_mails = [m for m in inbox.messages if b"liquidation_executed" in m]

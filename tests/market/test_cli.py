@@ -8,6 +8,7 @@ setenv beside a thread's getenv crashed the interpreter (segfault in CI, typer 0
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,18 @@ async def test_tick_status_replay_and_stop(cli: Cli) -> None:
 
     out = await cli.ok("market", "status")
     assert "NO PRICE" in out and "16005" in out and "quorum is 2" in out
+    # the no-price period is listed, still open
+    assert "no-price periods: 1 (1 tick(s)):" in out and "still no price" in out
+    # ... and in the monitor's Web UI details
+    shown = await details(cli, monitor)
+    assert "**no-price periods** (1 tick(s) without a price in all)" in shown
+    assert "only 1 fresh venue quote(s), quorum is 2" in shown
 
-    out = await cli.ok("market", "replay", "--window", "2022-11", "--from", "2022-11-09T21:00:00Z",
-                    "--to", "2022-11-10T00:00:00Z", "--speed", "max")
+    out = await cli.ok("market", "replay", "--live", "--usdt-usd", "1", "--window", "2022-11",
+                       "--from", "2022-11-09T21:00:00Z", "--to", "2022-11-10T00:00:00Z",
+                       "--speed", "max")
     assert "done: 4 ticks, 8 prices, 0 without a price" in out
+    assert "note: binance (BTC), binance (ETH) quote in USDT: converted at 1 USD" in out
     # The monitor's own task queue, which the production worker polls beside the loans queue.
     assert f"on task queue '{cli.env['LOANFLOW_TASK_QUEUE']}-market'" in out
 
@@ -68,9 +77,61 @@ async def refused(cli: Cli, *args: str) -> str:
     return " ".join((done.stdout + done.stderr).replace("│", " ").split())
 
 
+async def details(cli: Cli, monitor: str) -> str:
+    """The monitor's current details as the Web UI shows them."""
+    from temporalio.api.sdk.v1 import WorkflowMetadata
+    from temporalio.client import Client
+
+    from loanflow.temporal_client import data_converter
+
+    client = await Client.connect(cli.env["TEMPORAL_ADDRESS"], data_converter=data_converter())
+    # The query the Web UI itself asks for a workflow's current details.
+    metadata = await client.get_workflow_handle(monitor).query(
+        "__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return str(metadata.current_details)
+
+
+async def test_replay_refuses_without_live_and_says_why(cli: Cli) -> None:
+    message = await cli.error("market", "replay", "--window", "2022-11", "--speed", "max")
+    assert message.startswith("market replay feeds the window's historical prices to THIS desk")
+    assert "use `loanflow stress`" in message and "pass --live" in message
+
+
+async def test_a_bad_tick_is_refused_and_the_monitor_goes_on(cli: Cli) -> None:
+    monitor = f"market-monitor-{uuid.uuid4().hex[:6]}"
+    message = (await refused(cli, "tick", "ETH", "--quote", "a=1e309", "--quote", "b=2000",
+                             "--monitor", monitor))
+    assert "--quote 'a=1e309': price 1E+309 is outside the sane range of ETH" in message
+    # The same quote sent straight to the update (as `temporal workflow update` would) is
+    # refused by its validator, naming the field; the next tick completes.
+    from temporalio.client import Client, WorkflowUpdateFailedError
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from loanflow.prices.messages import ManualTick
+    from loanflow.prices.sources import Quote
+
+    out = await cli.ok("market", "tick", "ETH", "--quote", "a=2000", "--quote", "b=2001",
+                       "--monitor", monitor)
+    assert "ETH 2000.5" in out
+    client = await Client.connect(cli.env["TEMPORAL_ADDRESS"],
+                                  data_converter=pydantic_data_converter)
+    handle = client.get_workflow_handle(monitor)
+    bad = ManualTick(quotes=[Quote(venue="a", asset="ETH", price=Decimal("1e309"))])
+    try:
+        await handle.execute_update("tick", bad)
+    except WorkflowUpdateFailedError as err:
+        assert err.cause is not None and "quotes[0] (a ETH).price: 1E+309" in err.cause.message
+    else:
+        raise AssertionError("the monitor took a tick of 1e309")
+    out = await cli.ok("market", "tick", "ETH", "--quote", "a=2010", "--quote", "b=2011",
+                       "--monitor", monitor)
+    assert "ETH 2010.5" in out
+    await cli.ok("market", "stop", "--monitor", monitor)
+
+
 async def test_bad_input_is_refused_with_the_reason(cli: Cli) -> None:
     assert "expected venue=price" in await refused(cli, "tick", "BTC", "--quote", "bitstamp")
-    assert "known: 2022-05-06, 2022-11, 2023-07" in await refused(cli, "replay", "--window",
+    assert "known: 2022-05-06, 2022-11, 2023-07" in await refused(cli, "replay", "--live", "--window",
                                                                    "1999")
     assert "at least two --venue" in await refused(cli, "start", "--venue",
                                                    "a=bitstamp:http://x")

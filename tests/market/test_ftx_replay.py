@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from activities.pricing import store_observation
 from loanflow.models import LoanState, LoanStatus
-from loanflow.prices.aggregate import Priced, aggregate
+from loanflow.prices.aggregate import AggregationRules, Priced, aggregate
 from loanflow.prices.messages import (
     FeedSpec,
     MonitorInput,
@@ -28,7 +28,7 @@ from loanflow.prices.messages import (
     ReplayPlan,
 )
 from loanflow.prices.replay import ReplaySource
-from loanflow.risk import liquidation_quantity, ltv
+from loanflow.risk import ltv, sale_proceeds, sale_step
 from loanflow.schema import AuditRecord, ExchangeOrder, PriceObservation
 from tests.market.conftest import Market, open_active_loan, settle
 from tests.workflows.book import notices
@@ -49,13 +49,20 @@ BOOK = {
 }
 
 
+# Binance quotes the window in USDT, taken at par (USDT held its peg that week, within 0.1%).
+# The book is opened at an artificial BTC 30,000: the first replayed hour, 20,590.56, is a
+# 31% jump from it, which the monitor would hold unconfirmed for a tick; the jump check is
+# tested on its own (test_observe, test_monitor), so here it is set wide.
+RULES = AggregationRules(usdt_usd=Decimal(1), max_jump=Decimal("0.5"))
+
+
 def replay_path(asset: str) -> list[Decimal]:
     """The price each tick forms: the median of the venues' last closed bars."""
     source = ReplaySource.for_window("2022-11")
     path = []
     for i in range(TICKS):
         at = START + timedelta(hours=i)
-        result = aggregate(asset, source.quotes_at(asset, at), at)
+        result = aggregate(asset, source.quotes_at(asset, at), at, RULES)
         assert isinstance(result, Priced)
         path.append(result.price)
     return path
@@ -113,13 +120,21 @@ async def test_ftx_week_replay_produces_the_predicted_calls_and_liquidations(
     await store_observation(market.db, "ETH", D("2000"), now, {"seed": D("2000")})
     handles = {loan_id: await open_active_loan(market, loan_id, *spec)
                for loan_id, spec in BOOK.items()}
+    # The desk's last price before the replay, near its first tick: a loan holds a move of more
+    # than its max_price_jump (30%) from its last price until a second observation confirms
+    # it, and 30,000 to the replay's 19,646.54 (L's warning tick) is 34%.
+    pre = await store_observation(market.db, "BTC", D("23000"), await market.now())
+    for loan_id, handle in handles.items():
+        if BOOK[loan_id][0] == "BTC":
+            await handle.signal("price_update", pre.model_dump(mode="json"))
     for handle in handles.values():
         await settle(handle)  # trigger prices published
 
     # As fast as the ticks run: every decision here follows a tick's signal (a liquidation is
     # confirmed by the next tick), none waits on a loan's own timer.
     plan = ReplayPlan(start=START, end=START + timedelta(hours=TICKS - 1), speed=None)
-    spec = MonitorInput(feed=FeedSpec(replay=ReplayFeed(window="2022-11")), replay=plan)
+    spec = MonitorInput(feed=FeedSpec(replay=ReplayFeed(window="2022-11")), replay=plan,
+                        rules=RULES)
     monitor = await market.start_monitor(spec, monitor_id="market-replay-2022-11")
     progress: MonitorProgress = await asyncio.wait_for(monitor.result(), 120)
     assert progress.state.priced == 2 * TICKS and progress.state.no_price == 0
@@ -153,19 +168,28 @@ async def check_loan(market: Market, loan_id: str, asset: str, path: list[Decima
         assert status.collateral_amount == amount
         return
     # Liquidation waits for a second, later observation (the next tick, which the monitor
-    # sends to a loan still past its level); the sale is the least that brings LTV back to
-    # 50% at that price (fee 2%, slippage buffer 1%).
+    # sends to a loan still past its level); the sale is in limit orders 1% below that price,
+    # each sized by the sale-sizing rule from where the fills so far left the loan (fee 2%),
+    # and LTV ends in [49%, 50%] at that price.
     pending = await audits(market, loan_id, "liquidation_pending_confirmation")
     [sold] = await audits(market, loan_id, "liquidation")
     used = await observation(market, sold.observation_id)
     assert used.price == path[expected.liquidation], loan_id
     assert used.observed_at > (await observation(market, pending[-1].observation_id)).observed_at
-    size = liquidation_quantity(asset, debt, amount, used.price, D("0.50"), D("0.02"), D("0.01"))
     async with market.db.transaction() as s:
-        [order] = (await s.scalars(select(ExchangeOrder).where(ExchangeOrder.loan_id == loan_id))).all()
-    assert order.quantity == size.quantity and order.reference_price == used.price
+        orders = (await s.scalars(select(ExchangeOrder).where(ExchangeOrder.loan_id == loan_id)
+                                  .order_by(ExchangeOrder.id))).all()
+    owed, held = debt, amount
+    for order in orders:
+        step = sale_step(asset, owed, held, used.price, D("0.50"), D("0.02"), D("0.01"),
+                         D("0.005"))
+        assert order.quantity == step.quantity and order.reference_price == used.price
+        assert step.limit_price is not None and order.fill_price >= step.limit_price
+        owed -= sale_proceeds(order.quantity, order.fill_price, D("0.02")).net
+        held -= order.quantity
     assert status.state == LoanState.ACTIVE and status.ltv is not None
-    assert status.collateral_amount == amount - size.quantity
+    assert status.collateral_amount == held
+    assert D("0.49") <= status.ltv <= D("0.50"), (loan_id, status.ltv)
 
 
 def test_the_book_covers_every_outcome() -> None:

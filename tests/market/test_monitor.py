@@ -11,20 +11,28 @@ from typing import Any
 
 from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
+from loanflow.prices.aggregate import AggregationRules
 from loanflow.prices.messages import (
     FeedSpec,
+    ManualTick,
     MonitorInput,
     MonitorProgress,
     ReplayFeed,
     ReplayPlan,
+    TickSummary,
 )
+from loanflow.prices.periods import no_price_periods
+from loanflow.prices.sources import Quote
 from loanflow.schema import MarketTick
 from tests.market.conftest import Market
 
 D = Decimal
 UTC = timezone.utc
+# Binance quotes the data set's windows in USDT; these tests take it at par, said out loud.
+PEGGED = AggregationRules(usdt_usd=D(1))
 
 
 async def received(handle: WorkflowHandle[Any, Any]) -> list[dict[str, Any]]:
@@ -43,8 +51,8 @@ async def fan_outs(monitor: WorkflowHandle[Any, Any]) -> int:
 
 async def test_monitor_signals_exactly_the_crossed_loans(market: Market) -> None:
     # 1 BTC each. A: call at 20,000.00. B: warning at 20,000.00, call at 18,571.42. C: warning
-    # at 16,923.07, below the move. D: A's levels but already in a call (nothing new for it at
-    # those levels). E: an ETH loan.
+    # at 16,923.07, below the move. D: A's levels, and the read model says it is already in a
+    # call: signalled all the same (the read model can lag; the loan decides). E: an ETH loan.
     loans = {"A": ("BTC", "14000"), "B": ("BTC", "13000"), "C": ("BTC", "11000"),
              "D": ("BTC", "14000"), "E": ("ETH", "1400")}
     handles = {}
@@ -59,19 +67,22 @@ async def test_monitor_signals_exactly_the_crossed_loans(market: Market) -> None
     crash = await market.tick(monitor, "BTC", "18500", "18510", "18490")
     [btc] = crash.ticks
     assert btc.previous_price == D("21000") and btc.observation is not None
-    assert crash.signalled == 2 and btc.targets == 2
-    for loan_id in ("A", "B"):
+    assert crash.signalled == 3 and btc.targets == 3
+    for loan_id in ("A", "B", "D"):
         [update] = await received(handles[loan_id])
-        assert update["price"] == "18500" and update["asset"] == "BTC"
-        assert update["observation_id"] == btc.observation.observation_id
-    for loan_id in ("C", "D", "E"):
+        # the plain contract: an agreed price carries no dispute fields
+        assert update == {"asset": "BTC", "price": "18500", "observed_at": update["observed_at"],
+                          "source": "median(bitstamp,coinbase,kraken)",
+                          "observation_id": btc.observation.observation_id}
+    for loan_id in ("C", "E"):
         assert await received(handles[loan_id]) == []
 
     async with market.db.transaction() as s:
         row = await s.get(MarketTick, btc.tick_id)
         assert row is not None and row.targets == {"A": ["margin_call"],
-                                                 "B": ["warning", "margin_call"]}
-        assert (row.signalled, row.gone) == (2, 0)
+                                                 "B": ["warning", "margin_call"],
+                                                 "D": ["margin_call"]}
+        assert (row.signalled, row.gone) == (3, 0)
 
 
 async def test_a_tick_that_crosses_nothing_wakes_no_loan(market: Market) -> None:
@@ -135,7 +146,7 @@ async def test_replay_walks_history_and_continues_as_new(market: Market) -> None
     plan = ReplayPlan(start=datetime(2022, 11, 8, 17, tzinfo=UTC),
                       end=datetime(2022, 11, 8, 22, tzinfo=UTC), speed=D(3600))
     spec = MonitorInput(assets=["BTC"], feed=FeedSpec(replay=ReplayFeed(window="2022-11")),
-                        replay=plan, ticks_per_run=2)
+                        replay=plan, ticks_per_run=2, rules=PEGGED)
     monitor = await market.start_monitor(spec, monitor_id="market-replay-2022-11")
     progress: MonitorProgress = await monitor.result()
     assert progress.done and progress.state.seq == 6 and progress.state.replay_index == 6
@@ -159,3 +170,65 @@ async def test_stop_ends_a_manual_monitor_after_its_last_tick(market: Market) ->
     progress: MonitorProgress = await monitor.result()
     assert progress.done and progress.state.seq == 1 and progress.state.priced == 1
     assert progress.mode == "manual" and progress.last is not None
+
+
+async def details(monitor: WorkflowHandle[Any, Any]) -> str:
+    """The monitor's current details, through the query the Web UI itself asks."""
+    from temporalio.api.sdk.v1 import WorkflowMetadata
+
+    metadata = await monitor.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return str(metadata.current_details)
+
+
+async def test_a_bad_tick_is_refused_and_the_monitor_keeps_ticking(market: Market) -> None:
+    monitor = await market.start_monitor()
+    await market.tick(monitor, "ETH", "1200", "1201")
+    future = await market.now() + timedelta(days=3650)  # by the monitor's own clock
+    bad = [
+        ([Quote(venue="a", asset="ETH", price=D("1e309"))], "quotes[0] (a ETH).price: 1E+309 is "
+                                                              "outside the sane range of ETH"),
+        ([Quote(venue="a", asset="BTC", price=D("0.5"))], "quotes[0] (a BTC).price"),
+        ([Quote(venue="a", asset="BTC", price=D("60000"), at=future)], "quotes[0] (a BTC).at: "),
+        ([Quote(venue="a", asset="BTC", price=D("60000"), currency="EUR")], ".currency"),
+    ]
+    for quotes, message in bad:
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await monitor.execute_update("tick", ManualTick(quotes=quotes), result_type=TickSummary)
+        assert err.value.cause is not None and message in err.value.cause.message
+    # Nothing of them was stored, and the next tick completes as usual.
+    good = await market.tick(monitor, "ETH", "1190", "1191")
+    assert good.seq == 2 and good.ticks[0].observation is not None
+    progress = await monitor.query("progress", result_type=MonitorProgress)
+    assert progress.state.seq == 2 and progress.state.priced == 2
+
+
+async def test_disputed_no_price_and_unconfirmed_ticks_are_shown(market: Market) -> None:
+    handle = await market.recorder("V")
+    await market.publish("V", "BTC", "14000")  # call at 20,000.00
+    monitor = await market.start_monitor()
+    await market.tick(monitor, "BTC", "21000", "21010")
+    # Venues 5% apart: a disputed price at the lowest quote, and the loan is told (call level).
+    disputed = await market.tick(monitor, "BTC", "19500", "20500")
+    [tick] = disputed.ticks
+    assert tick.observation is not None and tick.observation.disputed
+    assert disputed.signalled == 1
+    [update] = await received(handle)
+    assert (update["price"], update["disputed"], update["low"], update["high"]) == (
+        "19500", True, "19500", "20500")
+    assert "BTC 19500 DISPUTED** (low 19500, high 20500" in await details(monitor)
+    # One venue: no price; the Web UI lists the period until a price is back.
+    await market.tick(monitor, "BTC", "19400")
+    await market.tick(monitor, "BTC", "19300")
+    shown = await details(monitor)
+    assert "**no-price periods** (2 tick(s) without a price in all)" in shown
+    assert "2 tick(s): only 1 fresh venue quote(s), quorum is 2" in shown
+    assert "still no price" in shown
+    # A 40% jump: stored unconfirmed, nobody signalled, not the monitor's last price.
+    jump = await market.tick(monitor, "BTC", "11700", "11710")
+    assert jump.ticks[0].unconfirmed and jump.signalled == 0
+    progress = await monitor.query("progress", result_type=MonitorProgress)
+    assert progress.state.last["BTC"].price == D("19500") and progress.state.unconfirmed == 1
+    assert "UNCONFIRMED" in await details(monitor) and "still no price" not in await details(monitor)
+    periods = await no_price_periods(market.db, "BTC")
+    [period] = [p for p in periods if p.monitor_id == monitor.id]
+    assert period.ticks == 2 and period.until is not None and period.until > period.end

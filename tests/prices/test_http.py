@@ -89,12 +89,15 @@ async def test_two_venues_over_http_form_the_price(venue_url: str) -> None:
     assert result.observed_at == datetime(2022, 11, 9, 23, 59, 58, 731245, tzinfo=timezone.utc)
 
 
-async def test_the_recorded_wick_over_http_gives_no_price(venue_url: str) -> None:
+async def test_the_recorded_wick_over_http_gives_a_disputed_price(venue_url: str) -> None:
     sources = [HttpTickerSource("bitstamp", "bitstamp", f"{venue_url}/wick"),
                HttpTickerSource("coinbase", "coinbase", f"{venue_url}/coinbase")]
     quotes, _ = await gather_quotes(sources, "BTC", NOW)
     result = aggregate("BTC", quotes, NOW)
-    assert isinstance(result, NoPrice) and result.reasons[0].startswith("venues disagree")
+    # Two venues 2% apart: flagged, at the lower quote; no sale acts on it.
+    assert isinstance(result, Priced) and result.disputed
+    assert result.price == result.low == Decimal("15922.81") and result.high == Decimal("16574")
+    assert result.notes[0].startswith("venues disagree")
 
 
 async def test_outages_and_bad_replies_are_problems_not_prices(venue_url: str) -> None:

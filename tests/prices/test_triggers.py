@@ -60,9 +60,15 @@ def test_crash_crosses_every_level_on_the_way() -> None:
     assert kinds == ["warning", "margin_call", "liquidation"]
 
 
-def test_a_loan_in_a_call_is_not_woken_for_warning_or_call_levels() -> None:
-    assert crossed_kinds("MARGIN_CALL", TRIGGERS, D("47000"), D("42000")) == []
-    assert crossed_kinds("MARGIN_CALL", TRIGGERS, D("47000"), D("37000")) == ["liquidation"]
+def test_a_loan_the_read_model_shows_in_a_call_is_woken_like_an_active_one() -> None:
+    """The read model can lag (a cure not yet published): the monitor signals ACTIVE and
+    MARGIN_CALL loans alike when their warning or call level is crossed; the loan decides."""
+    assert crossed_kinds("MARGIN_CALL", TRIGGERS, D("47000"), D("42000")) == [
+        "warning", "margin_call"]
+    assert (crossed_kinds("MARGIN_CALL", TRIGGERS, D("47000"), D("42000"))
+            == crossed_kinds("ACTIVE", TRIGGERS, D("47000"), D("42000")))
+    assert crossed_kinds("MARGIN_CALL", TRIGGERS, D("47000"), D("37000")) == [
+        "warning", "margin_call", "liquidation"]
     assert crossed_kinds("MARGIN_CALL", TRIGGERS, D("37000"), D("38000")) == ["liquidation"]
 
 
@@ -100,7 +106,7 @@ def test_select_crossed_picks_only_the_crossed_loans() -> None:
     # liquidation level (21,875.00) lies above the move: crossed before, high is still past
     # it, and this tick is its confirmation.
     assert select_crossed(book, D("21000"), D("20000")) == {
-        "mid": ["margin_call"], "high": ["confirm"]}
+        "mid": ["margin_call"], "high": ["confirm"], "called": ["margin_call"]}
     assert select_crossed(book[:2], D("21000"), D("20000")) == {"mid": ["margin_call"]}
     # 20,000 -> 24,000: the cure level of mid and called (23,333.33) and high's liquidation
     # level; high's cure level (29,166.66) is still above.

@@ -1,6 +1,6 @@
 """Record the event histories the replay test checks every change against.
 
-    .venv/bin/python -m tests.replay.record_histories
+    .venv/bin/python -m tests.replay.record_histories [SCENARIO ...]   # default: all
 
 Runs a few representative loans on the time-skipping test server with the real activities
 (SQLite in a temp dir, a real SMTP sink) and saves each finished loan's history as JSON in
@@ -11,9 +11,11 @@ the point of these files is that running loans were started by the *old* code.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,13 @@ from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.models import LoanState
 from loanflow.ports import free_port
+from loanflow.prices.messages import ManualTick, MonitorInput, TickSummary
+from loanflow.prices.sources import Quote
 from loanflow.worker import build_worker
 from tests.support import Inbox, quiet_settings
 from tests.workflows.book import application
 from tests.workflows.conftest import Desk
+from workflows.market import MarketMonitor
 
 HISTORIES = Path(__file__).with_name("histories")
 
@@ -76,6 +81,21 @@ async def called_and_liquidated(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def sold_in_limit_orders(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """A hard-floor sale in two limit orders (patch "sale-sizing-limit"), then repaid."""
+    handle = await funded(desk, "HIST-LIMIT")
+    await desk.price(handle, "BTC", "33000")  # 90.9%: past the hard floor
+    for _ in range(60):
+        await desk.env.sleep(timedelta(seconds=1))
+        status = await desk.status(handle)
+        if status.state == LoanState.ACTIVE and status.collateral_amount < 1:
+            break
+    await desk.settle(handle)
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "w1"})
+    return handle
+
+
 async def continued(desk: Desk) -> WorkflowHandle[Any, Any]:
     handle = await funded(desk, "HIST-CAN", history_limit=200)
     for tick in range(200):
@@ -85,14 +105,160 @@ async def continued(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def imported(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """A migrated loan at 75% LTV: margin call on its first price, cured, repaid."""
+    from loanflow.book_import import store_book
+    from loanflow.imported import ImportedLoan
+
+    now = await desk.now()
+    loan = ImportedLoan(
+        loan_id="HIST-IMPORT", borrower_id="B-100", borrower_name="Ada Lovelace",
+        borrower_email="ada@example.com", borrower_country="GB", collateral_asset="BTC",
+        collateral_amount=Decimal("1"), principal_usd=Decimal("74000.00"),
+        accrued_interest_usd=Decimal("1000.00"), annual_rate=Decimal("0.12"),
+        originated_at=now - timedelta(days=30), maturity_at=now + timedelta(days=335),
+    )
+    await store_book(desk.db, [loan])
+    handle = await desk.open(loan.application())
+    await until(desk, handle, LoanState.ACTIVE)
+    await desk.price(handle, "BTC", "100000")
+    await until(desk, handle, LoanState.MARGIN_CALL)
+    cure = (await desk.status(handle)).cure_repay_usd
+    await handle.execute_update("repay", {"amount_usd": str(cure), "reference": "cure"})
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "rest"})
+async def kyc_review(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """A loan above the review threshold: a person approves it (update `kyc_decision`)."""
+    handle = await desk.open(application("HIST-KYC", principal_usd=Decimal("1500000.00"),
+                                         collateral_amount=Decimal("40")))
+    await until(desk, handle, LoanState.KYC_REVIEW)
+    for _ in range(100):
+        if (await desk.status(handle)).kyc_status == "manual_review":
+            break
+        await desk.env.sleep(timedelta(seconds=1))
+    await handle.execute_update("kyc_decision",
+                                {"approved": True, "reviewer": "ops", "reason": "documents seen"})
+    await desk.price(handle, "BTC", "100000")
+    await until(desk, handle, LoanState.AWAITING_COLLATERAL)
+    await handle.execute_update("confirm_deposit", {"amount": "40", "tx_id": "HIST-KYC-tx"})
+    await until(desk, handle, LoanState.ACTIVE)
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "k1"})
+    return handle
+
+
+async def topped_up(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """A margin call cured by a top-up (update `top_up`), then repaid in full."""
+    handle = await funded(desk, "HIST-TOPUP")
+    await desk.price(handle, "BTC", "42000")
+    await until(desk, handle, LoanState.MARGIN_CALL)
+    await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "HIST-TOPUP-more"})
+    await until(desk, handle, LoanState.ACTIVE)
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "t1"})
+    return handle
+
+
+async def cancelled(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Half the collateral arrives, the funding deadline passes: cancelled, collateral back."""
+    handle = await desk.open(application("HIST-CANCEL"))
+    await desk.price(handle, "BTC", "100000")
+    await until(desk, handle, LoanState.AWAITING_COLLATERAL)
+    await handle.execute_update("confirm_deposit", {"amount": "0.5", "tx_id": "HIST-CANCEL-tx"})
+    await desk.env.sleep(timedelta(hours=73))
+    await until(desk, handle, LoanState.CANCELLED)
+    return handle
+
+
+async def matured(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Unpaid past maturity and the grace period: sold in full on the next fresh price."""
+    handle = await funded(desk, "HIST-MATURITY", term_days=2)
+    await desk.env.sleep(timedelta(days=2, hours=73))
+    await desk.price(handle, "BTC", "100000")
+    await until(desk, handle, LoanState.CLOSED)
+    return handle
+
+
+async def resumed(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """The run after a continue-as-new (its input carries the state): it goes on to a margin
+    call and a repayment in full."""
+    handle = await funded(desk, "HIST-RESUMED", history_limit=200)
+    first = (await handle.describe()).run_id
+    for tick in range(400):
+        await desk.price(handle, "BTC", str(100000 + tick % 3))
+        if tick % 20 == 19:
+            await desk.env.sleep(timedelta(seconds=1))
+            if (await handle.describe()).run_id != first:
+                break
+    latest = desk.client.get_workflow_handle(handle.id)
+    await desk.price(latest, "BTC", "42000")
+    await until(desk, latest, LoanState.MARGIN_CALL)
+    debt = (await desk.status(latest)).debt_usd
+    await latest.execute_update("repay", {"amount_usd": str(debt), "reference": "r1"})
+    return latest
+
+
+async def market_monitor(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """The market monitor: manual ticks, one of which crosses a loan's margin-call trigger and
+    signals it, then `stop`."""
+    loan = await funded(desk, "HIST-MARKET")
+    monitor = await desk.client.start_workflow(
+        MarketMonitor.run, MonitorInput(), id="market-monitor-history", task_queue=desk.task_queue
+    )
+    desk.handles.append(monitor)
+    for prices in (("100000", "100010"), ("99000", "99005"), ("42000", "42010")):
+        quotes = [Quote(venue=v, asset="BTC", price=Decimal(p))
+                  for v, p in zip(("bitstamp", "coinbase"), prices)]
+        await monitor.execute_update("tick", ManualTick(quotes=quotes), result_type=TickSummary)
+    await until(desk, loan, LoanState.MARGIN_CALL)
+    await monitor.signal("stop")
+    await monitor.result()
+    return monitor
+
+
+async def hostile_rules(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with the issue-10 patches in: malformed signals dropped, a future-dated price
+    dropped, a jump held then confirmed, a breach confirmed by a batch, a repayment in full."""
+    handle = await funded(desk, "HIST-HOSTILE")
+    await handle.signal("price_update", args=[1, 2])
+    await handle.signal("price_update", {"asset": "BTC", "price": "1e309",
+                                         "observed_at": "2024-01-01T00:00:00Z"})
+    await handle.signal("price_update", {"asset": "BTC", "price": "60000",
+                                         "observed_at": "2030-01-01T00:00:00Z"})
+    await desk.price(handle, "BTC", "42000", confirmed=False)  # a 58% jump: held
+    await desk.env.sleep(timedelta(minutes=2))
+    await desk.price(handle, "BTC", "42100", confirmed=False)  # confirms: a margin call
+    await until(desk, handle, LoanState.MARGIN_CALL)
+    now = await desk.now()
+    for seconds in (2, 1, 0):  # 82.5% three times in one go: confirmed, sold
+        at = (now - timedelta(seconds=seconds)).isoformat()
+        await handle.signal("price_update", {"asset": "BTC", "price": "36363.64",
+                                             "observed_at": at, "source": "test"})
+    await until(desk, handle, LoanState.ACTIVE)
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "h1"})
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
     "continue_as_new_first_run": continued,
+    "imported": imported,
+    "hard_floor_limit_sales": sold_in_limit_orders,
+    "kyc_review_approved": kyc_review,
+    "top_up_cure": topped_up,
+    "cancelled_unfunded": cancelled,
+    "maturity_full_liquidation": matured,
+    "continue_as_new_resumed_run": resumed,
+    "market_monitor": market_monitor,
+    "hostile_rules": hostile_rules,
 }
+# Scenarios whose saved history is of the latest run rather than the first.
+LATEST_RUN = {"continue_as_new_resumed_run"}
 
 
-async def record() -> None:
+async def record(names: list[str]) -> None:
     HISTORIES.mkdir(exist_ok=True)
     inbox, port = Inbox(), free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=port)
@@ -105,14 +271,17 @@ async def record() -> None:
         await db.create_all()
         settings = quiet_settings(smtp_port=port, var_dir=Path(tmp))
         worker = build_worker(env.client, db, settings, task_queue="replay",
-                              activities=build_activities(db, settings))
+                              activities=build_activities(db, settings, client=env.client))
         async with worker:
             desk = Desk(env, db, "replay")
-            for name, scenario in SCENARIOS.items():
-                handle = await scenario(desk)
+            for name in names:
+                handle = await SCENARIOS[name](desk)
                 await desk.settle(handle)
+                if handle.id.startswith("loan-"):
+                    await desk.settle(handle)
+                run_id = None if name in LATEST_RUN else handle.first_execution_run_id
                 history = await env.client.get_workflow_handle(
-                    handle.id, run_id=handle.first_execution_run_id
+                    handle.id, run_id=run_id
                 ).fetch_history()
                 (HISTORIES / f"{name}.json").write_text(history.to_json())
                 print(f"recorded {name}: {len(history.events)} events")
@@ -123,4 +292,10 @@ async def record() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    chosen = sys.argv[1:] or list(SCENARIOS)
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown:
+        sys.exit(f"unknown scenario(s) {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
+    # Names on the command line record just those scenarios (the others keep the histories
+    # their older code wrote); none records every scenario.
+    asyncio.run(record(chosen))

@@ -1,6 +1,7 @@
 """The Temporal Web UI finds a loan in margin call: start the stack (dev server with its Web UI,
-worker, mail sink), drive a loan into margin call with the `loanflow` command, then open the
-UI's workflow list filtered by `LoanState="MARGIN_CALL"` and the loan's own pages in headless
+worker, mail sink, codec server), drive a loan into margin call with the `loanflow` command, then
+open the UI's workflow list filtered by `LoanState="MARGIN_CALL"` and the loan's own pages (its
+encrypted input shown decrypted through the codec server) in headless
 Chromium (Debian's `chromium` package). Screenshots are saved under test-artifacts/ui/.
 """
 
@@ -15,6 +16,7 @@ from urllib.parse import quote
 import pytest_asyncio
 
 from activities.registry import build_activities
+from loanflow.codec_server import CodecServer
 from loanflow.db import Database
 from loanflow.devserver import DevServer
 from loanflow.mail.sink import start_sink
@@ -40,9 +42,14 @@ class Stack:
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     """What `loanflow up` runs, on free ports: the dev server with its Web UI and the loan
     search attributes, the local mail sink, and the worker."""
-    server_port, ui_port = free_ports(2)
+    server_port, ui_port, codec_port = free_ports(3)
+    settings = quiet_settings(task_queue="loans-ui", var_dir=tmp_path,
+                              codec_cors_origins=f"http://127.0.0.1:{ui_port}")
+    # The Web UI decrypts the loans' payloads through the codec server, as under `loanflow up`.
+    codec = CodecServer.from_settings(settings, port=codec_port).start()
     server = DevServer(db_file=tmp_path / "temporal.db", port=server_port, ui_port=ui_port,
-                       headless=False, log_file=tmp_path / "temporal.log")
+                       headless=False, log_file=tmp_path / "temporal.log",
+                       codec_endpoint=codec.url)
     await server.start()
     sink = await start_sink(tmp_path / "mail", "127.0.0.1", 0)
     smtp_port = sink.sockets[0].getsockname()[1]
@@ -50,7 +57,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     try:
         client = await connect_when_ready(server.address)
         await db.create_all()
-        settings = quiet_settings(task_queue="loans-ui", smtp_port=smtp_port, var_dir=tmp_path)
+        settings = settings.model_copy(update={"smtp_port": smtp_port})
         cli = Cli(tmp_path, {"TEMPORAL_ADDRESS": server.address, "DATABASE_URL": db.url,
                              "LOANFLOW_TASK_QUEUE": "loans-ui", "SMTP_PORT": str(smtp_port),
                              "LOANFLOW_VAR_DIR": str(tmp_path)})
@@ -60,6 +67,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         await db.dispose()
         sink.close()
         server.stop()
+        codec.stop()
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,7 @@ async def test_an_operator_finds_a_margin_call_in_the_web_ui(stack: Stack, tmp_p
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     workflows = f"{stack.server.ui_url}/namespaces/default/workflows"
     loan_page = f"{workflows}/loan-{loan}/{run_id}"
-    listing, details, history = await asyncio.to_thread(visit, tmp_path / "chromium", [
+    listing, details, history, decrypted = await asyncio.to_thread(visit, tmp_path / "chromium", [
         # The operator's filter, as typed into the list's query box.
         Page(f"{workflows}?query={quote(MARGIN_CALLS)}", (f"loan-{loan}",),
              ARTIFACTS / "margin-call-list.png"),
@@ -112,9 +120,13 @@ async def test_an_operator_finds_a_margin_call_in_the_web_ui(stack: Stack, tmp_p
         # Its history: the named timer it waits on, and its activities.
         Page(f"{loan_page}/history", ("Timer Started", "cure deadline", "publish loan"),
              ARTIFACTS / "loan-history.png", reveal="cure deadline"),
+        # The start input, encrypted in Temporal, decrypted by the codec server for the UI.
+        Page(f"{loan_page}/history", ("Input", "Grace Hopper", "grace@example.com"),
+             ARTIFACTS / "loan-input-decrypted.png", reveal="Grace Hopper"),
     ])
     assert f"loan-{loan}" in listing and "MARGIN_CALL" in listing
     assert f"loan-{loan}" in details and f"loan-{loan}" in history
+    assert "Grace Hopper" in decrypted
     for shot in ARTIFACTS.glob("*.png"):
         assert shot.stat().st_size > 10_000, f"{shot} looks empty"
 

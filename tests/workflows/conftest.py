@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -19,6 +18,7 @@ from activities.registry import build_activities
 from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.models import LoanApplication, LoanStatus
+from loanflow.temporal_client import data_converter
 from loanflow.worker import build_worker
 from tests.support import Inbox, quiet_settings
 from workflows.loan import LoanWorkflow
@@ -27,7 +27,7 @@ from workflows.loan import LoanWorkflow
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=test_server()
+        data_converter=data_converter(), test_server_existing_path=test_server()
     )
     yield env
     await env.shutdown()
@@ -39,6 +39,7 @@ class Desk:
     def __init__(self, env: WorkflowEnvironment, db: Database, task_queue: str) -> None:
         self.env, self.db, self.task_queue = env, db, task_queue
         self.handles: list[WorkflowHandle[Any, Any]] = []
+        self._observed: dict[str, datetime] = {}  # the last observation time sent, per loan
 
     @property
     def client(self) -> Client:
@@ -67,9 +68,22 @@ class Desk:
             except RPCError:
                 pass  # already completed
 
-    async def price(self, handle: WorkflowHandle[Any, Any], asset: str, price: str) -> None:
-        update = {"asset": asset, "price": price, "observed_at": (await self.now()).isoformat(),
-                  "source": "test"}
+    async def price(self, handle: WorkflowHandle[Any, Any], asset: str, price: str, *,
+                    confirmed: bool = True) -> None:
+        """The market at `price` now: two observations a moment apart, as the monitor's ticks
+        give them, so that a move the loan holds for confirmation (a jump beyond
+        `max_price_jump`) or a liquidation-level breach is confirmed. `confirmed=False`
+        sends one print only (a wick)."""
+        now = await self.now()
+        last = self._observed.get(handle.id)
+        times = [now - timedelta(milliseconds=500), now] if confirmed else [now]
+        for at in times:
+            at = max(at, last + timedelta(microseconds=1)) if last else at
+            await self.observe(handle, {"asset": asset, "price": price,
+                                        "observed_at": at.isoformat(), "source": "test"})
+            last = self._observed[handle.id] = at
+
+    async def observe(self, handle: WorkflowHandle[Any, Any], update: dict[str, Any]) -> None:
         for attempt in range(3):
             try:
                 await handle.signal("price_update", update)

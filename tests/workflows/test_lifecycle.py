@@ -24,6 +24,12 @@ from tests.workflows.book import (
 from tests.workflows.conftest import Desk
 
 HOUR = timedelta(hours=1)
+# A partial liquidation lands LTV here, at the price it acted on, whatever the fills.
+BAND = (Decimal("0.49"), Decimal("0.50"))
+
+
+def in_band(ltv: Decimal | None) -> bool:
+    return ltv is not None and BAND[0] <= ltv <= BAND[1]
 
 
 async def active_loan(desk: Desk, loan_id: str, price: str = "100000", **overrides):  # type: ignore[no-untyped-def]
@@ -52,7 +58,9 @@ async def wait_state(desk: Desk, handle, state: LoanState, limit: int = 200):  #
 
 async def test_repaid_loan_closes_and_releases_collateral(desk: Desk) -> None:
     handle = await active_loan(desk, "R1")
-    await desk.env.sleep(timedelta(days=30))
+    # A query sees the clock of the loan's last task: its 30th daily revaluation falls a little
+    # after 30 days from here (it counts from when the loan first looked at itself).
+    await desk.env.sleep(timedelta(days=30, hours=1))
     status = await desk.status(handle)
     # 30 days of simple interest on $30,000 at 12%, actual/365, rounded up to the cent
     assert status.interest_usd == Decimal("295.90")
@@ -157,7 +165,7 @@ async def test_deadline_liquidation_after_reminders(desk: Desk) -> None:
             break
     status = await desk.status(handle)
     assert status.state == LoanState.ACTIVE
-    assert status.ltv is not None and status.ltv <= Decimal("0.50")
+    assert in_band(status.ltv), status.ltv
     await desk.settle(handle)
     kinds = await notices(desk.db, "D1")
     assert kinds.count("margin_call_reminder") == 2
@@ -165,7 +173,7 @@ async def test_deadline_liquidation_after_reminders(desk: Desk) -> None:
     [sold] = await notice_data(desk.db, "D1", "liquidation_executed")
     assert sold["cause"] == "cure_deadline" and sold["cure_deadline"] is not None
     await desk.settle(handle)
-    assert len(await sales(desk.db, "D1")) == 1
+    assert len(await sales(desk.db, "D1")) >= 1
     await assert_books_agree(desk.db, status)
 
 
@@ -187,7 +195,7 @@ async def test_extend_cure_moves_deadline_and_is_recorded(desk: Desk) -> None:
 async def test_liquidation_waits_for_a_second_observation(desk: Desk) -> None:
     handle = await active_loan(desk, "L1")
     # 30,000 / 36,500 = 82.2%: liquidation level but below the 90% hard floor
-    await desk.price(handle, "BTC", "36500")
+    await desk.price(handle, "BTC", "36500", confirmed=False)
     await desk.env.sleep(timedelta(seconds=1))
     status = await desk.status(handle)
     assert status.state in (LoanState.MARGIN_CALL, LoanState.ACTIVE)
@@ -196,8 +204,8 @@ async def test_liquidation_waits_for_a_second_observation(desk: Desk) -> None:
     await desk.price(handle, "BTC", "36400")
     status = await wait_state(desk, handle, LoanState.ACTIVE)
     await desk.settle(handle)
-    assert len(await sales(desk.db, "L1")) == 1
-    assert status.ltv is not None and status.ltv <= Decimal("0.50")
+    assert len(await sales(desk.db, "L1")) >= 1
+    assert in_band(status.ltv), status.ltv
     await assert_books_agree(desk.db, status)
     # The borrower hears why, with the figures the desk acted on, and that no margin call
     # came first (the price jumped past 70% and 80% between two observations).
@@ -212,9 +220,9 @@ async def test_liquidation_waits_for_a_second_observation(desk: Desk) -> None:
 
 async def test_wick_that_recovers_sells_nothing(desk: Desk) -> None:
     handle = await active_loan(desk, "L2")
-    await desk.price(handle, "BTC", "36500")
+    await desk.price(handle, "BTC", "36500", confirmed=False)
     await desk.env.sleep(timedelta(seconds=1))
-    await desk.price(handle, "BTC", "52000")
+    await desk.price(handle, "BTC", "52000", confirmed=False)
     await desk.env.sleep(timedelta(minutes=5))
     await desk.settle(handle)
     assert await sales(desk.db, "L2") == []
@@ -228,10 +236,11 @@ async def test_hard_floor_liquidates_at_once(desk: Desk) -> None:
         if await sales(desk.db, "L3"):
             break
         await desk.env.sleep(timedelta(seconds=1))
-    status = await desk.status(handle)
-    await desk.settle(handle)
-    assert len(await sales(desk.db, "L3")) == 1
-    assert status.ltv is not None and status.ltv <= Decimal("0.50")
+    status = await desk.settle(handle)
+    # 90.9% sells in two limit orders: the first sized so that no fill up to 0.5% above the
+    # price can take LTV below 49%, the second from where the real fill left it
+    assert len(await sales(desk.db, "L3")) == 2
+    assert status.state == LoanState.ACTIVE and in_band(status.ltv), status.ltv
     [sold] = await notice_data(desk.db, "L3", "liquidation_executed")
     assert sold["cause"] == "hard_floor" and Decimal(sold["ltv_before"]) >= Decimal("0.90")
 

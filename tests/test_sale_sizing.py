@@ -1,0 +1,218 @@
+"""Sale sizing: a partial liquidation lands LTV in [target - 1 pp, target] whatever the fill.
+
+The property drives `sale_step` the way the loan does (sell, apply the net proceeds, look
+again at the same reference price) with every fill drawn anywhere in the range the design
+plans for, [limit, reference x (1 + upside)], including both ends, and checks the outcome
+with the module's own rounding (and exact fractions for the sizes' bounds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+
+from loanflow.money import units_up, usd_up, wide
+from loanflow.policy import RiskPolicy
+from loanflow.risk import (
+    MAX_SALE_STEPS,
+    POST_LIQUIDATION_BAND,
+    least_to_target,
+    liquidation_quantity,
+    ltv,
+    ltv_after,
+    sale_proceeds,
+    sale_step,
+)
+from tests.test_risk import PROPERTY, Loan, accrued_debts, loans, ratio, reaches_target
+
+D = Decimal
+POLICY = RiskPolicy()
+TARGET, FEE = POLICY.post_liquidation_ltv, POLICY.liquidation_fee
+BUFFER, UPSIDE = POLICY.liquidation_slippage_buffer, POLICY.liquidation_fill_upside
+FLOOR = TARGET - POST_LIQUIDATION_BAND
+MAX_STEPS = MAX_SALE_STEPS  # the loan's own cap
+
+
+def step(loan: Loan) -> object:
+    return sale_step(loan.asset, loan.debt, loan.amount, loan.price, TARGET, FEE, BUFFER,
+                     UPSIDE)
+
+
+def limit_of(price: Decimal) -> Decimal:
+    with wide():
+        return usd_up(price * (1 - BUFFER))
+
+
+def best_of(price: Decimal) -> Decimal:
+    with wide():
+        return price * (1 + UPSIDE)
+
+
+# A fill as a point of [limit, best]: 0 is the limit, 10**6 the best fill the design plans for.
+fill_points = st.one_of(st.sampled_from([0, 10**6]), st.integers(0, 10**6))
+
+
+def fill_at(price: Decimal, point: int) -> Decimal:
+    lo, hi = limit_of(price), best_of(price)
+    with wide():
+        return lo + (hi - lo) * point / 10**6
+
+
+@dataclass
+class Outcome:
+    debt: Decimal
+    amount: Decimal
+    steps: int
+    ltvs: list[Decimal]
+
+
+def liquidate(loan: Loan, points: list[int]) -> Outcome:
+    """Sell step after step as `Servicing.liquidate` does, each fill at the next drawn point."""
+    debt, amount, ltvs = usd_up(loan.debt), loan.amount, []
+    for n in range(MAX_STEPS):
+        s = step(Loan(loan.asset, debt, amount, loan.price))
+        if s.quantity <= 0:
+            return Outcome(debt, amount, n, ltvs)
+        fill = loan.price if s.limit_price is None else fill_at(loan.price, points[n % len(points)])
+        net = sale_proceeds(s.quantity, fill, FEE).net
+        debt, amount = max(debt - net, D(0)), amount - s.quantity
+        if amount == 0 or debt == 0:
+            return Outcome(debt, amount, n + 1, ltvs)
+        ltvs.append(ltv(debt, amount, loan.price))
+        if s.sells_everything or ltvs[-1] <= TARGET:
+            return Outcome(debt, amount, n + 1, ltvs)
+    raise AssertionError(f"still above target after {MAX_STEPS} steps: {ltvs}")
+
+
+# Starting LTVs from just above the 50% target up to 99% (past 97.02% nothing short of selling
+# everything can reach the target at the limit: 0.99 x 0.98).
+above_target = loans(ltv_bps=(5001, 9900), debt=accrued_debts)
+
+
+@PROPERTY
+@given(loan=above_target, points=st.lists(fill_points, min_size=1, max_size=MAX_STEPS))
+@example(loan=Loan("ETH", D("2420131.20"), D("1000"), D("2520.97")), points=[0])  # 96% at limit
+@example(loan=Loan("ETH", D("2420131.20"), D("1000"), D("2520.97")), points=[10**6])
+@example(loan=Loan("ETH", D("2420131.20"), D("1000"), D("2520.97")), points=[999_300])
+@example(loan=Loan("ETH", D("2445340.90"), D("1000"), D("2520.97")), points=[0])  # 97%
+@example(loan=Loan("BTC", D("30000"), D("0.33"), D("100000")), points=[0, 10**6])  # 90.9%
+@example(loan=Loan("BTC", D("45000"), D("2"), D("30000")), points=[10**6, 0])  # 75%
+def test_partial_liquidation_lands_in_the_band_whatever_the_fill(loan: Loan, points: list[int]):
+    before = ltv(loan.debt, loan.amount, loan.price)
+    outcome = liquidate(loan, points)
+    if outcome.amount == 0:
+        # Everything goes only when the limit fill of everything cannot reach the target.
+        first = step(loan)
+        assert first.sells_everything and outcome.steps == 1
+        assert not reaches_target(loan.debt, loan.amount, loan.price, TARGET,
+                                  loan.amount - loan.q, limit_of(loan.price), FEE)
+        return
+    assert before is not None and before > TARGET
+    assert outcome.debt > 0, "a partial sale never repays everything"
+    assert all(x >= FLOOR for x in outcome.ltvs), f"a step went below {FLOOR}: {outcome.ltvs}"
+    assert FLOOR <= outcome.ltvs[-1] <= TARGET, outcome.ltvs
+
+
+@PROPERTY
+@given(loan=above_target)
+def test_a_sale_step_is_as_small_as_the_band_allows(loan: Loan):
+    s = step(loan)
+    limit, best = limit_of(loan.price), best_of(loan.price)
+    assert s.quantity > 0 and s.quantity == units_up(loan.asset, s.quantity)
+    if s.sells_everything:
+        assert s.quantity == loan.amount and s.limit_price is None
+        return
+    assert s.limit_price == limit and 0 < s.quantity < loan.amount
+    # never below the band at the best fill, so never at any fill between limit and best
+    assert ltv_after(loan.debt, loan.amount, loan.price, s.quantity, best, FEE) >= FLOOR
+    if s.last:
+        # the least that reaches the target at the limit: one smallest unit less does not
+        assert reaches_target(loan.debt, loan.amount, loan.price, TARGET, s.quantity, limit, FEE)
+        assert not reaches_target(loan.debt, loan.amount, loan.price, TARGET,
+                                  s.quantity - loan.q, limit, FEE)
+    else:
+        # the most the band allows at the best fill: one smallest unit more, even before cent
+        # rounding (which only raises LTV), would go below it
+        more = F(s.quantity + loan.q)
+        p, c = F(loan.price), F(loan.amount)
+        after = (F(usd_up(loan.debt)) - more * F(best) * (1 - F(FEE))) / ((c - more) * p)
+        assert after < F(FLOOR)
+
+
+def F(x: Decimal) -> Fraction:
+    return Fraction(x)
+
+
+def test_the_eth_loan_of_the_crash_replay_sells_what_is_needed():
+    # Issue 9: an ETH loan at 96% sold 747 ETH where 735 were enough (sized for a fill 1% below
+    # the reference, filled 7 bps below it) and ended at 10% LTV.
+    loan = Loan("ETH", D("2420131.20"), D("1000"), D("2520.97"))
+    assert ltv(loan.debt, loan.amount, loan.price) == D("0.96")
+    old = liquidation_quantity(loan.asset, loan.debt, loan.amount, loan.price, TARGET, FEE,
+                               BUFFER)
+    fill = fill_at(loan.price, 999_300 * 10**6 // 1_010_000)  # ~7 bps below the reference
+    after_old = ltv_after(loan.debt, loan.amount, loan.price, old.quantity, fill, FEE)
+    assert after_old < D("0.25")  # the over-sell the replay found
+    outcome = liquidate(loan, [999_300 * 10**6 // 1_010_000])
+    assert FLOOR <= outcome.ltvs[-1] <= TARGET
+    sold = loan.amount - outcome.amount
+    assert sold < old.quantity
+    # what selling at that fill needs exactly: no more than the band's worth above it
+    exact = least_to_target(loan.asset, loan.debt, loan.amount, loan.price, TARGET, FEE, fill)
+    assert exact.quantity <= sold
+
+
+def test_the_slowest_case_is_four_orders():
+    # 97%, every order filled at its limit (the worst the plan allows): each fill leaves the
+    # loan far above target, because what remains is small against what was sold.
+    loan = Loan("ETH", D("2445340.90"), D("1000"), D("2520.97"))
+    assert liquidate(loan, [0]).steps == 4
+    assert liquidate(loan, [10**6]).steps == 1  # the best fill: one order lands at 49%
+    assert liquidate(loan, [500_000]).steps == 2
+
+
+def test_a_loan_the_fee_makes_insolvent_sells_everything_at_market():
+    loan = Loan("BTC", D("97500"), D("1"), D("100000"))  # 97.5%: all at the limit nets 97,020
+    s = step(loan)
+    assert s.sells_everything and s.quantity == 1 and s.limit_price is None
+
+
+@st.composite
+def policy_cases(draw: st.DrawFn) -> tuple[Loan, Decimal]:
+    """A target of 30-65% and a loan above it (up to 99%)."""
+    target_bps = draw(st.integers(3000, 6500))
+    loan = draw(loans(ltv_bps=(target_bps + 1, 9900), debt=accrued_debts))
+    return loan, D(target_bps).scaleb(-4)
+
+
+@PROPERTY
+@given(case=policy_cases(), fee=ratio(0, 500), buffer=ratio(10, 200), upside=ratio(0, 100),
+       points=st.lists(fill_points, min_size=1, max_size=MAX_SALE_STEPS))
+def test_the_band_holds_for_other_policies(case: tuple[Loan, Decimal], fee: Decimal,
+                                           buffer: Decimal, upside: Decimal, points: list[int]):
+    """Targets 30-65%, fees 0-5%, limits 0.1-2% below the price, fills up to 1% above it."""
+    loan, target = case
+    debt, amount, price = usd_up(loan.debt), loan.amount, loan.price
+    assume(ltv(debt, amount, price) > target)  # the collateral jitter can land on the target
+    for n in range(MAX_SALE_STEPS):
+        s = sale_step(loan.asset, debt, amount, price, target, fee, buffer, upside)
+        assert s.quantity > 0
+        fill = price
+        if s.limit_price is not None:
+            with wide():
+                fill = s.limit_price + (price * (1 + upside) - s.limit_price) * points[
+                    n % len(points)] / 10**6
+        debt = max(debt - sale_proceeds(s.quantity, fill, fee).net, D(0))
+        amount -= s.quantity
+        if s.sells_everything:
+            assert n == 0 and amount == 0
+            return
+        after = ltv(debt, amount, price)
+        assert after is not None and after >= target - POST_LIQUIDATION_BAND, (n, after)
+        if after <= target:
+            return
+    raise AssertionError(f"still above target after {MAX_SALE_STEPS} orders")
