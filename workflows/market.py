@@ -156,7 +156,7 @@ class MarketMonitor:
         if self.pause() is None:
             await workflow.wait_condition(interrupted)
             return False
-        due = self.state.next_due or workflow.now()
+        due = self.state.next_due or self.first_due() or workflow.now()
         delay = due - workflow.now()
         if delay <= timedelta(0):
             return not interrupted()
@@ -166,15 +166,25 @@ class MarketMonitor:
             return True
         return False
 
+    def first_due(self) -> datetime | None:
+        """An anchored replay's first tick waits for its anchor (None: tick at once)."""
+        plan = self.spec.replay
+        return plan.due(self.state.replay_index) if plan is not None else None
+
     async def scheduled_tick(self) -> None:
         pause = self.pause()
         assert pause is not None
         self.state.next_due = workflow.now() + pause
-        replay_at = None
-        if self.spec.replay is not None:
-            replay_at = self.spec.replay.at(self.state.replay_index)
+        replay_at = stamped = None
+        plan = self.spec.replay
+        if plan is not None:
+            replay_at = plan.at(self.state.replay_index)
+            # Anchored: the tick is stamped with its due time and the next one is due a whole
+            # pause after it, so a slow tick never shifts the clock of the ones after it.
+            stamped = plan.due(self.state.replay_index)
             self.state.replay_index += 1
-        await self.run_tick(self.spec.assets, replay_at, [])
+            self.state.next_due = plan.due(self.state.replay_index) or self.state.next_due
+        await self.run_tick(self.spec.assets, replay_at, [], at=stamped)
 
     def manual_assets(self, manual: ManualTick) -> list[str]:
         return manual.assets_to_tick(self.spec.assets)
@@ -185,11 +195,12 @@ class MarketMonitor:
     # --- one tick -----------------------------------------------------------------------------
 
     async def run_tick(
-        self, assets: list[str], replay_at: datetime | None, quotes: list[Quote]
+        self, assets: list[str], replay_at: datetime | None, quotes: list[Quote],
+        at: datetime | None = None,
     ) -> TickSummary:
         self.state.seq += 1
         self._ticks_this_run += 1
-        seq, now = self.state.seq, workflow.now()
+        seq, now = self.state.seq, at or workflow.now()
         observed = await workflow.execute_activity(
             MarketActivity.OBSERVE,
             ObserveRequest(

@@ -314,7 +314,10 @@ class Servicing(Onboarding):
         else:
             sales, short = await self.sell_in_steps(price)
             sale = combined(sales)
-        self.audit("liquidation", price=price, reason=reason, quantity=sale.quantity,
+        # `cause` and `ltv_before` make the audit trail enough to tell why and from where a
+        # sale happened (the stress report reads them); extra detail keys do not touch replay.
+        self.audit("liquidation", price=price, reason=reason, cause=cause,
+                   ltv_before=why["ltv_before"], quantity=sale.quantity,
                    fill_price=sale.fill_price, gross=sale.gross_usd, fee=sale.fee_usd,
                    applied=sale.applied_usd, ltv_after=f.ltv_at(price.price))
         await self.after_liquidation(price, sale, reason, why, notice_seq=first_seq, short=short)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from loanflow.models import PriceUpdate
 from loanflow.money import ASSETS, MAX_CLOCK_SKEW, price_problem
@@ -60,12 +60,19 @@ class FeedSpec(BaseModel):
 
 class ReplayPlan(BaseModel):
     """Walk historical time from `start` to `end` (both included) in `step_seconds`, one tick
-    per step, `speed` times faster than history (None: as fast as the ticks run)."""
+    per step, `speed` times faster than history (None: as fast as the ticks run).
+
+    `anchor` pins the replay to the server's clock: tick i is due at `anchor + i x pause`
+    exactly (not one pause after the previous tick happened to start) and is stamped with that
+    time, so history maps onto server time by a fixed offset and every candle is observed at
+    its own shifted moment (`loanflow stress`, where the loans' timers run on the same clock).
+    Needs a speed."""
 
     start: datetime
     end: datetime
     step_seconds: int = Field(3600, gt=0)
     speed: Decimal | None = None
+    anchor: datetime | None = None
 
     @field_validator("speed")
     @classmethod
@@ -73,6 +80,12 @@ class ReplayPlan(BaseModel):
         if v is not None and (not v.is_finite() or v <= 0):
             raise ValueError("speed must be positive (or omitted for as fast as possible)")
         return v
+
+    @model_validator(mode="after")
+    def _anchored_needs_speed(self) -> ReplayPlan:
+        if self.anchor is not None and self.speed is None:
+            raise ValueError("anchor needs a speed: an anchored replay ticks on a fixed clock")
+        return self
 
     @property
     def step(self) -> timedelta:
@@ -90,6 +103,13 @@ class ReplayPlan(BaseModel):
         if self.speed is None:
             return timedelta(0)
         return timedelta(seconds=float(Decimal(self.step_seconds) / self.speed))
+
+    def due(self, index: int) -> datetime | None:
+        """When tick `index` is due on the server's clock if the plan is anchored (else None:
+        each tick is due one pause after the previous one started)."""
+        if self.anchor is None:
+            return None
+        return self.anchor + index * self.pause()
 
 
 class LastPrice(BaseModel):

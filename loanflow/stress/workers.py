@@ -1,0 +1,142 @@
+"""The stress run's workers: the production worker (loans and market monitor, every activity)
+wired to the run's private database, mail sink and seeded fake exchange. One runs in the
+stress process; `extra` more run as processes of their own (a Python process works on one
+core at a time), polling the same private server:
+
+    python -m loanflow.stress.workers --address HOST:PORT --workdir DIR --smtp-port N
+                                      --seed S --cache N
+
+prints `ready` once it polls and stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import UnsandboxedWorkflowRunner
+
+from activities.registry import build_activities
+from loanflow.db import Database
+from loanflow.settings import Settings
+from loanflow.stress.exchange import SeededExchange
+from loanflow.worker import Workers, build_worker
+
+TASK_QUEUE = "stress-loans"
+
+
+def private_database(workdir: Path) -> Database:
+    """The run's own SQLite file. It is thrown away after the run, so it skips the fsync of
+    every commit: a crash loses the run, never the desk's data."""
+    db = Database(f"sqlite+aiosqlite:///{workdir / 'stress.db'}")
+
+    def no_fsync(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA synchronous=OFF")
+        cursor.close()
+
+    event.listen(db.engine.sync_engine, "connect", no_fsync)
+    return db
+
+
+def stress_settings(seed: int, smtp_port: int, workdir: Path) -> Settings:
+    """This run's own settings: the private mail sink, fakes without latency or outages (so
+    nothing depends on timing), and the seed. Nothing is read from the desk's environment that
+    could point elsewhere."""
+    return Settings(
+        task_queue=TASK_QUEUE, market_task_queue=f"{TASK_QUEUE}-market", var_dir=workdir,
+        database_url=None, smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_security="none",
+        smtp_username=None, smtp_password=None, fake_latency_ms=0,
+        fake_failure_rate=Decimal(0), fake_seed=seed,
+    )
+
+
+def stress_worker(client: Client, db: Database, settings: Settings, seed: int,
+                  cache: int) -> Workers:
+    activities = build_activities(db, settings, client=client,
+                                  exchange=SeededExchange(db, seed))
+    return build_worker(
+        client, db, settings, activities=activities, task_queue=TASK_QUEUE,
+        # Every loan stays in the cache: an evicted loan replays its whole history on its
+        # next wake-up.
+        max_cached_workflows=cache,
+        # Without the workflow sandbox: building it costs tens of milliseconds per loan and it
+        # guards against non-determinism, which the replay tests (tests/replay) guard for the
+        # same code. The decisions are the same code either way.
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+
+
+@asynccontextmanager
+async def extra_workers(count: int, address: str, workdir: Path, smtp_port: int, seed: int,
+                        cache: int) -> AsyncIterator[None]:
+    """`count` worker processes for the run, stopped (SIGTERM, then waited for) on the way out."""
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for _ in range(count):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "loanflow.stress.workers", "--address", address,
+                "--workdir", str(workdir), "--smtp-port", str(smtp_port), "--seed", str(seed),
+                "--cache", str(cache), stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL)
+            procs.append(proc)
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=120)
+            if line.strip() != b"ready":
+                raise RuntimeError(f"a stress worker process did not start ({line!r})")
+        yield
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=30)
+            except TimeoutError:  # its server is gone and it cannot shut down politely
+                proc.kill()
+                await proc.wait()
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from loanflow.stack import stop_event
+
+    stop = stop_event()
+    client = await Client.connect(args.address, data_converter=pydantic_data_converter)
+    db = private_database(args.workdir)
+    settings = stress_settings(args.seed, args.smtp_port, args.workdir)
+    try:
+        async with stress_worker(client, db, settings, args.seed, args.cache):
+            print("ready", flush=True)
+            await stop.wait()
+    finally:
+        await db.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+    parser = argparse.ArgumentParser(prog="python -m loanflow.stress.workers")
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--smtp-port", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--cache", type=int, required=True)
+    args = parser.parse_args(argv)
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
+        filter=TelemetryFilter(core_level="ERROR", other_level="WARN")))),
+        error_if_already_set=False)
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()
