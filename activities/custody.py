@@ -12,8 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.ledger import balance, post_entry
-from activities.support import FakeFaults, conflict, find_or_check, refuse, tidy, write_once
+from activities.support import FakeFaults, conflict, find_or_check, refuse, write_once
 from loanflow import ledger
 from loanflow.db import Database
 from loanflow.effects import (
@@ -24,8 +23,9 @@ from loanflow.effects import (
     DepositRecord,
     TransferReceipt,
 )
-from loanflow.money import ASSETS, is_whole_units
+from loanflow.money import ASSETS, is_whole_units, tidy
 from loanflow.schema import CustodyAccount, CustodyTransfer
+from loanflow.store.ledger import balance, post_entry
 
 
 class Custodian(Protocol):

@@ -23,14 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.ledger import balance, entry_lines, find_entry, post_entry
-from activities.support import FakeFaults, conflict, find_or_check, refuse, tidy, write_once
+from activities.support import FakeFaults, conflict, find_or_check, refuse, write_once
 from loanflow import ledger
 from loanflow.db import Database
 from loanflow.effects import ActivityName, LedgerLine, SaleReceipt, SaleRequest
-from loanflow.money import ASSETS, USD, WIDE, is_whole_cents, is_whole_units, usd_down, usd_up
+from loanflow.money import ASSETS, USD, WIDE, is_whole_cents, is_whole_units, tidy, usd_down, usd_up
 from loanflow.risk import sale_proceeds
 from loanflow.schema import ExchangeOrder
+from loanflow.store.ledger import balance, entry_lines, find_entry, post_entry
 
 ZERO = Decimal(0)
 

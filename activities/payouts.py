@@ -12,13 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.ledger import balance, post_entry
 from activities.support import FakeFaults, conflict, find_or_check, refuse, write_once
 from loanflow import ledger
 from loanflow.db import Database
 from loanflow.effects import ActivityName, LedgerLine, PayoutReceipt, PayoutRequest
 from loanflow.money import USD, fmt_usd
 from loanflow.schema import Payout
+from loanflow.store.ledger import balance, post_entry
 
 
 class PayoutRail(Protocol):

@@ -64,11 +64,6 @@ class FakeFaults:
         return self.rng.randrange(1_000_000) < int(self.failure_rate * 1_000_000)
 
 
-def dialect_name(session: AsyncSession) -> str:
-    """'sqlite' or 'postgresql': the database behind a session."""
-    return session.get_bind().dialect.name
-
-
 def refuse(message: str, error_type: str) -> ApplicationError:
     """A business refusal: retrying cannot help, so Temporal must not retry it."""
     return ApplicationError(message, type=error_type, non_retryable=True)
@@ -121,13 +116,6 @@ async def find_or_check(
             raise
         return found
     return await lookup(session)
-
-
-def tidy(amount: Decimal) -> Decimal:
-    """The same amount without trailing zeros or an exponent: 100.000 -> 100, 1.50 -> 1.5.
-    PostgreSQL hands back NUMERIC(38, 18) with 18 places; receipts read better without."""
-    amount = amount.normalize()
-    return amount.quantize(Decimal(1)) if amount.as_tuple().exponent > 0 else amount  # type: ignore[operator]
 
 
 @asynccontextmanager
