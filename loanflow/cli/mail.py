@@ -155,9 +155,9 @@ def resend(
     For `unconfirmed`, first check in the relay's log (by Message-ID) that it did not go out:
     a second margin-call e-mail is worse than a late one. A notice already sent is not sent
     again."""
-    from activities.registry import notifier
     from loanflow.cli.database import database
     from loanflow.cli.errors import run
+    from loanflow.mail.delivery import NoticeDelivery
     from loanflow.mail.outbox import find
     from loanflow.notice_schema import FAILED, UNCONFIRMED
     from loanflow.settings import get_settings
@@ -174,7 +174,7 @@ def resend(
                 raise CliError(f"notice {key} is {row.status}, not failed or unconfirmed: "
                                "nothing to resend")
             try:
-                status = await notifier(db, get_settings()).resend(key, to_address=to)
+                status = await NoticeDelivery.for_settings(db, get_settings()).resend(key, to_address=to)
             except ValueError as err:
                 raise CliError(str(err)) from None
             except ApplicationError as err:  # the mail server is unavailable: nothing sent

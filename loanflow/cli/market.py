@@ -309,11 +309,11 @@ async def market_status() -> list[str]:
     from sqlalchemy import select
     from sqlalchemy.exc import DBAPIError
 
-    from activities.pricing import latest_observation
     from loanflow.db import Database
     from loanflow.money import ASSETS
     from loanflow.prices.periods import no_price_periods
     from loanflow.schema import MarketTick
+    from loanflow.store.prices import latest_observation
 
     db = Database(get_settings().db_url)
     try:

@@ -75,8 +75,8 @@ def ledger_check(as_json: AsJson = False) -> None:
     balances equal credit balances per currency. Exits 1 if they do not."""
     from sqlalchemy import func, select
 
-    from activities.ledger import account_balances, check_book
     from loanflow.schema import LedgerEntry
+    from loanflow.store.ledger import account_balances, check_book
 
     async def check() -> LedgerCheck:
         async with database() as store, store.sessions() as session:
@@ -128,8 +128,8 @@ def price(
     secured by that asset. A price outside the asset's sane range or observed in the future
     is refused; one that jumps more than 30% from the last accepted price is stored
     unconfirmed and signalled to nobody until a second observation confirms it."""
-    from activities.pricing import ObservationProblem, check_observation
     from loanflow.cli.visibility import check_asset
+    from loanflow.store.prices import ObservationProblem, check_observation
 
     asset = check_asset(asset)
     at = observed_at or datetime.now(timezone.utc).isoformat()
@@ -154,11 +154,11 @@ def price(
 
 
 async def record_price(update: PriceUpdate) -> dict[str, Any]:
-    from activities.pricing import record_observation
-    from activities.support import tidy
     from loanflow.cli.client import connect_desk
     from loanflow.cli.visibility import Filters, find_loans, list_query
+    from loanflow.money import tidy
     from loanflow.prices import jumps
+    from loanflow.store.prices import record_observation
 
     client = await connect_desk()  # first: with Temporal down nothing is stored
     limit = jumps.DEFAULT_MAX_JUMP

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from activities.pricing import store_observation
 from loanflow.book import (
     BookLoan,
     MarketPrice,
@@ -22,6 +21,7 @@ from loanflow.book import (
 from loanflow.db import Database
 from loanflow.policy import RiskPolicy
 from loanflow.schema import Loan
+from loanflow.store.prices import store_observation
 from tests.cli.support import Cli
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)

@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import select
 from temporalio.client import WorkflowHandle
 
-from activities.pricing import as_update, store_observation
 from loanflow.models import LoanState
 from loanflow.policy import PolicyOverrides
 from loanflow.schema import AuditRecord, ExchangeOrder, PriceObservation
+from loanflow.store.prices import as_update, store_observation
 from tests.market.conftest import Market, open_active_loan, settle, wait_state
 from tests.workflows.book import application
 
