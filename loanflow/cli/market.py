@@ -233,6 +233,9 @@ def tick(
     monitor: str = typer.Option(LIVE_MONITOR_ID, help="The monitor's workflow id."),
 ) -> None:
     """One tick now, with manual quotes (plus the monitor's own sources)."""
+    from loanflow.cli.visibility import check_asset
+
+    asset = check_asset(asset)  # an unknown one is one line here, not the monitor's refusal
     quotes = [parse_quote(asset.upper(), text) for text in quote]
     summary = run(manual_tick(monitor, ManualTick(quotes=quotes, assets=[asset.upper()])))
     print_summary(summary)
