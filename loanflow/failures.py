@@ -27,6 +27,10 @@ def explain(err: BaseException) -> str | None:
     codec = sys.modules.get("loanflow.codec")
     if codec is not None and isinstance(err, codec.PayloadKeyError):
         return str(err.message)
+    # A database that is not loanflow's (`loanflow up`, `db upgrade` refuse to migrate it).
+    migrations = sys.modules.get("loanflow.migrations")
+    if migrations is not None and isinstance(err, migrations.MigrationError):
+        return str(err)
     exc = sys.modules.get("sqlalchemy.exc")
     if exc is not None and isinstance(err, (exc.OperationalError, exc.ProgrammingError)):
         return database_problem(err)

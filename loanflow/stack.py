@@ -14,7 +14,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from loanflow import codec_keys, migrations, preflight
+from loanflow import codec_keys, failures, migrations, preflight
 from loanflow.codec_server import CodecServer
 from loanflow.db import Database
 from loanflow.devserver import DevServer
@@ -126,8 +126,10 @@ async def connect_when_ready(address: str, attempts: int = 50,
             raise  # no usable payload key: waiting will not make one
         except Exception as err:
             if attempt == attempts - 1:
-                raise StartupError(f"the Temporal server at {address} does not answer: "
-                                   f"{first_line(err)}") from None
+                # Out of reach, or a call it refused: said in one line (no traceback).
+                reason = failures.explain(err) or f"the Temporal server at {address} does " \
+                    f"not answer: {first_line(err)}"
+                raise StartupError(reason) from None
             await asyncio.sleep(0.2)
     raise AssertionError("unreachable")
 
@@ -208,7 +210,7 @@ def banner(info: StackInfo, settings: Settings, say: Say) -> None:
         say(f"  Web UI          {info.ui_url}/namespaces/default/workflows")
         say(f"  margin calls    {info.ui_url}/namespaces/default/workflows?query="
             "LoanState%3D%22MARGIN_CALL%22")
-    if needs_port_hint(info, settings):
+    if needs_port_hint(settings):
         say(f"                  (other loanflow commands find it when "
             f"LOANFLOW_TEMPORAL_PORT={settings.temporal_port} is in the environment or .env)")
     say(f"  database        {info.database}")
@@ -222,6 +224,7 @@ def banner(info: StackInfo, settings: Settings, say: Say) -> None:
     say("")
 
 
-def needs_port_hint(info: StackInfo, settings: Settings) -> bool:
+def needs_port_hint(settings: Settings) -> bool:
     """Whether the server is on a port other commands would not look at by default."""
-    return not os.environ.get("TEMPORAL_ADDRESS") and settings.temporal_port != DEFAULT_TEMPORAL_PORT
+    own_server = not os.environ.get("TEMPORAL_ADDRESS")
+    return own_server and settings.temporal_port != DEFAULT_TEMPORAL_PORT

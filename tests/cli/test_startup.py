@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from loanflow.devserver import DevServer, port_open
-from loanflow.ports import free_ports
+from loanflow.ports import free_port, free_ports
 from tests.cli.support import LOANFLOW, Cli
 
 WORKER_PY = str(Path(__file__).resolve().parents[2] / "worker.py")
@@ -35,9 +35,11 @@ def held(port: int) -> Iterator[None]:
         yield
 
 
-def up_cli(tmp_path: Path) -> Cli:
-    """The CLI with nothing of the test session's: `up` must start (or refuse) its own server."""
-    return Cli(tmp_path, {"LOANFLOW_VAR_DIR": str(tmp_path / "var")})
+def up_cli(tmp_path: Path, **env: str) -> Cli:
+    """The CLI with nothing of the test session's: `up` must start (or refuse) its own server.
+    Its codec server on a free port too: 8234 may be another stack's on this machine."""
+    return Cli(tmp_path, {"LOANFLOW_VAR_DIR": str(tmp_path / "var"),
+                          "LOANFLOW_CODEC_PORT": str(free_port()), **env})
 
 
 def up_args(port: int, ui: int, smtp: int) -> list[str]:
@@ -175,7 +177,7 @@ async def test_a_worker_on_a_database_never_migrated(tmp_path: Path) -> None:
     """Its folder not even made yet (a fresh checkout): said before the server is asked."""
     where = tmp_path / "never" / "loanflow.db"
     cli = Cli(tmp_path, {"DATABASE_URL": f"sqlite:///{where}"})
-    message = await both_workers_fail(cli, TEMPORAL_ADDRESS=f"127.0.0.1:{free_ports(1)[0]}")
+    message = await both_workers_fail(cli, TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
     assert message.startswith(f"database sqlite:///{where} is at schema revision none, not ")
     assert message.endswith(": run `loanflow db upgrade` first")
     assert not where.parent.exists(), "looking must not create the database"
@@ -184,11 +186,11 @@ async def test_a_worker_on_a_database_never_migrated(tmp_path: Path) -> None:
 async def test_a_worker_without_a_server_or_a_reachable_database(tmp_path: Path) -> None:
     cli = Cli(tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path / 'loanflow.db'}"})
     await cli.ok("db", "upgrade")
-    address = f"127.0.0.1:{free_ports(1)[0]}"
+    address = f"127.0.0.1:{free_port()}"
     assert await both_workers_fail(cli, TEMPORAL_ADDRESS=address) == (
         f"cannot reach Temporal at {address}: start the stack with `make run` (or `loanflow "
         "up`), or set TEMPORAL_ADDRESS")
-    nowhere = f"postgresql://nobody:secret@127.0.0.1:{free_ports(1)[0]}/loanflow"
+    nowhere = f"postgresql://nobody:secret@127.0.0.1:{free_port()}/loanflow"
     message = await both_workers_fail(cli, DATABASE_URL=nowhere)
     assert message.startswith("database postgresql+psycopg://nobody:***@127.0.0.1:")
     assert message.endswith(": check DATABASE_URL") and "secret" not in message
@@ -214,7 +216,7 @@ async def test_a_call_the_server_refuses(tmp_path: Path, ops_server: DevServer) 
 
 
 async def test_an_unknown_asset_for_a_market_tick(tmp_path: Path) -> None:
-    cli = Cli(tmp_path, {"TEMPORAL_ADDRESS": f"127.0.0.1:{free_ports(1)[0]}"})
+    cli = Cli(tmp_path, {"TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"})
     assert await cli.error("market", "tick", "DOGE") == (
         "asset: 'DOGE' is not supported (BTC or ETH)")
 
@@ -230,3 +232,19 @@ def test_output_to_a_pipe_closed_early_is_no_traceback(tmp_path: Path) -> None:
     proc.stdout.close()
     code = proc.wait(60)
     assert code in (0, 1) and proc.stderr.read() == b""
+
+
+async def test_up_on_a_database_that_is_not_loanflows(tmp_path: Path, ops_server: DevServer
+                                                       ) -> None:
+    """It refuses to migrate it, in one line (the server it used is left as it was)."""
+    import sqlite3
+
+    from loanflow.migrations import baseline_tables
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE {sorted(baseline_tables())[0]} (x INTEGER)")
+    cli = up_cli(tmp_path, TEMPORAL_ADDRESS=ops_server.address)
+    message = await cli.error("up", "--smtp-port", str(free_port()),
+                              DATABASE_URL=f"sqlite:///{path}")
+    assert message.startswith(f"sqlite:///{path} has some loanflow tables but not ")
