@@ -262,13 +262,25 @@ async def manual_tick(monitor_id: str, manual: ManualTick) -> TickSummary:
     from temporalio.client import WithStartWorkflowOperation
     from temporalio.common import WorkflowIDConflictPolicy
 
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+
     temporal = await client()
+    settings = get_settings()
     start = WithStartWorkflowOperation(
-        "MarketMonitor", MonitorInput(), id=monitor_id, task_queue=get_settings().market_queue,
+        "MarketMonitor", MonitorInput(), id=monitor_id, task_queue=settings.market_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
-    return await temporal.execute_update_with_start_workflow(  # type: ignore[no-any-return]
+    tick = temporal.execute_update_with_start_workflow(
         "tick", manual, start_workflow_operation=start, result_type=TickSummary)
+    # Without a worker on the market's queue the update would wait for ever.
+    try:
+        summary: TickSummary = await asyncio.wait_for(tick, settings.cli_answer_seconds)
+        return summary
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise MarketCliError(
+            f"no worker answered the market monitor within {settings.cli_answer_seconds:g} s: "
+            f"start one for task queue '{settings.market_queue}' with `loanflow worker` (or "
+            "`loanflow up`)") from None
 
 
 def print_summary(summary: TickSummary) -> None:

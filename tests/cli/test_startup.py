@@ -248,3 +248,33 @@ async def test_up_on_a_database_that_is_not_loanflows(tmp_path: Path, ops_server
     message = await cli.error("up", "--smtp-port", str(free_port()),
                               DATABASE_URL=f"sqlite:///{path}")
     assert message.startswith(f"sqlite:///{path} has some loanflow tables but not ")
+
+
+async def test_a_market_tick_no_worker_answers(cli: Cli) -> None:
+    """Nothing polls the market's queue: the tick gives up, it does not wait for ever."""
+    queue = cli.env["LOANFLOW_TASK_QUEUE"] + "-market"
+    message = await cli.error("market", "tick", "BTC", "--monitor", f"m-{queue}",
+                              LOANFLOW_CLI_ANSWER_SECONDS="1.5")
+    assert message == (f"no worker answered the market monitor within 1.5 s: start one for "
+                       f"task queue '{queue}' with `loanflow worker` (or `loanflow up`)")
+
+
+def test_temporal_failures_past_a_commands_own_handling_are_one_line() -> None:
+    """The server gone mid-command, a call refused, an update a workflow refused: the words an
+    operator can act on (the central handling of every command and of the worker)."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.exceptions import ApplicationError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from loanflow.failures import explain
+
+    gone = RPCError("connection reset", RPCStatusCode.UNAVAILABLE, b"")
+    message = explain(gone) or ""
+    assert message.startswith("lost the Temporal server at ")  # the configured address
+    assert message.endswith(" (connection reset): check it runs (`make run` or `loanflow up`) "
+                            "and try again")
+    refused = RPCError("Namespace x is not found.", RPCStatusCode.NOT_FOUND, b"")
+    assert explain(refused) == "Temporal refused the call (NOT_FOUND): Namespace x is not found."
+    update = WorkflowUpdateFailedError(ApplicationError("asset: 'DOGE' is not tracked"))
+    assert explain(update) == "asset: 'DOGE' is not tracked"
+    assert explain(ValueError("a bug")) is None  # a bug keeps its traceback
