@@ -74,8 +74,10 @@ async def mail_sink(settings: Settings, plan: Plan, say: Say) -> AsyncIterator[P
     from loanflow.mail.sink import start_sink
 
     if not plan.start_sink:
-        say(f"mail goes to {settings.smtp_host}:{settings.smtp_port} (an SMTP server already "
-            "there; no local sink started)")
+        local = settings.smtp_host in preflight.LOCAL_HOSTS
+        whose = "an SMTP server already listens there" if local else "the configured relay"
+        say(f"mail goes to {settings.smtp_host}:{settings.smtp_port} ({whose}; no local sink "
+            "started)")
         yield None
         return
     directory = settings.var_dir / "mail"
