@@ -95,6 +95,9 @@ def test_ctrl_c_stops_the_dev_server_when_the_output_pipe_is_gone(tmp_path: Path
         assert proc.stdout is not None
         printed = read_until(proc.stdout, b"running; Ctrl-C to stop", timeout=120)
         server = dev_server_child(proc.pid)
+        # On the ports chosen: frontend, Web UI, mail sink.
+        assert all(port_open("127.0.0.1", p) for p in ports), printed
+        assert f"Web UI          http://127.0.0.1:{ports[1]}/" in printed
         proc.stdout.close()  # the reader is gone: the next print fails with EPIPE
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
@@ -278,3 +281,22 @@ def test_temporal_failures_past_a_commands_own_handling_are_one_line() -> None:
     update = WorkflowUpdateFailedError(ApplicationError("asset: 'DOGE' is not tracked"))
     assert explain(update) == "asset: 'DOGE' is not tracked"
     assert explain(ValueError("a bug")) is None  # a bug keeps its traceback
+
+
+async def test_up_uses_an_smtp_server_already_on_the_mail_port(tmp_path: Path,
+                                                              ops_server: DevServer) -> None:
+    """Another stack's sink (or any SMTP server) on the port: mail goes there, and the banner
+    says it is not the local sink."""
+    from loanflow.mail.sink import MailSink
+    from tests.cli.test_stack_commands import process
+
+    cli = up_cli(tmp_path, TEMPORAL_ADDRESS=ops_server.address,
+                 LOANFLOW_TASK_QUEUE=f"loans-{free_port()}")
+    with MailSink(tmp_path / "other-sink", port=0) as sink:
+        async with process(cli, "up", "--smtp-port", str(sink.port),
+                           ready="running; Ctrl-C to stop") as lines:
+            printed = "".join(lines)
+    assert (f"mail goes to 127.0.0.1:{sink.port} (an SMTP server already listens there; no "
+            "local sink started)") in printed
+    assert f"mail            127.0.0.1:{sink.port} (an SMTP server that is not the local sink)" \
+        in printed
