@@ -77,10 +77,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 async def client() -> Any:
     from loanflow.temporal_client import connect
 
+    from loanflow.failures import StartupError
+
     try:
         return await connect()
-    except SettingsError:
-        raise  # no usable payload key: its own line
+    except (SettingsError, StartupError):
+        raise  # no usable payload key, a server out of reach: each its own line
     except Exception as err:  # the SDK raises several kinds for "cannot connect"
         raise MarketCliError(f"cannot reach Temporal: {err}") from None
 

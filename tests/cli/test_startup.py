@@ -300,3 +300,12 @@ async def test_up_uses_an_smtp_server_already_on_the_mail_port(tmp_path: Path,
             "local sink started)") in printed
     assert f"mail            127.0.0.1:{sink.port} (an SMTP server that is not the local sink)" \
         in printed
+
+
+async def test_the_market_commands_without_a_server(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    cli = Cli(tmp_path, {"TEMPORAL_ADDRESS": address})
+    for command in (["market", "tick", "BTC"], ["market", "stop"]):
+        assert await cli.error(*command) == (
+            f"cannot reach Temporal at {address}: start the stack with `make run` (or "
+            "`loanflow up`), or set TEMPORAL_ADDRESS")
