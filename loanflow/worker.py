@@ -15,8 +15,8 @@ from typing import Any, Self
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from loanflow.db import Database
 from loanflow import failures
+from loanflow.db import Database
 from loanflow.failures import StartupError
 from loanflow.namespace_setup import ensure_search_attributes
 from loanflow.settings import Settings, SettingsError, get_settings

@@ -21,8 +21,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from loanflow import search_attributes as sa
 from loanflow.cli.errors import CliError
-from loanflow.failures import unreachable
 from loanflow.cli.ids import loan_id_of, workflow_id
+from loanflow.failures import unreachable
 from loanflow.models import LoanStatus
 from loanflow.settings import get_settings
 from loanflow.temporal_client import connect
