@@ -77,10 +77,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 async def client() -> Any:
     from loanflow.temporal_client import connect
 
+    from loanflow.failures import StartupError
+
     try:
         return await connect()
-    except SettingsError:
-        raise  # no usable payload key: its own line
+    except (SettingsError, StartupError):
+        raise  # no usable payload key, a server out of reach: each its own line
     except Exception as err:  # the SDK raises several kinds for "cannot connect"
         raise MarketCliError(f"cannot reach Temporal: {err}") from None
 
@@ -233,6 +235,9 @@ def tick(
     monitor: str = typer.Option(LIVE_MONITOR_ID, help="The monitor's workflow id."),
 ) -> None:
     """One tick now, with manual quotes (plus the monitor's own sources)."""
+    from loanflow.cli.visibility import check_asset
+
+    asset = check_asset(asset)  # an unknown one is one line here, not the monitor's refusal
     quotes = [parse_quote(asset.upper(), text) for text in quote]
     summary = run(manual_tick(monitor, ManualTick(quotes=quotes, assets=[asset.upper()])))
     print_summary(summary)
@@ -259,13 +264,25 @@ async def manual_tick(monitor_id: str, manual: ManualTick) -> TickSummary:
     from temporalio.client import WithStartWorkflowOperation
     from temporalio.common import WorkflowIDConflictPolicy
 
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+
     temporal = await client()
+    settings = get_settings()
     start = WithStartWorkflowOperation(
-        "MarketMonitor", MonitorInput(), id=monitor_id, task_queue=get_settings().market_queue,
+        "MarketMonitor", MonitorInput(), id=monitor_id, task_queue=settings.market_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
-    return await temporal.execute_update_with_start_workflow(  # type: ignore[no-any-return]
+    tick = temporal.execute_update_with_start_workflow(
         "tick", manual, start_workflow_operation=start, result_type=TickSummary)
+    # Without a worker on the market's queue the update would wait for ever.
+    try:
+        summary: TickSummary = await asyncio.wait_for(tick, settings.cli_answer_seconds)
+        return summary
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise MarketCliError(
+            f"no worker answered the market monitor within {settings.cli_answer_seconds:g} s: "
+            f"start one for task queue '{settings.market_queue}' with `loanflow worker` (or "
+            "`loanflow up`)") from None
 
 
 def print_summary(summary: TickSummary) -> None:
