@@ -14,7 +14,7 @@ from loanflow.cli.database import database
 from loanflow.cli.errors import CliError, fail, run
 from loanflow.cli.ids import workflow_id
 from loanflow.cli.output import print_json, show, table, units, usd, when
-from loanflow.cli.params import AsJson
+from loanflow.cli.params import NUMBERS, AsJson
 from loanflow.models import PriceUpdate, parse_request
 from loanflow.settings import get_settings
 
@@ -113,7 +113,7 @@ def amount(currency: str, value: Decimal) -> str:
 # --- price --------------------------------------------------------------------------------------
 
 
-@commands.command(rich_help_panel=PANEL)
+@commands.command(rich_help_panel=PANEL, context_settings=NUMBERS)
 def price(
     asset: Annotated[str, typer.Argument(help="BTC or ETH.", show_default=False)],
     value: Annotated[str, typer.Argument(metavar="PRICE", help="USD per unit, e.g. 56000.",
