@@ -11,7 +11,7 @@ import typer
 from temporalio.exceptions import ApplicationError
 
 from loanflow.cli.errors import CliError
-from loanflow.cli.output import print_json, show, table
+from loanflow.cli.output import iso_text, print_json, show, table, when
 from loanflow.cli.params import AsJson
 from loanflow.settings import get_settings
 
@@ -36,13 +36,13 @@ def list_mail(directory: Directory = None, as_json: AsJson = False) -> None:
     folder = sink_dir(directory)
     messages = list_messages(folder)
     if as_json:
-        print_json([{"n": n, "id": m.id, "received_at": m.received_at, "to": m.to,
+        print_json([{"n": n, "id": m.id, "received_at": iso_text(m.received_at), "to": m.to,
                      "subject": m.subject, "message_id": m.message_id,
                      "notice_key": m.notice_key} for n, m in enumerate(messages, 1)])
         return
     show(table(f"{len(messages)} message(s) in {folder}", ["#", "received", "to", "subject"],
                [[n, m.received_at[:19], m.to, m.subject] for n, m in enumerate(messages, 1)],
-               right=("#",)))
+               right=("#",), keep=("received",)))
 
 
 @mail.command("show")
@@ -94,7 +94,7 @@ def preview(
         print_json({"index": index, "previews": files})
         return
     show(table(f"{len(files)} preview(s); open {index}", ["kind", "subject", "html"],
-               [[f["kind"], f["subject"], f["html"]] for f in files]))
+               [[f["kind"], f["subject"], f["html"]] for f in files], keep=("html",)))
 
 
 # --- the outbox: what loanflow sent, and what needs a person -----------------------------------
@@ -137,9 +137,9 @@ def outbox_list(
         return
     show(table(f"{len(rows)} e-mail(s) in the outbox", ["notice", "status", "tries", "updated",
                                                         "to", "last error / reply"],
-               [[r["key"], r["status"], r["attempts"], str(r["updated_at"])[:19], r["to"],
-                 r["last_error"] or r["smtp_response"] or ""] for r in rows],
-               right=("tries",)))
+               [[r["key"], r["status"], r["attempts"], when(r["updated_at"], seconds=True),
+                 r["to"], r["last_error"] or r["smtp_response"] or ""] for r in rows],
+               right=("tries",), keep=("status",), drop=("updated", "to")))
 
 
 @mail.command("resend")
