@@ -127,5 +127,12 @@ async def run_demo(client: Client, task_queue: str, say: Say = print) -> None:
         status = await client.get_workflow_handle(f"loan-{loan_id}").query(
             "status", result_type=LoanStatus
         )
-        say(f"  {loan_id}: {status.state.value:<12} LTV {fmt_ratio(status.ltv):>8}  "
-            f"debt {fmt_usd(status.debt_usd)}  collateral {fmt_units('BTC', status.collateral_amount)}")
+        say(loan_line(status))
+
+
+def loan_line(status: LoanStatus) -> str:
+    """Where a demo loan is, for people: amounts formatted, never `0E-8` (a resumed demo once
+    printed `collateral 0E-8 BTC` for a closed loan)."""
+    return (f"  {status.loan_id}: {status.state.value:<12} LTV {fmt_ratio(status.ltv):>8}  "
+            f"debt {fmt_usd(status.debt_usd)}  "
+            f"collateral {fmt_units(status.collateral_asset, status.collateral_amount)}")

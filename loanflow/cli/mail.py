@@ -5,7 +5,7 @@ the local mail sink (what borrowers would have received) and notice previews. Wr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from temporalio.exceptions import ApplicationError
@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from loanflow.cli.errors import CliError
 from loanflow.cli.output import iso_text, print_json, show, table, when
 from loanflow.cli.params import AsJson
+from loanflow.mail.message import NOTICE_KEY_HEADER
 from loanflow.settings import get_settings
 
 commands = typer.Typer()
@@ -52,15 +53,33 @@ def show_mail(
                                        show_default=False)],
     html: Annotated[bool, typer.Option("--html", help="The HTML part, not the text.")] = False,
     directory: Directory = None,
+    as_json: AsJson = False,
 ) -> None:
     """One message as the borrower reads it: the main headers, then the text (or HTML)."""
-    from loanflow.mail.sink import show_message
+    from loanflow.mail.sink import read_message, show_message
 
     try:
+        if as_json:
+            print_json(message_json(read_message(sink_dir(directory), ref)))
+            return
         text = show_message(sink_dir(directory), ref, html=html)
     except LookupError as err:
         raise CliError(str(err)) from None
     typer.echo(text)
+
+
+# The headers `mail show --json` gives, under these names.
+SHOWN_HEADERS = {"date": "Date", "from": "From", "to": "To", "subject": "Subject",
+                 "message_id": "Message-ID", "notice_key": NOTICE_KEY_HEADER}
+
+
+def message_json(msg: Any) -> dict[str, Any]:
+    """A stored message for scripts: its main headers, its text and its HTML part."""
+    parts = {kind: msg.get_body(preferencelist=(kind,)) for kind in ("plain", "html")}
+    return {**{name: str(msg[header]) if msg[header] else None
+               for name, header in SHOWN_HEADERS.items()},
+            "text": parts["plain"].get_content() if parts["plain"] is not None else None,
+            "html": parts["html"].get_content() if parts["html"] is not None else None}
 
 
 @mail.command("preview")

@@ -44,13 +44,13 @@ async def test_tick_status_replay_and_stop(cli: Cli) -> None:
     monitor = f"market-monitor-{uuid.uuid4().hex[:6]}"
     out = await cli.ok("market", "tick", "BTC", "--quote", "bitstamp=16000", "--quote", "coinbase=16010",
                     "--monitor", monitor)
-    assert "BTC 16005" in out and "bitstamp, coinbase" in out and "signalled 0" in out
+    assert "BTC $16,005.00" in out and "bitstamp, coinbase" in out and "signalled 0" in out
 
     out = await cli.ok("market", "tick", "BTC", "--quote", "bitstamp=16574", "--monitor", monitor)
     assert "BTC: NO PRICE" in out and "only 1 fresh venue quote(s), quorum is 2" in out
 
     out = await cli.ok("market", "status")
-    assert "NO PRICE" in out and "16005" in out and "quorum is 2" in out
+    assert "NO PRICE" in out and "$16,005.00" in out and "quorum is 2" in out
     # the no-price period is listed, still open
     assert "no-price periods: 1 (1 tick(s)):" in out and "still no price" in out
     # ... and in the monitor's Web UI details
