@@ -116,10 +116,12 @@ def unit_text(asset: str, value: Decimal) -> str:
 
 
 def fixed(value: Decimal, step: Decimal) -> str:
-    """Fixed point with at least `step`'s places; more only if the value has them (a price
-    observed to a tenth of a cent keeps it: JSON never rounds a stored figure away)."""
-    if value.as_tuple().exponent < step.as_tuple().exponent:  # type: ignore[operator]
-        return format(value, "f")
+    """Fixed point with at least `step`'s places; more only if the value has significant
+    digits there (a price observed to a tenth of a cent keeps it: JSON never rounds a stored
+    figure away). PostgreSQL's NUMERIC pads with zeros to its scale: those are not digits."""
+    digits = value.normalize(WIDE)
+    if digits.as_tuple().exponent < step.as_tuple().exponent:  # type: ignore[operator]
+        return format(digits, "f")
     return format(value.quantize(step, context=WIDE), "f")
 
 

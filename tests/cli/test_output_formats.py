@@ -78,6 +78,10 @@ def test_btc_amounts_have_eight_places_and_ledger_amounts_their_currency() -> No
 def test_a_figure_is_never_rounded_away_and_odd_values_stay_readable() -> None:
     # A price observed to a tenth of a cent keeps it; an LTV bound of the histogram is an LTV.
     assert jsonable({"asset": "BTC", "price": Decimal("16005.125")})["price"] == "16005.125"
+    # PostgreSQL's NUMERIC pads to its scale: the zeros are not digits of the amount.
+    assert jsonable({"debt_usd": Decimal("45000.000000000000000000")}) == {"debt_usd": "45000.00"}
+    assert jsonable({"asset": "BTC", "amount": Decimal("1.000000000000000000")}) == {
+        "asset": "BTC", "amount": "1.00000000"}
     assert jsonable({"histogram": [{"low": Decimal("0.7"), "high": None}]}) == {
         "histogram": [{"low": "0.700000", "high": None}]}
     assert jsonable({"ltv": Decimal("Infinity")}) == {"ltv": "Infinity"}

@@ -1,12 +1,12 @@
 """Issue 11 on a real desk: an update's reply is the loan's state after it acted on it (a
 deposit answers ACTIVE, not AWAITING_COLLATERAL), `extend` prints the new deadline, every
 command's JSON has its amounts at their unit and its times in UTC with `Z`, and tables keep
-ids and amounts whole at 80 and 120 columns."""
+ids and amounts whole at 80 and 120 columns. (`market status` and `market tick` in JSON:
+tests/market/test_cli.py.)"""
 
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,6 @@ from tests.cli.conftest import Desk
 from tests.cli.support import Cli, application, open_flags
 from tests.cli.test_loan_commands import listed
 
-EXPONENT = re.compile(r"\d[eE][+-]?\d")
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 CENTS = re.compile(r"^\d+\.\d\d$")
 WEI = re.compile(r"^\d+\.\d{18}$")
@@ -78,24 +77,3 @@ async def tables_keep_ids_and_amounts(cli: Cli, loan: str) -> None:
             assert whole in shown, f"{whole} cut at {columns} columns:\n{shown}"
         assert "…" not in shown
         assert "$20,000.00" in await cli.ok("status", loan, COLUMNS=columns)
-
-
-async def test_market_status_and_tick_in_json_and_for_people(desk: Desk) -> None:
-    cli, monitor = desk.cli, f"market-monitor-{uuid.uuid4().hex[:6]}"
-    await cli.ok("price", "ETH", "1400")
-    shown = await cli.ok("market", "status")
-    assert "ETH $1,400.00" in shown and not EXPONENT.search(shown), shown
-
-    summary = await cli.json("market", "tick", "ETH", "--quote", "bitstamp=1400",
-                             "--quote", "coinbase=1401", "--monitor", monitor)
-    [tick] = summary["ticks"]
-    assert tick["observation"]["price"] == "1400.50" and ISO_Z.match(summary["at"])
-    said = await cli.ok("market", "tick", "ETH", "--quote", "bitstamp=1400",
-                        "--quote", "coinbase=1401", "--monitor", monitor)
-    assert "ETH $1,400.50" in said and "previous $1,400.50" in said, said
-
-    report = {a["asset"]: a for a in (await cli.json("market", "status"))["assets"]}
-    eth = report["ETH"]
-    assert eth["latest"]["price"] == "1400.50" and ISO_Z.match(eth["latest"]["observed_at"])
-    assert eth["stale"] is False and eth["last_tick"]["price"] == "1400.50"
-    assert report["BTC"]["latest"] is None
