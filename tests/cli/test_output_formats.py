@@ -248,3 +248,11 @@ def test_the_demo_narrates_a_closed_loan_without_an_exponent() -> None:
                     collateral_amount=Decimal("0E-8"), debt_usd=Decimal("0E-2"), ltv=None)
     line = loan_line(closed)
     assert "debt $0.00" in line and "collateral 0 BTC" in line and not EXPONENT.search(line)
+
+
+def test_the_list_query_has_plain_ltvs() -> None:
+    from loanflow.cli.visibility import list_query, make_filters
+
+    filters = make_filters(states=[], asset=None, borrower=None, ltv_min="7e-1", ltv_max="80%",
+                           running_only=False)
+    assert list_query(filters).endswith("LoanLtv >= 0.7 AND LoanLtv <= 0.8")
