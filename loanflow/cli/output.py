@@ -78,7 +78,18 @@ def json_record(record: dict[Any, Any], name: str, asset: str | None) -> dict[st
     if name in PRICE_MAPS:
         return {str(k): json_decimal(v, "price", unit, name) if isinstance(v, Decimal)
                 else jsonable(v, "price", unit, name) for k, v in record.items()}
-    return {str(k): jsonable(v, str(k), unit, name) for k, v in record.items()}
+    return {str(k): ratio_string(v) if isinstance(v, str) and is_ratio(str(k), name)
+            else jsonable(v, str(k), unit, name) for k, v in record.items()}
+
+
+def ratio_string(text: str) -> str:
+    """An LTV a record holds as text (a decision's audit details keep the workflow's exact,
+    up to 60-digit ratio) at LTV_PLACES like every other LTV; text that is no number stays."""
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        return text
+    return ltv_text(value) if value.is_finite() else text
 
 
 def json_decimal(value: Decimal, name: str, asset: str | None, parent: str = "") -> str:

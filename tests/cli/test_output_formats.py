@@ -89,6 +89,14 @@ def test_a_figure_is_never_rounded_away_and_odd_values_stay_readable() -> None:
         "annual_rate": "0.1", "n": "0"}
 
 
+def test_an_ltv_kept_as_text_in_a_decisions_details_is_shortened_too() -> None:
+    detail = {"ltv": "0.71428571428571428571428571428571428571428571428571428571428571",
+              "max_initial_ltv": "0.5", "reason": "n/a", "cure_target_ltv": "not a number"}
+    assert jsonable({"detail": detail})["detail"] == {
+        "ltv": "0.714286", "max_initial_ltv": "0.500000", "reason": "n/a",
+        "cure_target_ltv": "not a number"}
+
+
 def test_times_are_utc_with_z_naive_ones_taken_as_utc() -> None:
     tokyo = timezone(timedelta(hours=9))
     assert output.iso(datetime(2026, 11, 21, 21, 0, tzinfo=tokyo)) == "2026-11-21T12:00:00Z"
