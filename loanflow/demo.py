@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from loanflow.models import Borrower, LoanApplication, LoanState, LoanStatus
-from loanflow.money import fmt_ratio
+from loanflow.money import fmt_ratio, fmt_units, fmt_usd
 
 Say = Callable[[str], None]
 
@@ -75,7 +75,8 @@ async def open_and_fund(client: Client, task_queue: str, loan_id: str, say: Say)
 async def repaid(client: Client, task_queue: str, say: Say) -> None:
     handle = await open_and_fund(client, task_queue, "DEMO-1", say)
     status = await handle.query("status", result_type=LoanStatus)
-    await handle.execute_update("repay", {"amount_usd": str(status.debt_usd), "reference": "DEMO-1-wire"})
+    await handle.execute_update("repay", {"amount_usd": format(status.debt_usd, "f"),
+                                          "reference": "DEMO-1-wire"})
     await until(handle, LoanState.CLOSED)
     say("  DEMO-1: repaid in full, collateral released: CLOSED")
 
@@ -84,11 +85,14 @@ async def cured(client: Client, task_queue: str, say: Say) -> None:
     handle = await open_and_fund(client, task_queue, "DEMO-2", say)
     await handle.signal("price_update", price("56000"))
     call = await until(handle, LoanState.MARGIN_CALL)
+    assert call.cure_top_up is not None and call.cure_repay_usd is not None
+    top_up = fmt_units("BTC", call.cure_top_up)
     say(f"  DEMO-2: BTC at $56,000, LTV {fmt_ratio(call.ltv)}: MARGIN_CALL, cure by "
-        f"{call.cure_top_up} BTC or ${call.cure_repay_usd:,} before {call.cure_deadline:%Y-%m-%d %H:%M} UTC")
-    await handle.execute_update("top_up", {"amount": str(call.cure_top_up), "tx_id": "DEMO-2-topup"})
+        f"{top_up} or {fmt_usd(call.cure_repay_usd)} before {call.cure_deadline:%Y-%m-%d %H:%M} UTC")
+    await handle.execute_update("top_up", {"amount": format(call.cure_top_up, "f"),
+                                           "tx_id": "DEMO-2-topup"})
     status = await until(handle, LoanState.ACTIVE)
-    say(f"  DEMO-2: topped up {call.cure_top_up} BTC, LTV {fmt_ratio(status.ltv)}: cured, ACTIVE")
+    say(f"  DEMO-2: topped up {top_up}, LTV {fmt_ratio(status.ltv)}: cured, ACTIVE")
 
 
 async def liquidated(client: Client, task_queue: str, say: Say) -> None:
@@ -97,7 +101,8 @@ async def liquidated(client: Client, task_queue: str, say: Say) -> None:
     await until(handle, LoanState.LIQUIDATING, LoanState.ACTIVE, LoanState.MARGIN_CALL)
     status = await until(handle, LoanState.ACTIVE, LoanState.CLOSED, LoanState.DEFAULTED)
     say(f"  DEMO-3: BTC crashed to $44,000 (LTV past the 90% hard floor): liquidated to "
-        f"LTV {fmt_ratio(status.ltv)}, {status.collateral_amount} BTC left, {status.state.value}")
+        f"LTV {fmt_ratio(status.ltv)}, {fmt_units('BTC', status.collateral_amount)} left, "
+        f"{status.state.value}")
 
 
 async def exists(client: Client, loan_id: str) -> bool:
@@ -122,5 +127,12 @@ async def run_demo(client: Client, task_queue: str, say: Say = print) -> None:
         status = await client.get_workflow_handle(f"loan-{loan_id}").query(
             "status", result_type=LoanStatus
         )
-        say(f"  {loan_id}: {status.state.value:<12} LTV {fmt_ratio(status.ltv):>8}  "
-            f"debt ${status.debt_usd:,}  collateral {status.collateral_amount} BTC")
+        say(loan_line(status))
+
+
+def loan_line(status: LoanStatus) -> str:
+    """Where a demo loan is, for people: amounts formatted, never `0E-8` (a resumed demo once
+    printed `collateral 0E-8 BTC` for a closed loan)."""
+    return (f"  {status.loan_id}: {status.state.value:<12} LTV {fmt_ratio(status.ltv):>8}  "
+            f"debt {fmt_usd(status.debt_usd)}  "
+            f"collateral {fmt_units(status.collateral_asset, status.collateral_amount)}")

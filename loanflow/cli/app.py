@@ -13,10 +13,13 @@ from typing import Any
 
 import typer
 
+from loanflow.cli import helpstyle
 from loanflow.cli.errors import CliError, explain, fail, run
 from loanflow.settings import get_settings
 
 __all__ = ["CliError", "app", "main", "run"]
+
+helpstyle.install()
 
 app = typer.Typer(
     name="loanflow",

@@ -13,8 +13,8 @@ import typer
 from loanflow.cli.database import database
 from loanflow.cli.errors import CliError, fail, run
 from loanflow.cli.ids import workflow_id
-from loanflow.cli.output import print_json, show, table, units, usd, when
-from loanflow.cli.params import AsJson
+from loanflow.cli.output import money, print_json, show, table, usd, when
+from loanflow.cli.params import NUMBERS, AsJson
 from loanflow.models import PriceUpdate, parse_request
 from loanflow.settings import get_settings
 
@@ -95,25 +95,21 @@ def ledger_check(as_json: AsJson = False) -> None:
     else:
         show(table(f"ledger: {result.entries} entries",
                    ["currency", "debit balances", "credit balances", "difference", "accounts"],
-                   [[c.currency, amount(c.currency, c.debits), amount(c.currency, c.credits),
-                     amount(c.currency, c.difference), c.accounts] for c in result.currencies],
+                   [[c.currency, money(c.currency, c.debits), money(c.currency, c.credits),
+                     money(c.currency, c.difference), c.accounts] for c in result.currencies],
                    right=("debit balances", "credit balances", "difference", "accounts")))
     if not result.balanced:
         raise fail("the books do not balance: " + "; ".join(
-            result.problems or [f"{c.currency} off by {c.difference}" for c in result.currencies
+            result.problems or [f"{c.currency} off by {money(c.currency, c.difference)}" for c in result.currencies
                                 if c.difference]))
     if not as_json:
         show("the books balance: every entry sums to zero in every currency")
 
 
-def amount(currency: str, value: Decimal) -> str:
-    return usd(value) if currency == "USD" else units(currency, value)
-
-
 # --- price --------------------------------------------------------------------------------------
 
 
-@commands.command(rich_help_panel=PANEL)
+@commands.command(rich_help_panel=PANEL, context_settings=NUMBERS)
 def price(
     asset: Annotated[str, typer.Argument(help="BTC or ETH.", show_default=False)],
     value: Annotated[str, typer.Argument(metavar="PRICE", help="USD per unit, e.g. 56000.",
