@@ -19,8 +19,10 @@ from loanflow.codec_server import CodecServer
 from loanflow.db import Database
 from loanflow.devserver import DevServer, port_open
 from loanflow.namespace_setup import ensure_search_attributes
+from loanflow.narration import narrating
 from loanflow.settings import Settings
 from loanflow.temporal_client import connect
+from loanflow.web_ui import MARGIN_CALLS, workflows_url
 from loanflow.worker import build_worker
 
 Say = Callable[[str], None]
@@ -155,12 +157,12 @@ async def run_servers(settings: Settings, demo: bool, say: Say, stop: asyncio.Ev
         info = StackInfo(address, ui, settings.db_url, mail, f"127.0.0.1:{settings.smtp_port}",
                          codec_url)
         try:
-            async with build_worker(client, db, settings):
+            async with build_worker(client, db, settings), narrating(db, say):
                 banner(info, settings, say)
                 if demo:
                     from loanflow.demo import run_demo
 
-                    await run_demo(client, settings.task_queue, say)
+                    await run_demo(client, settings, say)
                 say("running; Ctrl-C to stop (everything is kept under var/)")
                 await stop.wait()
                 say("stopping the worker ...")
@@ -174,9 +176,8 @@ def banner(info: StackInfo, settings: Settings, say: Say) -> None:
     say(f"  Temporal        {info.temporal_address} (task queues '{settings.task_queue}', "
         f"'{settings.market_queue}')")
     if info.ui_url:
-        say(f"  Web UI          {info.ui_url}/namespaces/default/workflows")
-        say(f"  margin calls    {info.ui_url}/namespaces/default/workflows?query="
-            "LoanState%3D%22MARGIN_CALL%22")
+        say(f"  Web UI          {workflows_url(info.ui_url)}")
+        say(f"  margin calls    {workflows_url(info.ui_url, MARGIN_CALLS)}")
     say(f"  database        {info.database}")
     say(f"  mail sink       {info.smtp} -> {info.mail_dir}")
     if info.codec_url:

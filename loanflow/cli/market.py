@@ -256,16 +256,10 @@ def parse_quote(asset: str, text: str) -> Quote:
 
 async def manual_tick(monitor_id: str, manual: ManualTick) -> TickSummary:
     """The update `tick`, starting a manual-only monitor if none runs under that id."""
-    from temporalio.client import WithStartWorkflowOperation
-    from temporalio.common import WorkflowIDConflictPolicy
+    from loanflow.prices import manual as ticks
 
-    temporal = await client()
-    start = WithStartWorkflowOperation(
-        "MarketMonitor", MonitorInput(), id=monitor_id, task_queue=get_settings().market_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    return await temporal.execute_update_with_start_workflow(  # type: ignore[no-any-return]
-        "tick", manual, start_workflow_operation=start, result_type=TickSummary)
+    return await ticks.manual_tick(await client(), manual, monitor_id=monitor_id,
+                                   task_queue=get_settings().market_queue)
 
 
 def print_summary(summary: TickSummary) -> None:
