@@ -26,6 +26,10 @@ Say = Callable[[str], None]
 POLL_SECONDS = 0.5
 # Final states worth a line of their own (the decision that led to them has its own line).
 ENDINGS = {"CLOSED", "DEFAULTED", "CANCELLED", "REJECTED"}
+# The audit trail's codes in words.
+CURES = {"top_up": "a top-up", "repayment": "a repayment", "market": "the market"}
+CAUSES = {"hard_floor": "past the hard floor", "liquidation_level": "at the liquidation level",
+          "cure_deadline": "cure deadline passed", "maturity": "unpaid after maturity"}
 
 
 def number(value: Any) -> Decimal | None:
@@ -82,9 +86,11 @@ def line(kind: str, detail: dict[str, Any], asset: str, price: Decimal | None) -
                             f"LTV {ltv(d.get('ltv'))}",
         "cure_extended": lambda: f"cure deadline extended by {d.get('hours')} h to "
                                  f"{deadline(d.get('cure_deadline'))} by {d.get('operator')}",
-        "cured": lambda: f"margin call cured by {d.get('how')}: LTV {ltv(d.get('ltv'))}{p}",
+        "cured": lambda: f"margin call cured by {CURES.get(d.get('how'), d.get('how'))}: "
+                         f"LTV {ltv(d.get('ltv'))}{p}",
         "liquidation": lambda: f"SOLD {units(asset, d.get('quantity'))} at "
-                               f"{money(d.get('fill_price'))} ({d.get('cause')}): "
+                               f"{money(d.get('fill_price'))} "
+                               f"({CAUSES.get(d.get('cause'), d.get('cause'))}): "
                                f"{money(d.get('applied'))} applied, fee {money(d.get('fee'))}, "
                                f"LTV {ltv(d.get('ltv_before'))} -> {ltv(d.get('ltv_after'))}",
         "liquidation_short": lambda: "sale short of target (the market was below the limit): "
