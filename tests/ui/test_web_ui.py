@@ -119,18 +119,18 @@ async def test_an_operator_finds_a_margin_call_in_the_web_ui(stack: Stack, tmp_p
             # The `make run` banner's "margin calls" link: the list filtered by the query.
             Page(workflows_url(stack.server.ui_url, MARGIN_CALLS), (f"loan-{loan}",),
                  ARTIFACTS / "margin-call-list.png"),
-            # The page an operator lands on: the loan's summary (no personal data) and its
-            # current details in people's formats.
-            Page(loan_page, (SUMMARY.format(loan=loan), "MARGIN_CALL", "LTV 71.43%",
-                             "debt $20,00", f"cure deadline: {deadline}"),
-                 ARTIFACTS / "loan-summary.png"),
-            # The same details on the user-metadata tab, with the static details.
-            Page(f"{loan_page}/user-metadata", ("MARGIN_CALL", "LTV 71.43%",
+            # The page an operator lands on: the loan's timeline, where the cure deadline is
+            # a named timer of its own (the loan wakes up earlier, for its revaluation).
+            Page(loan_page, (f"loan-{loan}", "Timeline", "daily revaluation", "cure deadline"),
+                 ARTIFACTS / "loan-timeline.png"),
+            # The loan's summary (no personal data), its terms, and its current details in
+            # people's formats (the Web UI 2.54 shows user metadata on this tab only).
+            Page(f"{loan_page}/user-metadata", (SUMMARY.format(loan=loan), "MARGIN_CALL",
+                                                "LTV 71.43%", "debt $20,0",
                                                 f"cure deadline: {deadline}",
                                                 "90 days at 10.00% a year"),
                  ARTIFACTS / "loan-details.png"),
-            # Its history: the cure deadline is a named timer of its own (the loan wakes up
-            # earlier, for its revaluation and the reminders), and its activities.
+            # Its history: the named timer it waits on, and its activities.
             Page(f"{loan_page}/history", ("Timer Started", "cure deadline", "publish loan"),
                  ARTIFACTS / "loan-history.png", reveal="cure deadline"),
             # The start input, encrypted in Temporal, decrypted by the codec server for the UI.
