@@ -110,19 +110,21 @@ async def open_and_fund(client: Client, task_queue: str, loan_id: str) -> Workfl
     return handle
 
 
-async def repaid(handle: WorkflowHandle[Any, Any], say: Say) -> None:
+# The borrower's actions are told by the desk's narration (`loanflow.narration`), in the order
+# the loans recorded them: said here too, they came before the call they answer.
+
+
+async def repaid(handle: WorkflowHandle[Any, Any]) -> None:
     status = await handle.query("status", result_type=LoanStatus)
-    say(f"  DEMO-1: the borrower repays {fmt_usd(status.debt_usd)}")
     await handle.execute_update("repay", {"amount_usd": str(status.debt_usd),
                                           "reference": "DEMO-1-wire"})
     await until(handle, LoanState.CLOSED)
 
 
-async def cured(handle: WorkflowHandle[Any, Any], market: Market, say: Say) -> None:
+async def cured(handle: WorkflowHandle[Any, Any], market: Market) -> None:
     await market.move("ETH", "1700")
     call = await until(handle, LoanState.MARGIN_CALL)
     assert call.cure_top_up is not None
-    say(f"  DEMO-2: the borrower tops up {fmt_units('ETH', call.cure_top_up)}")
     await handle.execute_update("top_up", {"amount": str(call.cure_top_up),
                                            "tx_id": "DEMO-2-topup"})
     await until(handle, LoanState.ACTIVE)
@@ -149,8 +151,8 @@ async def play(client: Client, settings: Settings, say: Say, monitor_id: str) ->
         await market.move(asset, price)
     one, two, three = await asyncio.gather(
         *(open_and_fund(client, settings.task_queue, loan_id) for loan_id in LOANS))
-    await repaid(one, say)
-    await cured(two, market, say)
+    await repaid(one)
+    await cured(two, market)
     await liquidated(three, market)
 
 
