@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
+from functools import partial
 from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.ledger import balance, post_entry
-from activities.support import FakeFaults, conflict, find_or_check, refuse, tidy, write_once
+from activities.support import FakeFaults, ServiceActivities, conflict, effect_once, refuse
 from loanflow import ledger
-from loanflow.db import Database
 from loanflow.effects import (
     ActivityName,
     CollateralRelease,
@@ -24,8 +23,9 @@ from loanflow.effects import (
     DepositRecord,
     TransferReceipt,
 )
-from loanflow.money import ASSETS, is_whole_units
+from loanflow.money import ASSETS, is_whole_units, tidy
 from loanflow.schema import CustodyAccount, CustodyTransfer
+from loanflow.store.ledger import balance, post_entry
 
 
 class Custodian(Protocol):
@@ -72,10 +72,8 @@ class FakeCustodian:
         return "wd_" + hashlib.sha256(f"release:{key}".encode()).hexdigest()[:24]
 
 
-class CustodyActivities:
-    def __init__(self, db: Database, custodian: Custodian) -> None:
-        self.db = db
-        self.custodian = custodian
+class CustodyActivities(ServiceActivities[Custodian]):
+    """Collateral at a custodian (the service)."""
 
     # --- deposit address ------------------------------------------------------------------------
 
@@ -96,21 +94,15 @@ class CustodyActivities:
                 )
             return DepositAddress(address=account.address)
 
-        async with self.db.transaction() as session:
-            found = await lookup(session)
-            if found is not None:
-                return found
-        address = await self.custodian.open_address(request.loan_id, request.asset)
-
-        async def write(session: AsyncSession) -> DepositAddress:
+        async def write(session: AsyncSession, address: str) -> DepositAddress:
             session.add(
                 CustodyAccount(loan_id=request.loan_id, asset=request.asset, address=address)
             )
             await session.flush()
             return DepositAddress(address=address)
 
-        result, _ = await write_once(self.db, write, lookup)
-        return result
+        opening = partial(self.service.open_address, request.loan_id, request.asset)
+        return await effect_once(self.db, lookup, opening, write)
 
     # --- deposits and top-ups -------------------------------------------------------------------
 
@@ -127,47 +119,24 @@ class CustodyActivities:
         async def lookup(session: AsyncSession) -> TransferReceipt | None:
             return await self._find_deposit(session, record)
 
-        async with self.db.transaction() as session:
-            found = await lookup(session)
-            if found is not None:
-                return found
-            account = await session.get(CustodyAccount, record.loan_id)
-        address = _deposit_account(account, record)
-        await self.custodian.confirm_deposit(address, record.asset, record.tx_id, record.amount)
+        async def confirm() -> None:
+            # The loan's address is written once and never changes: reading it apart from the
+            # lookup sees what the lookup's transaction would have seen.
+            async with self.db.transaction() as session:
+                account = await session.get(CustodyAccount, record.loan_id)
+            address = _deposit_account(account, record)
+            await self.service.confirm_deposit(address, record.asset, record.tx_id, record.amount)
 
-        async def write(session: AsyncSession) -> TransferReceipt:
-            transfer = CustodyTransfer(
-                key=record.key,
-                loan_id=record.loan_id,
-                direction="in",
-                asset=record.asset,
-                amount=record.amount,
-                tx_id=record.tx_id,
-                reason=record.kind,
-            )
-            session.add(transfer)
-            await session.flush()
-            await post_entry(
-                session,
-                key=record.key,
-                loan_id=record.loan_id,
-                memo=f"{record.kind} of {record.amount} {record.asset} (tx {record.tx_id})",
-                lines=[
-                    ledger.debit(ledger.custody(record.asset), record.asset, record.amount),
-                    ledger.credit(ledger.collateral(record.loan_id), record.asset, record.amount),
-                ],
-            )
-            return _receipt(transfer, created=True)
+        async def write(session: AsyncSession, _: None) -> TransferReceipt:
+            memo = f"{record.kind} of {record.amount} {record.asset} (tx {record.tx_id})"
+            return await _book(session, _transfer(record, "in", record.tx_id, record.kind), memo)
 
-        result, _ = await write_once(self.db, write, lookup)
-        return result
+        return await effect_once(self.db, lookup, confirm, write)
 
     async def _find_deposit(
         self, session: AsyncSession, record: DepositRecord
     ) -> TransferReceipt | None:
-        by_key = await session.scalar(
-            select(CustodyTransfer).where(CustodyTransfer.key == record.key)
-        )
+        by_key = await _by_key(session, record.key)
         if by_key is not None:
             same = _matches(by_key, record.loan_id, "in", record.asset, record.amount)
             if not same or by_key.tx_id != record.tx_id:
@@ -200,9 +169,7 @@ class CustodyActivities:
         _check_amount(release.asset, release.amount)
 
         async def lookup(session: AsyncSession) -> TransferReceipt | None:
-            found = await session.scalar(
-                select(CustodyTransfer).where(CustodyTransfer.key == release.key)
-            )
+            found = await _by_key(session, release.key)
             if found is None:
                 return None
             if not _matches(found, release.loan_id, "out", release.asset, release.amount):
@@ -210,54 +177,63 @@ class CustodyActivities:
             return _receipt(found, created=False)
 
         async def check(session: AsyncSession) -> None:
-            await self._check_holding(session, release)
-
-        async with self.db.transaction() as session:
-            found = await find_or_check(session, lookup, check)
-        if found is not None:
-            return found
-        reference = await self.custodian.release(
-            release.key, release.loan_id, release.asset, release.amount
-        )
+            await check_holding(session, release.loan_id, release.asset, release.amount, "release")
 
         # The custodian has sent the collateral: record what happened, whatever it was. (The
-        # workflow asks for one release of a loan at a time, so the check above still holds.)
-        async def write(session: AsyncSession) -> TransferReceipt:
-            transfer = CustodyTransfer(
-                key=release.key,
-                loan_id=release.loan_id,
-                direction="out",
-                asset=release.asset,
-                amount=release.amount,
-                tx_id=reference,
-                reason=release.reason,
-            )
-            session.add(transfer)
-            await session.flush()
-            await post_entry(
-                session,
-                key=release.key,
-                loan_id=release.loan_id,
-                memo=f"release of {release.amount} {release.asset}: {release.reason}",
-                lines=[
-                    ledger.debit(ledger.collateral(release.loan_id), release.asset, release.amount),
-                    ledger.credit(ledger.custody(release.asset), release.asset, release.amount),
-                ],
-            )
-            return _receipt(transfer, created=True)
+        # workflow asks for one release of a loan at a time, so the check still holds.)
+        async def write(session: AsyncSession, reference: str) -> TransferReceipt:
+            memo = f"release of {release.amount} {release.asset}: {release.reason}"
+            return await _book(session, _transfer(release, "out", reference, release.reason), memo)
 
-        result, _ = await write_once(self.db, write, lookup)
-        return result
+        sending = partial(
+            self.service.release, release.key, release.loan_id, release.asset, release.amount
+        )
+        return await effect_once(self.db, lookup, sending, write, check)
 
-    async def _check_holding(self, session: AsyncSession, release: CollateralRelease) -> None:
-        # The loan's collateral account has a credit balance: what the desk holds for it.
-        held = -await balance(session, ledger.collateral(release.loan_id), release.asset)
-        if release.amount > held:
-            raise refuse(
-                f"cannot release {release.amount} {release.asset} for loan {release.loan_id}: "
-                f"it holds {tidy(held)} {release.asset}",
-                "InsufficientCollateral",
-            )
+
+async def check_holding(
+    session: AsyncSession, loan_id: str, asset: str, amount: Decimal, action: str
+) -> None:
+    """Refuse to `action` (release, sell) more of a loan's collateral than the desk holds for
+    it: what its collateral account's credit balance says."""
+    held = -await balance(session, ledger.collateral(loan_id), asset)
+    if amount > held:
+        raise refuse(
+            f"cannot {action} {amount} {asset} for loan {loan_id}: it holds {tidy(held)} {asset}",
+            "InsufficientCollateral",
+        )
+
+
+async def _by_key(session: AsyncSession, key: str) -> CustodyTransfer | None:
+    return await session.scalar(select(CustodyTransfer).where(CustodyTransfer.key == key))
+
+
+def _transfer(
+    request: DepositRecord | CollateralRelease, direction: str, tx_id: str, reason: str
+) -> CustodyTransfer:
+    return CustodyTransfer(key=request.key, loan_id=request.loan_id, direction=direction,
+                           asset=request.asset, amount=request.amount, tx_id=tx_id, reason=reason)
+
+
+async def _book(session: AsyncSession, transfer: CustodyTransfer, memo: str) -> TransferReceipt:
+    """Record a transfer and its ledger entry (same key): collateral coming in is owed back to
+    the loan's borrower; going out, it no longer is."""
+    session.add(transfer)
+    await session.flush()
+    held = ledger.custody(transfer.asset)
+    owed = ledger.collateral(transfer.loan_id)
+    into, out_of = (held, owed) if transfer.direction == "in" else (owed, held)
+    await post_entry(
+        session,
+        key=transfer.key,
+        loan_id=transfer.loan_id,
+        memo=memo,
+        lines=[
+            ledger.debit(into, transfer.asset, transfer.amount),
+            ledger.credit(out_of, transfer.asset, transfer.amount),
+        ],
+    )
+    return _receipt(transfer, created=True)
 
 
 def _check_asset(asset: str) -> None:

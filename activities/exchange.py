@@ -17,20 +17,22 @@ import hashlib
 import random
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from functools import partial
 from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.ledger import balance, entry_lines, find_entry, post_entry
-from activities.support import FakeFaults, conflict, find_or_check, refuse, tidy, write_once
+from activities.custody import check_holding
+from activities.support import FakeFaults, ServiceActivities, conflict, effect_once, refuse
 from loanflow import ledger
 from loanflow.db import Database
 from loanflow.effects import ActivityName, LedgerLine, SaleReceipt, SaleRequest
-from loanflow.money import ASSETS, USD, WIDE, is_whole_cents, is_whole_units, usd_down, usd_up
+from loanflow.money import ASSETS, USD, WIDE, is_whole_cents, is_whole_units, tidy, usd_down, usd_up
 from loanflow.risk import sale_proceeds
 from loanflow.schema import ExchangeOrder
+from loanflow.store.ledger import entry_lines, find_entry, post_entry
 
 ZERO = Decimal(0)
 
@@ -112,15 +114,24 @@ class FakeExchange:
             return usd_down(market * (1 - self.slippage(quantity * market)))
 
     async def market_sell(self, order: SellOrder) -> Fill:
-        existing = await self._find(order.client_order_id)
-        if existing is not None:
-            return existing
+        async def lookup(session: AsyncSession) -> Fill | None:
+            return await _find_order(session, order.client_order_id)
+
+        async def write(session: AsyncSession, row: ExchangeOrder) -> Fill:
+            session.add(row)
+            await session.flush()
+            return _fill(row)
+
+        return await effect_once(self.db, lookup, partial(self._execute, order), write)
+
+    async def _execute(self, order: SellOrder) -> ExchangeOrder:
+        """Fill the order against the market (the caller stores it)."""
         await self.faults.call("exchange", "market sell")
         price = self.fill_price(order.reference_price, order.quantity)
         quantity = order.quantity
         if order.limit_price is not None and price < order.limit_price:
             quantity = price = ZERO  # cancelled unfilled: the market is below the limit
-        row = ExchangeOrder(
+        return ExchangeOrder(
             client_order_id=order.client_order_id,
             order_id="fx_" + hashlib.sha256(order.client_order_id.encode()).hexdigest()[:20],
             loan_id=order.loan_id,
@@ -130,21 +141,6 @@ class FakeExchange:
             fill_price=price,
             gross_usd=usd_down(quantity * price),
         )
-
-        async def write(session: AsyncSession) -> Fill:
-            session.add(row)
-            await session.flush()
-            return _fill(row)
-
-        async def lookup(session: AsyncSession) -> Fill | None:
-            return await _find_order(session, order.client_order_id)
-
-        fill, _ = await write_once(self.db, write, lookup)
-        return fill
-
-    async def _find(self, client_order_id: str) -> Fill | None:
-        async with self.db.transaction() as session:
-            return await _find_order(session, client_order_id)
 
 
 async def _find_order(session: AsyncSession, client_order_id: str) -> Fill | None:
@@ -167,10 +163,8 @@ def _fill(row: ExchangeOrder) -> Fill:
     )
 
 
-class ExchangeActivities:
-    def __init__(self, db: Database, exchange: Exchange) -> None:
-        self.db = db
-        self.exchange = exchange
+class ExchangeActivities(ServiceActivities[Exchange]):
+    """Liquidation sales at a trading venue (the service)."""
 
     @activity.defn(name=ActivityName.SELL_COLLATERAL)
     async def sell_collateral(self, request: SaleRequest) -> SaleReceipt:
@@ -193,26 +187,11 @@ class ExchangeActivities:
             return await _stored_receipt(session, request)
 
         async def check(session: AsyncSession) -> None:
-            await _check_holding(session, request)
+            await check_holding(session, request.loan_id, request.asset, request.quantity, "sell")
 
-        async with self.db.transaction() as session:
-            found = await find_or_check(session, lookup, check)
-        if found is not None:
-            return found
-        fill = await self.exchange.market_sell(
-            SellOrder(
-                client_order_id=request.key,
-                loan_id=request.loan_id,
-                asset=request.asset,
-                quantity=request.quantity,
-                reference_price=request.reference_price,
-                limit_price=request.limit_price,
-            )
-        )
-        if fill.quantity <= 0:
-            return unfilled(request, fill)
-
-        async def write(session: AsyncSession) -> SaleReceipt:
+        async def write(session: AsyncSession, fill: Fill) -> SaleReceipt:
+            if fill.quantity <= 0:
+                return unfilled(request, fill)  # nothing sold, nothing to book
             await _ensure_order_row(session, request, fill)
             receipt = book_sale(request, fill)
             await post_entry(
@@ -224,8 +203,12 @@ class ExchangeActivities:
             )
             return receipt
 
-        result, _ = await write_once(self.db, write, lookup)
-        return result
+        order = SellOrder(client_order_id=request.key, loan_id=request.loan_id, asset=request.asset,
+                          quantity=request.quantity, reference_price=request.reference_price,
+                          limit_price=request.limit_price)
+        return await effect_once(
+            self.db, lookup, partial(self.service.market_sell, order), write, check
+        )
 
 
 def book_sale(request: SaleRequest, fill: Fill) -> SaleReceipt:
@@ -343,13 +326,3 @@ def _check_request(request: SaleRequest) -> None:
         raise refuse(f"fee rate must be in [0, 0.2), got {request.fee_rate}", "InvalidAmount")
     if not request.debt_usd.is_finite() or request.debt_usd < 0:
         raise refuse(f"debt must not be negative, got {request.debt_usd}", "InvalidAmount")
-
-
-async def _check_holding(session: AsyncSession, request: SaleRequest) -> None:
-    held = -await balance(session, ledger.collateral(request.loan_id), request.asset)
-    if request.quantity > held:
-        raise refuse(
-            f"cannot sell {request.quantity} {request.asset} for loan {request.loan_id}: "
-            f"it holds {tidy(held)} {request.asset}",
-            "InsufficientCollateral",
-        )

@@ -28,10 +28,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.pricing import as_update, jump_reference, newest
-from activities.support import tidy, write_once
+from activities.support import write_once
 from loanflow.db import Database
-from loanflow.money import ASSETS
+from loanflow.money import ASSETS, tidy
 from loanflow.prices import jumps
 from loanflow.prices.aggregate import USDT, NoPrice, Outcome, Priced, aggregate
 from loanflow.prices.http import HttpTickerSource
@@ -53,6 +52,7 @@ from loanflow.prices.triggers import (
     select_crossed,
 )
 from loanflow.schema import Loan, MarketTick, PriceObservation, utcnow
+from loanflow.store.prices import as_update, jump_reference, newest
 
 log = logging.getLogger("loanflow.market")
 

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
+from functools import partial
 from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.ledger import balance, post_entry
-from activities.support import FakeFaults, conflict, find_or_check, refuse, write_once
+from activities.support import FakeFaults, ServiceActivities, conflict, effect_once, refuse
 from loanflow import ledger
-from loanflow.db import Database
 from loanflow.effects import ActivityName, LedgerLine, PayoutReceipt, PayoutRequest
 from loanflow.money import USD, fmt_usd
 from loanflow.schema import Payout
+from loanflow.store.ledger import balance, post_entry
 
 
 class PayoutRail(Protocol):
@@ -42,10 +42,8 @@ class FakePayoutRail:
         return "pay_" + hashlib.sha256(f"payout:{key}".encode()).hexdigest()[:24]
 
 
-class PayoutActivities:
-    def __init__(self, db: Database, rail: PayoutRail) -> None:
-        self.db = db
-        self.rail = rail
+class PayoutActivities(ServiceActivities[PayoutRail]):
+    """Payouts through a payment rail (the service)."""
 
     @activity.defn(name=ActivityName.DISBURSE)
     async def disburse(self, request: PayoutRequest) -> PayoutReceipt:
@@ -71,13 +69,7 @@ class PayoutActivities:
             if request.purpose == "surplus":
                 await _check_payable(session, request)
 
-        async with self.db.transaction() as session:
-            found = await find_or_check(session, lookup, check)
-        if found is not None:
-            return found
-        reference = await self.rail.send(request.key, request.borrower_id, request.amount_usd)
-
-        async def write(session: AsyncSession) -> PayoutReceipt:
+        async def write(session: AsyncSession, reference: str) -> PayoutReceipt:
             payout = Payout(
                 key=request.key,
                 loan_id=request.loan_id,
@@ -98,8 +90,8 @@ class PayoutActivities:
             )
             return _receipt(payout, created=True)
 
-        result, _ = await write_once(self.db, write, lookup)
-        return result
+        sending = partial(self.service.send, request.key, request.borrower_id, request.amount_usd)
+        return await effect_once(self.db, lookup, sending, write, check)
 
 
 def payout_lines(request: PayoutRequest) -> list[LedgerLine]:

@@ -95,12 +95,8 @@ def default_notice_activities(db: Database, settings: Settings) -> list[Callable
 
 
 def notifier(db: Database, settings: Settings) -> NotifyActivities:
-    """The notice sender (activity and `loanflow mail resend`), wired to the local mail sink's
-    probe when mail goes to this machine: the sink can tell whether a message whose reply was
-    lost did arrive."""
+    """The notice activity, wired to the local mail sink's probe when mail goes to this machine
+    (`NoticeDelivery.for_settings`)."""
     from activities.notify import NotifyActivities
-    from loanflow.mail.sink import SinkProbe
 
-    local = settings.smtp_host in ("127.0.0.1", "localhost")
-    probe = SinkProbe(settings.var_dir / "mail") if local else None
-    return NotifyActivities(db, settings, probe=probe)
+    return NotifyActivities.for_settings(db, settings)

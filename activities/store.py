@@ -21,8 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.support import dialect_name
-from loanflow.db import Database
+from loanflow.db import Database, dialect_name
 from loanflow.effects import ActivityName, AuditEntry, LoanRecord, LoanSnapshot
 from loanflow.models import Borrower
 from loanflow.schema import AuditRecord, BorrowerContact, Loan, utcnow
@@ -116,13 +115,3 @@ async def upsert_borrower(session: AsyncSession, snapshot: LoanSnapshot) -> None
         index_elements=[BorrowerContact.borrower_id],
         set_={name: insert.excluded[name] for name in values if name != "borrower_id"},
     ))
-
-
-async def find_borrower(db: Database, borrower_id: str) -> Borrower | None:
-    """A borrower's contact details as last recorded; None if no loan of theirs opened yet."""
-    async with db.transaction() as session:
-        row = await session.get(BorrowerContact, borrower_id)
-    if row is None:
-        return None
-    return Borrower(id=row.borrower_id, name=row.name, email=row.email, country=row.country,
-                    timezone=row.timezone)

@@ -1,5 +1,6 @@
 """Plumbing shared by the activities: how the built-in fakes misbehave, how a business refusal
-is raised, and how an effect is written exactly once when duplicates race."""
+is raised, and how an effect on an outside service happens once by its business key
+(`effect_once`, built on `find_or_check` and `write_once`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from decimal import Decimal
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,8 @@ from loanflow.db import Database
 from loanflow.settings import Settings
 
 T = TypeVar("T")
+A = TypeVar("A")
+S = TypeVar("S")
 
 # The error type of a simulated outage; Temporal retries it like any transient failure.
 TRANSIENT = "VendorUnavailable"
@@ -64,9 +67,13 @@ class FakeFaults:
         return self.rng.randrange(1_000_000) < int(self.failure_rate * 1_000_000)
 
 
-def dialect_name(session: AsyncSession) -> str:
-    """'sqlite' or 'postgresql': the database behind a session."""
-    return session.get_bind().dialect.name
+class ServiceActivities(Generic[S]):
+    """Activities whose effects happen at one outside service (a custodian, a payment rail, a
+    venue) and are recorded in the database, each once by its business key (`effect_once`)."""
+
+    def __init__(self, db: Database, service: S) -> None:
+        self.db = db
+        self.service = service
 
 
 def refuse(message: str, error_type: str) -> ApplicationError:
@@ -123,12 +130,33 @@ async def find_or_check(
     return await lookup(session)
 
 
-def tidy(amount: Decimal) -> Decimal:
-    """The same amount without trailing zeros or an exponent: 100.000 -> 100, 1.50 -> 1.5.
-    PostgreSQL hands back NUMERIC(38, 18) with 18 places; receipts read better without."""
-    amount = amount.normalize()
-    return amount.quantize(Decimal(1)) if amount.as_tuple().exponent > 0 else amount  # type: ignore[operator]
 
+async def effect_once(
+    db: Database,
+    lookup: Callable[[AsyncSession], Awaitable[T | None]],
+    outside: Callable[[], Awaitable[A]],
+    write: Callable[[AsyncSession, A], Awaitable[T]],
+    check: Callable[[AsyncSession], Awaitable[None]] | None = None,
+) -> T:
+    """The shape of every effect on an outside service: look the effect up by its key (and,
+    with `check`, see that it may happen: `find_or_check`); if it is not recorded yet, call
+    the service (`outside`), then record what it answered once (`write_once`), which the
+    lookup finds from then on. The service must itself be idempotent by the key: a worker
+    killed between the call and the write calls it again, and must get the same answer."""
+    async with db.transaction() as session:
+        if check is None:
+            found = await lookup(session)
+        else:
+            found = await find_or_check(session, lookup, check)
+    if found is not None:
+        return found
+    answer = await outside()
+
+    async def record(session: AsyncSession) -> T:
+        return await write(session, answer)
+
+    result, _ = await write_once(db, record, lookup)
+    return result
 
 @asynccontextmanager
 async def heartbeating(every: float = 2.0) -> AsyncIterator[None]:

@@ -20,13 +20,13 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from activities.pricing import latest_observation
 from loanflow.db import Database
 from loanflow.models import LoanState
 from loanflow.money import ASSETS
 from loanflow.policy import PolicyOverrides, RiskPolicy
 from loanflow.risk import collateral_value, cure_repay, cure_top_up, ltv
 from loanflow.schema import Loan
+from loanflow.store.prices import latest_observation
 
 ZERO = Decimal(0)
 BUCKET = Decimal("0.05")

@@ -243,7 +243,7 @@ def changed_field(before: ImportedLoan, now: ImportedLoan) -> str | None:
 async def new_records(session: Any, loans: Sequence[ImportedLoan]) -> list[ImportedLoan]:
     """The loans whose migration records are not stored yet. BookError for a loan imported
     before with other figures, or a loan id the desk already has (opened, not imported)."""
-    from activities.migration import imported_loans, known_loans
+    from loanflow.store.imported import imported_loans, known_loans
 
     check_unique(loans)
     ids = [loan.loan_id for loan in loans]
@@ -271,8 +271,9 @@ async def plan_book(db: Database, loans: Sequence[ImportedLoan]) -> ImportPlan:
 async def store_book(db: Database, loans: Sequence[ImportedLoan]) -> ImportPlan:
     """Check the loans against the database and store the new migration records, all in one
     transaction: all of them or (on any refusal) none."""
-    from activities.migration import add_imported_loans
     from sqlalchemy.exc import IntegrityError
+
+    from loanflow.store.imported import add_imported_loans
 
     try:
         async with db.transaction() as session:

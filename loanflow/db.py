@@ -87,6 +87,11 @@ class Database:
         await self.engine.dispose()
 
 
+def dialect_name(session: AsyncSession) -> str:
+    """'sqlite' or 'postgresql': the database behind a session."""
+    return session.get_bind().dialect.name
+
+
 class ValueTooLong(ValueError):
     """A string longer than its column. Raised before the database sees it (SQLite would
     store it anyway; PostgreSQL refuses with "value too long", which an activity would retry

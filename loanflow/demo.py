@@ -116,7 +116,7 @@ async def open_and_fund(client: Client, task_queue: str, loan_id: str) -> Workfl
 
 async def repaid(handle: WorkflowHandle[Any, Any]) -> None:
     status = await handle.query("status", result_type=LoanStatus)
-    await handle.execute_update("repay", {"amount_usd": str(status.debt_usd),
+    await handle.execute_update("repay", {"amount_usd": format(status.debt_usd, "f"),
                                           "reference": "DEMO-1-wire"})
     await until(handle, LoanState.CLOSED)
 
@@ -125,7 +125,7 @@ async def cured(handle: WorkflowHandle[Any, Any], market: Market) -> None:
     await market.move("ETH", "1700")
     call = await until(handle, LoanState.MARGIN_CALL)
     assert call.cure_top_up is not None
-    await handle.execute_update("top_up", {"amount": str(call.cure_top_up),
+    await handle.execute_update("top_up", {"amount": format(call.cure_top_up, "f"),
                                            "tx_id": "DEMO-2-topup"})
     await until(handle, LoanState.ACTIVE)
 
@@ -166,6 +166,12 @@ async def run_demo(client: Client, settings: Settings, say: Say = print, *,
         status = await client.get_workflow_handle(f"loan-{loan_id}").query(
             "status", result_type=LoanStatus
         )
-        say(f"  {loan_id}: {status.state.value:<12} LTV {fmt_ratio(status.ltv):>8}  "
-            f"debt {fmt_usd(status.debt_usd)}  collateral "
-            f"{fmt_units(status.collateral_asset, status.collateral_amount)}")
+        say(loan_line(status))
+
+
+def loan_line(status: LoanStatus) -> str:
+    """Where a demo loan is, for people: amounts formatted, never `0E-8` (a resumed demo once
+    printed `collateral 0E-8 BTC` for a closed loan)."""
+    return (f"  {status.loan_id}: {status.state.value:<12} LTV {fmt_ratio(status.ltv):>8}  "
+            f"debt {fmt_usd(status.debt_usd)}  "
+            f"collateral {fmt_units(status.collateral_asset, status.collateral_amount)}")

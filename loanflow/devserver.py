@@ -11,6 +11,7 @@ from pathlib import Path
 
 from loanflow import search_attributes as sa
 from loanflow.binaries import temporal_cli
+from loanflow.failures import StartupError
 
 def search_attribute_flags() -> list[str]:
     """`--search-attribute LoanState=Keyword ...` for `temporal server start-dev`."""
@@ -72,13 +73,21 @@ class DevServer:
         deadline = loop.time() + timeout
         while not port_open("127.0.0.1", self.port):
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"temporal dev server exited with code {self.process.returncode}"
-                    + (f"; see {self.log_file}" if self.log_file else "")
-                )
+                raise StartupError(f"the Temporal dev server exited with code "
+                                   f"{self.process.returncode}{self.log_tail()}")
             if loop.time() > deadline:
-                raise TimeoutError(f"temporal dev server not listening on {self.address}")
+                self.stop()
+                raise StartupError(f"the Temporal dev server is not listening on {self.address} "
+                                   f"after {timeout:g} s{self.log_tail()}")
             await asyncio.sleep(0.2)
+
+    def log_tail(self) -> str:
+        """The log's last line (the server's own reason), for a one-line failure."""
+        if self.log_file is None or not self.log_file.exists():
+            return ""
+        lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        last = f": {lines[-1].strip()[:300]}" if lines else ""
+        return f"{last} (see {self.log_file})"
 
     def stop(self, timeout: float = 15) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -98,6 +98,13 @@ def is_whole_units(asset: str, amount: Decimal) -> bool:
     return units_down(asset, amount) == amount
 
 
+def tidy(amount: Decimal) -> Decimal:
+    """The same amount without trailing zeros or an exponent: 100.000 -> 100, 1.50 -> 1.5.
+    PostgreSQL hands back NUMERIC(38, 18) with 18 places; receipts read better without."""
+    amount = amount.normalize()
+    return amount.quantize(Decimal(1)) if amount.as_tuple().exponent > 0 else amount  # type: ignore[operator]
+
+
 def fmt_usd(amount: Decimal) -> str:
     """People's format: $1,234,567.89 (never through float)."""
     sign = "-" if amount < 0 else ""

@@ -2,7 +2,7 @@
 e-mail (`outbox`), both keyed by the notice's idempotency key.
 
 The outbox row is the state machine that makes an e-mail go out once (see
-`activities.notify` for the whole argument):
+`loanflow.mail.delivery` for the whole argument):
 
     pending --claim--> sending --server's 250--> sent
        ^                  |  \\--5xx recipient/message--> failed

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         20, validation_alias=_env("LOANFLOW_CLI_ANSWER_SECONDS"), gt=0)
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
 
+    # The ports `loanflow up` listens on (its dev server's frontend and Web UI); the mail sink
+    # listens on SMTP_PORT. `up --port/--ui-port/--smtp-port` override them.
+    temporal_port: int = Field(7233, validation_alias=_env("LOANFLOW_TEMPORAL_PORT"), gt=0,
+                               lt=65536)
+    ui_port: int = Field(8233, validation_alias=_env("LOANFLOW_UI_PORT"), gt=0, lt=65536)
+
     smtp_host: str = Field("127.0.0.1", validation_alias=_env("SMTP_HOST"))
     smtp_port: int = Field(8025, validation_alias=_env("SMTP_PORT"), gt=0, lt=65536)
     smtp_username: str | None = Field(None, validation_alias=_env("SMTP_USERNAME"))
@@ -71,10 +77,10 @@ class Settings(BaseSettings):
     codec_server_host: str = Field("127.0.0.1", validation_alias=_env("LOANFLOW_CODEC_HOST"))
     codec_server_port: int = Field(
         8234, validation_alias=_env("LOANFLOW_CODEC_PORT"), gt=0, lt=65536)
-    # Web UI origins allowed to call it (comma-separated); the dev server's UI by default.
-    codec_cors_origins: str = Field(
-        "http://127.0.0.1:8233,http://localhost:8233",
-        validation_alias=_env("LOANFLOW_CODEC_CORS_ORIGINS"))
+    # Web UI origins allowed to call it (comma-separated); the dev server's UI (on ui_port) when
+    # unset, so a UI moved with `up --ui-port` can still decrypt.
+    codec_cors_origins: str | None = Field(
+        None, validation_alias=_env("LOANFLOW_CODEC_CORS_ORIGINS"))
     # When set, every codec request must carry exactly this Authorization header.
     codec_auth: SecretStr | None = Field(None, validation_alias=_env("LOANFLOW_CODEC_AUTH"))
 
@@ -107,6 +113,8 @@ class Settings(BaseSettings):
 
     @property
     def codec_origins(self) -> list[str]:
+        if self.codec_cors_origins is None:
+            return [f"http://127.0.0.1:{self.ui_port}", f"http://localhost:{self.ui_port}"]
         return [o.strip().rstrip("/") for o in self.codec_cors_origins.split(",") if o.strip()]
 
     @property

@@ -15,14 +15,19 @@ from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
 
 from loanflow.codec import encrypted_converter
+from loanflow.failures import StartupError, unreachable
 from loanflow.settings import Settings, get_settings
 
-DEFAULT_ADDRESS = "localhost:7233"
-
-
 def connect_config(**overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
-    config.setdefault("target_host", DEFAULT_ADDRESS)
+    """The connection's options; StartupError (one line) when the configuration is broken."""
+    try:
+        config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    except Exception as err:  # noqa: BLE001  (a bad profile file, TLS option, ...)
+        raise StartupError(f"invalid Temporal configuration (TEMPORAL_*, temporal.toml): {err}"
+                           ) from None
+    if "target_host" not in config:
+        # Where `loanflow up` runs its dev server (LOANFLOW_TEMPORAL_PORT, 7233 by default).
+        config["target_host"] = f"localhost:{get_settings().temporal_port}"
     config.update({k: v for k, v in overrides.items() if v is not None})
     return config
 
@@ -34,7 +39,16 @@ def data_converter(settings: Settings | None = None) -> DataConverter:
 
 
 async def connect(*, settings: Settings | None = None, **overrides: Any) -> Client:
-    """A client for the configured Temporal (overrides win over the environment)."""
+    """A client for the configured Temporal (overrides win over the environment); a server
+    that cannot be reached is StartupError, one line saying how to start one."""
     converter = data_converter(settings)
     config = connect_config(**overrides)
-    return await Client.connect(**config, data_converter=converter)
+    try:
+        return await Client.connect(**config, data_converter=converter)
+    except RuntimeError as err:
+        if not str(err).startswith("Failed client connect"):
+            raise
+        reason = str(err)
+        plain = any(s in reason for s in ("tcp connect error", "dns error", "not healthy"))
+        message = unreachable(config["target_host"])
+        raise StartupError(message if plain else f"{message} ({reason})") from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -13,10 +15,12 @@ from typing import Any, Self
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from loanflow import failures
 from loanflow.db import Database
+from loanflow.failures import StartupError
 from loanflow.namespace_setup import ensure_search_attributes
 from loanflow.settings import Settings, SettingsError, get_settings
-from loanflow.temporal_client import connect
+from loanflow.temporal_client import connect, connect_config
 from workflows.loan import LoanWorkflow
 from workflows.market import MarketMonitor
 
@@ -98,22 +102,33 @@ def shown_url(url: str) -> str:
 
 async def require_latest_schema(url: str) -> None:
     """Workers never migrate (several starting at once would race on the schema); they refuse
-    to run on a database that is not at the latest revision."""
+    to run on a database that is not at the latest revision, or cannot be opened."""
+    from sqlalchemy.exc import DBAPIError
+
     from loanflow import migrations
 
-    current = await asyncio.to_thread(migrations.current, url)
+    shown = migrations.shown(migrations.sync_url(url))
+    try:
+        current = await asyncio.to_thread(migrations.current, url)
+    except DBAPIError as err:
+        reason = str(err.orig or err).strip().splitlines()[0]
+        raise StartupError(f"database {shown} cannot be opened ({reason}): check DATABASE_URL"
+                           ) from None
     if current != migrations.head():
         raise SettingsError(
-            f"database {migrations.shown(migrations.sync_url(url))} is at schema revision "
-            f"{current or 'none'}, not {migrations.head()}: run `loanflow db upgrade` first"
-        )
+            f"database {shown} is at schema revision {current or 'none'}, not "
+            f"{migrations.head()}: run `loanflow db upgrade` first")
 
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    # Configuration first (a payload key, the Temporal profile): said before anything is tried.
+    settings.keyring()
+    connect_config()
+    # Before connecting: a database that is not ready needs no server to be told.
+    await require_latest_schema(settings.db_url)
     client = await connect(settings=settings)
     await ensure_search_attributes(client)
-    await require_latest_schema(settings.db_url)
     db = Database(settings.db_url)
     worker = build_worker(client, db, settings)
     log.info("worker polling task queues %r and %r, database %s", worker.task_queue,
@@ -124,11 +139,35 @@ async def run_worker(settings: Settings | None = None) -> None:
         await db.dispose()
 
 
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic's INFO lines ("setup plugin ...") are noise on every start of a worker.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """`python worker.py`: every failure an operator can act on is one `error:` line and exit
+    code 1; Ctrl-C stops it quietly."""
+    configure_logging()
     try:
         asyncio.run(run_worker())
     except KeyboardInterrupt:
         pass
-    except SettingsError as err:  # bad settings or keys: one line, not a traceback
-        raise SystemExit(f"error: {err}") from None
+    except Exception as err:
+        message = failures.explain(err)
+        if message is None:
+            raise  # a bug: its traceback is what a developer needs
+        stop(f"error: {message}", 1)
+    stop(None, 0)
+
+
+def stop(message: str | None, code: int) -> None:
+    """Exit without the interpreter's teardown, which the Temporal client's native threads can
+    crash (temporalio/sdk-python#300), as the `loanflow` command does."""
+    if message:
+        print(message, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

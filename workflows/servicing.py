@@ -32,6 +32,13 @@ SERVING = (LoanState.ACTIVE, LoanState.MARGIN_CALL)
 # A first liquidation-level observation is confirmed by a later one before anything is sold
 # (wick protection); the loan re-reads the stored observations this soon after the first.
 CONFIRM_RECHECK = timedelta(minutes=1)
+# The re-read is a safety net only: every market tick signals each loan at or past its
+# liquidation level (`activities.market.crossed_loans`), so the confirmation comes with the
+# next tick. Re-reading every minute cost a workflow task and an activity per breached loan
+# per minute in a crash (60 an hour each under hourly ticks); five minutes bounds the wait
+# when a signal is lost at a twelfth of the work.
+CONFIRM_RECHECK_SPARSE = timedelta(minutes=5)
+SPARSE_RECHECK = "sparse-confirmation-recheck"
 # A disputed observation (the venues disagreed) never sells, except at the hard floor when
 # it holds at the highest quote. Histories from before it never carry a disputed price.
 SALE_NEEDS_AGREEMENT = "sale-needs-agreement"
@@ -532,16 +539,22 @@ class Servicing(Onboarding):
             reminder = f.next_reminder()
             if reminder is not None:
                 candidates.append((reminder[0], f"margin-call reminder {reminder[1]}h"))
-        if f.breach_observed_at is not None:
-            candidates.append((now + CONFIRM_RECHECK, "liquidation confirmation re-check"))
-        if f.price_candidate is not None:
-            candidates.append((now + CONFIRM_RECHECK, "price jump confirmation re-check"))
+        if f.breach_observed_at is not None or f.price_candidate is not None:
+            recheck = now + self.confirm_recheck()
+            if f.breach_observed_at is not None:
+                candidates.append((recheck, "liquidation confirmation re-check"))
+            if f.price_candidate is not None:
+                candidates.append((recheck, "price jump confirmation re-check"))
         if self.action_due(now):
             candidates.append((now + PRICE_RECHECK, "waiting for a fresh price"))
         if f.maturity is not None:
             candidates.extend(self.maturity_wakes())
         future = [c for c in candidates if c[0] > now] or [(now + PRICE_RECHECK, "re-check")]
         return min(future, key=lambda c: c[0])
+
+    @staticmethod
+    def confirm_recheck() -> timedelta:
+        return CONFIRM_RECHECK_SPARSE if workflow.patched(SPARSE_RECHECK) else CONFIRM_RECHECK
 
     def maturity_wakes(self) -> list[tuple[datetime, str]]:
         f = self.f

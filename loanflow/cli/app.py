@@ -9,13 +9,17 @@ import logging
 import os
 import sys
 import traceback
+from typing import Any
 
 import typer
 
+from loanflow.cli import helpstyle
 from loanflow.cli.errors import CliError, explain, fail, run
 from loanflow.settings import get_settings
 
 __all__ = ["CliError", "app", "main", "run"]
+
+helpstyle.install()
 
 app = typer.Typer(
     name="loanflow",
@@ -40,23 +44,37 @@ def start_up() -> None:
     desk_policy()
 
 
+def port_option(flag: str, what: str, setting: str, default: int) -> Any:
+    return typer.Option(None, flag, min=1, max=65535, show_default=False,
+                        help=f"{what} [default: {setting}, {default}].")
+
+
 @app.command(rich_help_panel="Stack")
 def up(
     demo: bool = typer.Option(False, "--demo", help="Run the scripted demo loans once up."),
+    port: int | None = port_option("--port", "The Temporal dev server's port (gRPC frontend)",
+                                   "LOANFLOW_TEMPORAL_PORT", 7233),
+    ui_port: int | None = port_option("--ui-port", "The Temporal Web UI's port",
+                                      "LOANFLOW_UI_PORT", 8233),
+    smtp_port: int | None = port_option("--smtp-port", "The local mail sink's port",
+                                        "SMTP_PORT", 8025),
 ) -> None:
-    """Start the embedded stack: Temporal dev server with Web UI, worker, SQLite, mail sink."""
+    """Start the embedded stack: Temporal dev server with Web UI, worker, SQLite, mail sink.
+    A port that is taken is reported before anything starts."""
     from loanflow.stack import run_stack
 
-    run(run_stack(get_settings(), demo=demo))
+    chosen = {"temporal_port": port, "ui_port": ui_port, "smtp_port": smtp_port}
+    settings = get_settings().model_copy(
+        update={k: v for k, v in chosen.items() if v is not None})
+    run(run_stack(settings, demo=demo))
 
 
 @app.command(rich_help_panel="Stack")
 def worker() -> None:
     """Run only the worker, against the configured Temporal and database."""
-    from loanflow.worker import run_worker
+    from loanflow.worker import configure_logging, run_worker
 
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     run(run_worker(get_settings()))
 
 
@@ -109,8 +127,11 @@ def main() -> None:
     # Skip the interpreter's teardown: the Temporal client's native threads can crash it
     # after a short command ("Fatal Python error: PyGILState_Release ... finalizing", SIGABRT;
     # temporalio/sdk-python#300). Everything the command does is finished by now.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # the reader of a pipe is gone: nobody is left to tell
+            pass
     logging.shutdown()
     os._exit(code)
 

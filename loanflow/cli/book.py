@@ -72,7 +72,8 @@ def render(book: Book) -> None:
                  time_left(m.cure_deadline, book.as_of), ratio(m.cure_target_ltv),
                  units(m.asset, m.cure_top_up), usd(m.cure_repay_usd)]
                 for m in book.margin_calls],
-               right=("LTV", "debt", "collateral", "to LTV", "cure: add", "or repay")))
+               right=("LTV", "debt", "collateral", "to LTV", "cure: add", "or repay"),
+               drop=("to LTV", "borrower", "deadline")))
 
 
 def histogram(buckets: list[Bucket]) -> Table:
@@ -130,7 +131,7 @@ def reconcile(
     show(Text(f"checked {result.checked} loan(s): {len(result.drifted)} drifted, "
               f"{verb} {sum(1 for d in result.drifted if d.repaired or dry_run)}", style="bold"))
     show(table("drift", ["loan", "field", "read model", "loan says"],
-               [[d.loan_id, name, str(values[0]), str(values[1])]
-                for d in result.drifted for name, values in d.fields.items()]))
+               [[d.loan_id, name, values[0], values[1]]
+                for d in result.drifted for name, values in d.fields.items()], keep=("field",)))
     if result.unreachable:
         show(f"no status from: {', '.join(result.unreachable)}")

@@ -22,34 +22,18 @@ from temporalio.service import RPCError, RPCStatusCode
 from loanflow import search_attributes as sa
 from loanflow.cli.errors import CliError
 from loanflow.cli.ids import loan_id_of, workflow_id
+from loanflow.failures import unreachable
 from loanflow.models import LoanStatus
-from loanflow.settings import SettingsError, get_settings
-from loanflow.temporal_client import connect, connect_config
+from loanflow.settings import get_settings
+from loanflow.temporal_client import connect
 
 T = TypeVar("T")
 
 
-def unreachable(address: str) -> str:
-    return (f"cannot reach Temporal at {address}: start the stack with `make run` "
-            "(or `loanflow up`), or set TEMPORAL_ADDRESS")
-
-
 async def connect_desk() -> Client:
-    """A client for the configured Temporal, or one line saying why there is none."""
-    try:
-        address = connect_config()["target_host"]
-    except Exception as err:  # noqa: BLE001  (a bad profile file, TLS option, ...)
-        raise CliError(f"invalid Temporal configuration (TEMPORAL_*, temporal.toml): {err}") \
-            from None
-    try:
-        return await connect()
-    except SettingsError:
-        raise  # no usable payload key: its own line, not "cannot reach"
-    except RuntimeError as err:
-        reason = str(err)
-        if "tcp connect error" in reason or "dns error" in reason or "not healthy" in reason:
-            raise CliError(unreachable(address)) from None
-        raise CliError(f"{unreachable(address)} ({reason})") from None
+    """A client for the configured Temporal, or one line saying why there is none (StartupError
+    for a broken configuration or a server out of reach, SettingsError for a missing key)."""
+    return await connect()
 
 
 class Loan:

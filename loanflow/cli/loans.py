@@ -32,6 +32,7 @@ from loanflow.cli.params import AsJson, LoanRef
 from loanflow.cli.policy import refusal, with_desk_policy
 from loanflow.models import (
     LoanApplication,
+    LoanState,
     LoanStatus,
     check_application,
     describe_validation_error,
@@ -207,8 +208,7 @@ def status_lines(s: LoanStatus, now: datetime) -> list[tuple[str, str]]:
         observed = when(s.price_observed_at)
         lines.append(("price", f"{usd(s.price)} per {asset} at {observed} ({fresh})"))
     lines.append(("LTV", ratio(s.ltv)))
-    lines.append(("debt", f"{usd(s.debt_usd)} (principal {usd(s.principal_usd)}, interest "
-                          f"{usd(s.interest_usd)}, fees {usd(s.fees_usd)})"))
+    lines.append(("debt", debt_line(s)))
     if s.cure_deadline:
         left = time_left(s.cure_deadline, now)
         lines.append(("cure deadline", f"{when(s.cure_deadline)} ({left})"))
@@ -221,9 +221,17 @@ def status_lines(s: LoanStatus, now: datetime) -> list[tuple[str, str]]:
     optional = [("deposit address", s.deposit_address), ("funding deadline", s.funding_deadline),
                 ("disbursed", s.disbursed_at), ("maturity", s.maturity)]
     lines += [(k, when(v) if isinstance(v, datetime) else v) for k, v in optional if v]
-    if s.shortfall_usd:
-        lines.append(("shortfall", usd(s.shortfall_usd)))
     return lines
+
+
+def debt_line(s: LoanStatus) -> str:
+    """What is owed; a defaulted loan owes nothing more because its shortfall was written off,
+    which the operator must see beside the $0.00."""
+    parts = (f"principal {usd(s.principal_usd)}, interest {usd(s.interest_usd)}, "
+             f"fees {usd(s.fees_usd)}")
+    if s.state == LoanState.DEFAULTED and s.shortfall_usd:
+        return f"{usd(s.debt_usd)} after {usd(s.shortfall_usd)} written off as a loss ({parts})"
+    return f"{usd(s.debt_usd)} ({parts})"
 
 
 @commands.command("list", rich_help_panel=PANEL)
@@ -261,7 +269,8 @@ def list_loans(
     show(table(f"{len(rows)} loan(s) where {query}",
                ["loan", "state", "asset", "LTV", "debt", "borrower", "cure deadline", "workflow",
                 "started"],
-               [list_row(row, now) for row in rows], right=("LTV", "debt")))
+               [list_row(row, now) for row in rows], right=("LTV", "debt"),
+               keep=("state", "asset"), drop=("started", "workflow", "borrower")))
 
 
 def list_row(row: LoanRow, now: datetime) -> list[str]:
@@ -292,4 +301,5 @@ def timeline(loan: LoanRef, as_json: AsJson = False) -> None:
         print_json({"loan_id": loan_id, "events": events})
         return
     show(table(f"loan {loan_id}: {len(events)} event(s)", ["time", "source", "kind", "what"],
-               [[when(e.at, seconds=True), e.source, e.kind, e.summary] for e in events]))
+               [[when(e.at, seconds=True), e.source, e.kind, e.summary] for e in events],
+               keep=("kind",)))

@@ -5,14 +5,15 @@ the local mail sink (what borrowers would have received) and notice previews. Wr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from temporalio.exceptions import ApplicationError
 
 from loanflow.cli.errors import CliError
-from loanflow.cli.output import print_json, show, table
+from loanflow.cli.output import iso_text, print_json, show, table, when
 from loanflow.cli.params import AsJson
+from loanflow.mail.message import NOTICE_KEY_HEADER
 from loanflow.settings import get_settings
 
 commands = typer.Typer()
@@ -36,13 +37,13 @@ def list_mail(directory: Directory = None, as_json: AsJson = False) -> None:
     folder = sink_dir(directory)
     messages = list_messages(folder)
     if as_json:
-        print_json([{"n": n, "id": m.id, "received_at": m.received_at, "to": m.to,
+        print_json([{"n": n, "id": m.id, "received_at": iso_text(m.received_at), "to": m.to,
                      "subject": m.subject, "message_id": m.message_id,
                      "notice_key": m.notice_key} for n, m in enumerate(messages, 1)])
         return
     show(table(f"{len(messages)} message(s) in {folder}", ["#", "received", "to", "subject"],
                [[n, m.received_at[:19], m.to, m.subject] for n, m in enumerate(messages, 1)],
-               right=("#",)))
+               right=("#",), keep=("received",)))
 
 
 @mail.command("show")
@@ -52,15 +53,33 @@ def show_mail(
                                        show_default=False)],
     html: Annotated[bool, typer.Option("--html", help="The HTML part, not the text.")] = False,
     directory: Directory = None,
+    as_json: AsJson = False,
 ) -> None:
     """One message as the borrower reads it: the main headers, then the text (or HTML)."""
-    from loanflow.mail.sink import show_message
+    from loanflow.mail.sink import read_message, show_message
 
     try:
+        if as_json:
+            print_json(message_json(read_message(sink_dir(directory), ref)))
+            return
         text = show_message(sink_dir(directory), ref, html=html)
     except LookupError as err:
         raise CliError(str(err)) from None
     typer.echo(text)
+
+
+# The headers `mail show --json` gives, under these names.
+SHOWN_HEADERS = {"date": "Date", "from": "From", "to": "To", "subject": "Subject",
+                 "message_id": "Message-ID", "notice_key": NOTICE_KEY_HEADER}
+
+
+def message_json(msg: Any) -> dict[str, Any]:
+    """A stored message for scripts: its main headers, its text and its HTML part."""
+    parts = {kind: msg.get_body(preferencelist=(kind,)) for kind in ("plain", "html")}
+    return {**{name: str(msg[header]) if msg[header] else None
+               for name, header in SHOWN_HEADERS.items()},
+            "text": parts["plain"].get_content() if parts["plain"] is not None else None,
+            "html": parts["html"].get_content() if parts["html"] is not None else None}
 
 
 @mail.command("preview")
@@ -94,7 +113,7 @@ def preview(
         print_json({"index": index, "previews": files})
         return
     show(table(f"{len(files)} preview(s); open {index}", ["kind", "subject", "html"],
-               [[f["kind"], f["subject"], f["html"]] for f in files]))
+               [[f["kind"], f["subject"], f["html"]] for f in files], keep=("html",)))
 
 
 # --- the outbox: what loanflow sent, and what needs a person -----------------------------------
@@ -137,9 +156,9 @@ def outbox_list(
         return
     show(table(f"{len(rows)} e-mail(s) in the outbox", ["notice", "status", "tries", "updated",
                                                         "to", "last error / reply"],
-               [[r["key"], r["status"], r["attempts"], str(r["updated_at"])[:19], r["to"],
-                 r["last_error"] or r["smtp_response"] or ""] for r in rows],
-               right=("tries",)))
+               [[r["key"], r["status"], r["attempts"], when(r["updated_at"], seconds=True),
+                 r["to"], r["last_error"] or r["smtp_response"] or ""] for r in rows],
+               right=("tries",), keep=("status",), drop=("updated", "to")))
 
 
 @mail.command("resend")
@@ -155,9 +174,9 @@ def resend(
     For `unconfirmed`, first check in the relay's log (by Message-ID) that it did not go out:
     a second margin-call e-mail is worse than a late one. A notice already sent is not sent
     again."""
-    from activities.registry import notifier
     from loanflow.cli.database import database
     from loanflow.cli.errors import run
+    from loanflow.mail.delivery import NoticeDelivery
     from loanflow.mail.outbox import find
     from loanflow.notice_schema import FAILED, UNCONFIRMED
     from loanflow.settings import get_settings
@@ -174,7 +193,7 @@ def resend(
                 raise CliError(f"notice {key} is {row.status}, not failed or unconfirmed: "
                                "nothing to resend")
             try:
-                status = await notifier(db, get_settings()).resend(key, to_address=to)
+                status = await NoticeDelivery.for_settings(db, get_settings()).resend(key, to_address=to)
             except ValueError as err:
                 raise CliError(str(err)) from None
             except ApplicationError as err:  # the mail server is unavailable: nothing sent

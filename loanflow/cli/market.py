@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -22,6 +23,8 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from loanflow.cli.output import number, print_json, usd
+from loanflow.cli.params import AsJson
 from loanflow.prices.aggregate import AggregationRules
 from loanflow.prices.messages import (
     LIVE_MONITOR_ID,
@@ -77,10 +80,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 async def client() -> Any:
     from loanflow.temporal_client import connect
 
+    from loanflow.failures import StartupError
+
     try:
         return await connect()
-    except SettingsError:
-        raise  # no usable payload key: its own line
+    except (SettingsError, StartupError):
+        raise  # no usable payload key, a server out of reach: each its own line
     except Exception as err:  # the SDK raises several kinds for "cannot connect"
         raise MarketCliError(f"cannot reach Temporal: {err}") from None
 
@@ -91,8 +96,8 @@ async def client() -> Any:
 @market_app.command()
 def replay(
     window: str = typer.Option(..., "--window", help="Data window, e.g. 2022-11, 2022-05-06, 2023-07."),
-    start: str = typer.Option(None, "--from", help="First historical moment (ISO 8601 UTC)."),
-    end: str = typer.Option(None, "--to", help="Last historical moment (ISO 8601 UTC)."),
+    start: str = typer.Option(None, "--from", metavar="TIME", help="First historical moment (ISO 8601 UTC)."),
+    end: str = typer.Option(None, "--to", metavar="TIME", help="Last historical moment (ISO 8601 UTC)."),
     speed: str = typer.Option("3600", help="Times faster than history (3600: an hour a second), or 'max'."),
     assets: str = typer.Option("BTC,ETH", help="Comma-separated assets."),
     venues: str = typer.Option(None, help="Only these venues (comma-separated), e.g. bitstamp,binance."),
@@ -146,7 +151,7 @@ def usdt_notes(window: str, venues: str | None, rate: Decimal | None) -> list[st
         return []
     if rate is None:
         return [f"note: {', '.join(in_usdt)} quote in USDT and no --usdt-usd was given: left out"]
-    return [f"note: {', '.join(in_usdt)} quote in USDT: converted at {rate} USD"]
+    return [f"note: {', '.join(in_usdt)} quote in USDT: converted at {number(rate)} USD"]
 
 
 def split(text: str | None) -> list[str] | None:
@@ -219,7 +224,8 @@ async def watch(handle: Any, total: int) -> None:
 
 def describe_progress(progress: MonitorProgress) -> str:
     at = f"{progress.replay_at:%Y-%m-%d %H:%M}" if progress.replay_at else "starting"
-    prices = " ".join(f"{asset} {last.price}" for asset, last in sorted(progress.state.last.items()))
+    prices = " ".join(f"{asset} {usd(last.price)}"
+                      for asset, last in sorted(progress.state.last.items()))
     return f"{at} {prices} · signalled {progress.state.signalled}"
 
 
@@ -228,13 +234,22 @@ def describe_progress(progress: MonitorProgress) -> str:
 
 @market_app.command()
 def tick(
-    asset: str = typer.Argument(..., help="BTC or ETH."),
-    quote: list[str] = typer.Option([], "--quote", help="venue=price; give one per venue (quorum 2)."),
-    monitor: str = typer.Option(LIVE_MONITOR_ID, help="The monitor's workflow id."),
+    asset: str = typer.Argument(..., metavar="ASSET", help="BTC or ETH.", show_default=False),
+    quote: list[str] = typer.Option([], "--quote", metavar="VENUE=PRICE",
+                                    help="A venue's quote in USD; give one per venue (quorum 2)."),
+    monitor: str = typer.Option(LIVE_MONITOR_ID, metavar="WORKFLOW_ID",
+                                help="The monitor's workflow id."),
+    as_json: AsJson = False,
 ) -> None:
     """One tick now, with manual quotes (plus the monitor's own sources)."""
+    from loanflow.cli.visibility import check_asset
+
+    asset = check_asset(asset)  # an unknown one is one line here, not the monitor's refusal
     quotes = [parse_quote(asset.upper(), text) for text in quote]
     summary = run(manual_tick(monitor, ManualTick(quotes=quotes, assets=[asset.upper()])))
+    if as_json:
+        print_json(summary)
+        return
     print_summary(summary)
 
 
@@ -258,8 +273,19 @@ async def manual_tick(monitor_id: str, manual: ManualTick) -> TickSummary:
     """The update `tick`, starting a manual-only monitor if none runs under that id."""
     from loanflow.prices import manual as ticks
 
-    return await ticks.manual_tick(await client(), manual, monitor_id=monitor_id,
-                                   task_queue=get_settings().market_queue)
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+
+    settings = get_settings()
+    tick = ticks.manual_tick(await client(), manual, monitor_id=monitor_id,
+                             task_queue=settings.market_queue)
+    # Without a worker on the market's queue the update would wait for ever.
+    try:
+        return await asyncio.wait_for(tick, settings.cli_answer_seconds)
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise MarketCliError(
+            f"no worker answered the market monitor within {settings.cli_answer_seconds:g} s: "
+            f"start one for task queue '{settings.market_queue}' with `loanflow worker` (or "
+            "`loanflow up`)") from None
 
 
 def print_summary(summary: TickSummary) -> None:
@@ -268,9 +294,10 @@ def print_summary(summary: TickSummary) -> None:
             console.print(f"[bold red]{asset_tick.asset}: NO PRICE[/] - {'; '.join(asset_tick.reasons)}")
         else:
             obs = asset_tick.observation
-            console.print(f"[bold]{asset_tick.asset} {obs.price}[/]{flags(obs, asset_tick.unconfirmed)} "
-                          f"from {', '.join(asset_tick.used)} "
-                          f"(observation #{obs.observation_id}); previous {asset_tick.previous_price}")
+            console.print(f"[bold]{asset_tick.asset} {usd(obs.price)}[/]"
+                          f"{flags(obs, asset_tick.unconfirmed)} from {', '.join(asset_tick.used)} "
+                          f"(observation #{obs.observation_id}); previous "
+                          f"{usd(asset_tick.previous_price)}")
             for reason in asset_tick.reasons:
                 console.print(f"  {reason}")
         for dropped in asset_tick.dropped:
@@ -282,58 +309,110 @@ def print_summary(summary: TickSummary) -> None:
 
 
 @market_app.command()
-def status() -> None:
+def status(as_json: AsJson = False) -> None:
     """The last price of each asset and the monitor's last tick, including a no-price condition."""
-    for line in run(market_status()):
-        console.print(line, soft_wrap=True)
+    reports = run(market_status())
+    if as_json:
+        print_json({"assets": reports})
+        return
+    for report in reports:
+        lines = status_lines(report.asset, report.latest, report.last_tick)
+        for line in lines + dark_lines(report.no_price_periods):
+            console.print(line, soft_wrap=True)
 
 
 def flags(observation: Any, unconfirmed: bool = False) -> str:
     """' DISPUTED (low .. high ..)' / ' UNCONFIRMED' after a price, or nothing."""
     text = ""
     if observation.disputed:
-        text += (f" [bold yellow]DISPUTED[/] (venues {observation.low} to {observation.high}: "
-                 f"calls act on the lowest, sales wait for agreement)")
+        text += (f" [bold yellow]DISPUTED[/] (venues {usd(observation.low)} to "
+                 f"{usd(observation.high)}: calls act on the lowest, sales wait for agreement)")
     if unconfirmed:
         text += " [bold yellow]UNCONFIRMED[/] (a jump: signalled to no loan until confirmed)"
     return text
 
 
-async def market_status() -> list[str]:
+@dataclass
+class LastTick:
+    """The monitor's last tick of an asset, as `market status` shows it."""
+
+    at: datetime
+    monitor_id: str
+    status: str
+    price: Decimal | None
+    previous_price: Decimal | None
+    reasons: list[str]
+    target_count: int
+    signalled: int | None
+    observation_id: int | None
+
+    @classmethod
+    def of(cls, row: Any) -> LastTick | None:
+        if row is None:
+            return None
+        return cls(at=row.at, monitor_id=row.monitor_id, status=row.status, price=row.price,
+                   previous_price=row.previous_price, reasons=list(row.reasons or []),
+                   target_count=row.target_count or 0, signalled=row.signalled,
+                   observation_id=row.observation_id)
+
+
+@dataclass
+class AssetReport:
+    """One asset in `market status`: its latest usable price (None: none stored yet), whether
+    that is stale, the monitor's last tick and every no-price period."""
+
+    asset: str
+    latest: Any
+    stale: bool | None
+    last_tick: LastTick | None
+    no_price_periods: list[Any] = field(default_factory=list)
+
+
+async def market_status() -> list[AssetReport]:
     from sqlalchemy import select
     from sqlalchemy.exc import DBAPIError
 
-    from activities.pricing import latest_observation
     from loanflow.db import Database
     from loanflow.money import ASSETS
     from loanflow.prices.periods import no_price_periods
     from loanflow.schema import MarketTick
+    from loanflow.store.prices import latest_observation
 
     db = Database(get_settings().db_url)
     try:
-        lines = []
+        reports = []
         for asset in ASSETS:
             latest = await latest_observation(db, asset)
             async with db.transaction() as session:
                 tick_row = await session.scalar(select(MarketTick).where(MarketTick.asset == asset)
                                                 .order_by(MarketTick.id.desc()).limit(1))
-            lines += status_lines(asset, latest, tick_row)
-            lines += dark_lines(await no_price_periods(db, asset))
-        return lines
+            reports.append(AssetReport(asset, latest, is_stale(latest), LastTick.of(tick_row),
+                                       await no_price_periods(db, asset)))
+        return reports
     except DBAPIError as err:
         raise MarketCliError(f"cannot read the market tables ({db.url}): {err.orig}") from None
     finally:
         await db.dispose()
 
 
-def status_lines(asset: str, latest: Any, tick_row: Any) -> list[str]:
+# A price older than this is stale: no loan acts on it (the default policy's staleness).
+STALE_SECONDS = 900
+
+
+def is_stale(latest: Any) -> bool | None:
+    if latest is None:
+        return None
+    return (datetime.now(timezone.utc) - latest.observed_at).total_seconds() > STALE_SECONDS
+
+
+def status_lines(asset: str, latest: Any, tick_row: LastTick | None) -> list[str]:
     now = datetime.now(timezone.utc)
     if latest is None:
         lines = [f"[bold]{asset}[/]: no price stored yet"]
     else:
         seconds = int((now - latest.observed_at).total_seconds())
-        stale = " [bold red]STALE[/]" if seconds > 900 else ""
-        lines = [f"[bold]{asset} {latest.price}[/]{flags(latest)} observed "
+        stale = " [bold red]STALE[/]" if seconds > STALE_SECONDS else ""
+        lines = [f"[bold]{asset} {usd(latest.price)}[/]{flags(latest)} observed "
                  f"{latest.observed_at:%Y-%m-%d %H:%M:%S}Z ({seconds}s ago{stale}) from "
                  f"{latest.source}, observation #{latest.observation_id}"]
     if tick_row is None:
@@ -342,13 +421,13 @@ def status_lines(asset: str, latest: Any, tick_row: Any) -> list[str]:
     if tick_row.status == "no_price":
         lines.append(f"  last tick {when}: [bold red]NO PRICE[/]: {'; '.join(tick_row.reasons)}")
     elif tick_row.status == "unconfirmed":
-        lines.append(f"  last tick {when}: price {tick_row.price} [bold yellow]UNCONFIRMED[/]: "
+        lines.append(f"  last tick {when}: price {usd(tick_row.price)} [bold yellow]UNCONFIRMED[/]: "
                      f"{'; '.join(tick_row.reasons)}")
     else:
         signalled = "pending" if tick_row.signalled is None else tick_row.signalled
         if not tick_row.target_count:
             signalled = 0
-        lines.append(f"  last tick {when}: price {tick_row.price}, {tick_row.target_count} loan(s) "
+        lines.append(f"  last tick {when}: price {usd(tick_row.price)}, {tick_row.target_count} loan(s) "
                      f"crossed, signalled {signalled}")
     return lines
 
@@ -375,8 +454,9 @@ def dark_lines(periods: list[Any]) -> list[str]:
 
 @market_app.command()
 def start(
-    interval: int = typer.Option(60, help="Seconds between ticks."),
-    venue: list[str] = typer.Option([], "--venue", help="name=shape:base_url (shape: bitstamp or coinbase)."),
+    interval: int = typer.Option(60, metavar="SECONDS", help="Seconds between ticks."),
+    venue: list[str] = typer.Option([], "--venue", metavar="NAME=SHAPE:URL",
+                             help="A venue's ticker API; SHAPE is bitstamp or coinbase."),
     assets: str = typer.Option("BTC,ETH", help="Comma-separated assets."),
 ) -> None:
     """Start the live monitor: ticks every --interval seconds from the venues' ticker APIs."""
@@ -414,7 +494,8 @@ async def start_live(spec: MonitorInput) -> None:
 
 
 @market_app.command()
-def stop(monitor: str = typer.Option(LIVE_MONITOR_ID, help="The monitor's workflow id.")) -> None:
+def stop(monitor: str = typer.Option(LIVE_MONITOR_ID, metavar="WORKFLOW_ID",
+                                     help="The monitor's workflow id.")) -> None:
     """Ask a monitor (live or replay) to finish its tick and end."""
 
     async def send() -> None:

@@ -13,8 +13,8 @@ import typer
 from loanflow.cli.database import database
 from loanflow.cli.errors import CliError, fail, run
 from loanflow.cli.ids import workflow_id
-from loanflow.cli.output import print_json, show, table, units, usd, when
-from loanflow.cli.params import AsJson
+from loanflow.cli.output import money, print_json, show, table, usd, when
+from loanflow.cli.params import NUMBERS, AsJson
 from loanflow.models import PriceUpdate, parse_request
 from loanflow.settings import get_settings
 
@@ -75,8 +75,8 @@ def ledger_check(as_json: AsJson = False) -> None:
     balances equal credit balances per currency. Exits 1 if they do not."""
     from sqlalchemy import func, select
 
-    from activities.ledger import account_balances, check_book
     from loanflow.schema import LedgerEntry
+    from loanflow.store.ledger import account_balances, check_book
 
     async def check() -> LedgerCheck:
         async with database() as store, store.sessions() as session:
@@ -95,25 +95,21 @@ def ledger_check(as_json: AsJson = False) -> None:
     else:
         show(table(f"ledger: {result.entries} entries",
                    ["currency", "debit balances", "credit balances", "difference", "accounts"],
-                   [[c.currency, amount(c.currency, c.debits), amount(c.currency, c.credits),
-                     amount(c.currency, c.difference), c.accounts] for c in result.currencies],
+                   [[c.currency, money(c.currency, c.debits), money(c.currency, c.credits),
+                     money(c.currency, c.difference), c.accounts] for c in result.currencies],
                    right=("debit balances", "credit balances", "difference", "accounts")))
     if not result.balanced:
         raise fail("the books do not balance: " + "; ".join(
-            result.problems or [f"{c.currency} off by {c.difference}" for c in result.currencies
+            result.problems or [f"{c.currency} off by {money(c.currency, c.difference)}" for c in result.currencies
                                 if c.difference]))
     if not as_json:
         show("the books balance: every entry sums to zero in every currency")
 
 
-def amount(currency: str, value: Decimal) -> str:
-    return usd(value) if currency == "USD" else units(currency, value)
-
-
 # --- price --------------------------------------------------------------------------------------
 
 
-@commands.command(rich_help_panel=PANEL)
+@commands.command(rich_help_panel=PANEL, context_settings=NUMBERS)
 def price(
     asset: Annotated[str, typer.Argument(help="BTC or ETH.", show_default=False)],
     value: Annotated[str, typer.Argument(metavar="PRICE", help="USD per unit, e.g. 56000.",
@@ -128,8 +124,8 @@ def price(
     secured by that asset. A price outside the asset's sane range or observed in the future
     is refused; one that jumps more than 30% from the last accepted price is stored
     unconfirmed and signalled to nobody until a second observation confirms it."""
-    from activities.pricing import ObservationProblem, check_observation
     from loanflow.cli.visibility import check_asset
+    from loanflow.store.prices import ObservationProblem, check_observation
 
     asset = check_asset(asset)
     at = observed_at or datetime.now(timezone.utc).isoformat()
@@ -154,11 +150,11 @@ def price(
 
 
 async def record_price(update: PriceUpdate) -> dict[str, Any]:
-    from activities.pricing import record_observation
-    from activities.support import tidy
     from loanflow.cli.client import connect_desk
     from loanflow.cli.visibility import Filters, find_loans, list_query
+    from loanflow.money import tidy
     from loanflow.prices import jumps
+    from loanflow.store.prices import record_observation
 
     client = await connect_desk()  # first: with Temporal down nothing is stored
     limit = jumps.DEFAULT_MAX_JUMP

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from loanflow import search_attributes as sa
 from loanflow.cli.ids import WORKFLOW_PREFIX, WORKFLOW_TYPE
 from loanflow.cli.errors import CliError
+from loanflow.cli.output import decimal_text
 from loanflow.models import LoanState
 from loanflow.money import ASSETS
 
@@ -108,10 +109,11 @@ def list_query(filters: Filters) -> str:
         parts.append(f"{sa.COLLATERAL_ASSET.name} = '{filters.asset}'")
     if filters.borrower:
         parts.append(f"{sa.BORROWER_ID.name} = '{filters.borrower}'")
+    # Plain digits: `--ltv-min 7e-1` must not print (or query) `LoanLtv >= 7E-1`.
     if filters.ltv_min is not None:
-        parts.append(f"{sa.LOAN_LTV.name} >= {filters.ltv_min}")
+        parts.append(f"{sa.LOAN_LTV.name} >= {decimal_text(filters.ltv_min)}")
     if filters.ltv_max is not None:
-        parts.append(f"{sa.LOAN_LTV.name} <= {filters.ltv_max}")
+        parts.append(f"{sa.LOAN_LTV.name} <= {decimal_text(filters.ltv_max)}")
     if filters.running_only:
         parts.append("ExecutionStatus = 'Running'")
     return " AND ".join(parts)

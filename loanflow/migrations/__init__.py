@@ -78,8 +78,14 @@ def baseline_tables() -> frozenset[str]:
 
 
 def current(url: str) -> str | None:
-    """The revision the database is at (None: never migrated)."""
-    return _inspect(sync_url(url))[0]
+    """The revision the database is at (None: never migrated). A SQLite file that does not
+    exist is at none: looking must not create it, nor fail on its missing folder."""
+    url = sync_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).exists():
+        return None
+    return _inspect(url)[0]
 
 
 def upgrade(url: str, revision: str = "head") -> Upgrade:

@@ -20,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from activities.support import tidy
 from loanflow import ledger
 from loanflow.db import Database
+from loanflow.money import tidy
 from loanflow.notice_schema import SENT, OutboxRow
 from loanflow.policy import RiskPolicy
 from loanflow.schema import (

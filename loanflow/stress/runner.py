@@ -25,6 +25,7 @@ from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.mail.sink import MailSink
 from loanflow.prices.messages import (
+    MONITOR_WORKFLOW,
     FeedSpec,
     LastPrice,
     MonitorInput,
@@ -46,7 +47,6 @@ from loanflow.stress.workers import (
 )
 from loanflow.stress.prices import PriceSet
 from loanflow.worker import Workers
-from workflows.market import MarketMonitor
 
 MONITOR_ID = "stress-market"
 # The price "before the window": above every trigger, so the first tick's move reaches every
@@ -192,7 +192,7 @@ async def _start_monitor(
         state=MonitorState(last={a: LastPrice(price=CEILING, observation_id=0, observed_at=before)
                                  for a in prices.assets()}),
     )
-    return await client.start_workflow(MarketMonitor.run, spec, id=MONITOR_ID, task_queue=queue)
+    return await client.start_workflow(MONITOR_WORKFLOW, spec, id=MONITOR_ID, task_queue=queue)
 
 
 async def _follow(monitor: WorkflowHandle[Any, Any], total: int,

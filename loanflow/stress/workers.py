@@ -1,5 +1,5 @@
 """The stress run's workers: the production worker (loans and market monitor, every activity)
-wired to the run's private database, mail sink and seeded fake exchange. One runs in the
+wired to the run's private database, mail sink and seeded fake exchange (`SeededExchange`). One runs in the
 stress process; `extra` more run as processes of their own (a Python process works on one
 core at a time), polling the same private server:
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,10 +26,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import UnsandboxedWorkflowRunner
 
+from activities.exchange import FakeExchange
 from activities.registry import build_activities
+from activities.support import FakeFaults
 from loanflow.db import Database
 from loanflow.settings import Settings
-from loanflow.stress.exchange import SeededExchange
 from loanflow.worker import Workers, build_worker
 
 TASK_QUEUE = "stress-loans"
@@ -46,6 +48,23 @@ def private_database(workdir: Path) -> Database:
 
     event.listen(db.engine.sync_engine, "connect", no_fsync)
     return db
+
+
+class SeededExchange(FakeExchange):
+    """The built-in fake venue, made reproducible. `FakeExchange` draws its few basis points of
+    noise from one random sequence in the order sales arrive; in a crash hour dozens of loans
+    sell at once and that order is the worker's thread timing. Here each fill's noise is drawn
+    from the seed and the order's own notional, so a run gives the same fills whatever order
+    the sales happen in."""
+
+    def __init__(self, db: Database, seed: int) -> None:
+        super().__init__(db, FakeFaults())  # no latency, no outages: nothing to wait for
+        self.seed = seed
+
+    def slippage(self, notional_usd: Decimal) -> Decimal:
+        # Synchronous between the draw and its use: no other sale can take this sequence.
+        self.rng = random.Random(f"{self.seed}:{notional_usd}")
+        return super().slippage(notional_usd)
 
 
 def stress_settings(seed: int, smtp_port: int, workdir: Path) -> Settings:

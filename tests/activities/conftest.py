@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from temporalio.testing import ActivityEnvironment
 
 from activities.custody import CustodyActivities, FakeCustodian
-from activities.ledger import account_balances, check_book
 from activities.support import FakeFaults
 from loanflow.db import Database
 from loanflow.effects import DepositAddressRequest, DepositRecord, TransferReceipt
+from loanflow.store.ledger import account_balances, check_book
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from temporalio.exceptions import ApplicationError
 
-from activities.ledger import LedgerActivities, account_balances, balance, check_book, post_entry
+from activities.ledger import LedgerActivities
 from loanflow import ledger
 from loanflow.effects import LedgerLine, LedgerPosting
 from loanflow.schema import LedgerEntry, LedgerLineRow
+from loanflow.store.ledger import account_balances, balance, check_book, post_entry
 
 D = Decimal
 

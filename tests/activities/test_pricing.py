@@ -10,16 +10,16 @@ from temporalio.exceptions import ApplicationError
 
 from sqlalchemy import update
 
-from activities.pricing import (
+from activities.pricing import PricingActivities
+from loanflow.effects import PriceRequest
+from loanflow.schema import PriceObservation
+from loanflow.store.prices import (
     ObservationProblem,
-    PricingActivities,
     describe_sources,
     latest_observation,
     record_observation,
     store_observation,
 )
-from loanflow.schema import PriceObservation
-from loanflow.effects import PriceRequest
 
 D = Decimal
 T0 = datetime(2022, 11, 9, 23, 0, tzinfo=timezone.utc)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from activities.pricing import store_observation
 from loanflow.book import (
     BookLoan,
     MarketPrice,
@@ -22,6 +21,7 @@ from loanflow.book import (
 from loanflow.db import Database
 from loanflow.policy import RiskPolicy
 from loanflow.schema import Loan
+from loanflow.store.prices import store_observation
 from tests.cli.support import Cli
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -60,34 +60,38 @@ async def test_the_book_of_a_seeded_desk(cli: Cli, store: Database) -> None:
     await seed(store)
     book = await cli.json("book")
 
+    # Amounts at their unit: dollars to the cent, collateral to the asset's smallest unit,
+    # LTVs to six places (issue 11).
     states = {s["state"]: (s["loans"], s["debt_usd"]) for s in book["states"]}
     assert states == {
-        "KYC_REVIEW": (0, "0"), "AWAITING_COLLATERAL": (1, "0"), "ACTIVE": (3, "86100"),
-        "MARGIN_CALL": (2, "50500"), "LIQUIDATING": (1, "45000"), "CLOSED": (1, "0"),
-        "REJECTED": (0, "0"), "CANCELLED": (0, "0"), "DEFAULTED": (0, "0"),
+        "KYC_REVIEW": (0, "0.00"), "AWAITING_COLLATERAL": (1, "0.00"),
+        "ACTIVE": (3, "86100.00"), "MARGIN_CALL": (2, "50500.00"),
+        "LIQUIDATING": (1, "45000.00"), "CLOSED": (1, "0.00"), "REJECTED": (0, "0.00"),
+        "CANCELLED": (0, "0.00"), "DEFAULTED": (0, "0.00"),
     }
-    assert book["loans"] == 8 and book["debt_usd"] == "181600"
+    assert book["loans"] == 8 and book["debt_usd"] == "181600.00"
 
     collateral = {c["asset"]: c for c in book["collateral"]}
     assert (collateral["BTC"]["loans"], collateral["BTC"]["amount"],
-            collateral["BTC"]["price"], collateral["BTC"]["value_usd"]) == (4, "5", "50000", "250000")
+            collateral["BTC"]["price"], collateral["BTC"]["value_usd"]) == (
+        4, "5.00000000", "50000.00", "250000.00")
     assert (collateral["ETH"]["loans"], collateral["ETH"]["amount"],
-            collateral["ETH"]["value_usd"]) == (3, "16", "32000")
+            collateral["ETH"]["value_usd"]) == (3, "16.000000000000000000", "32000.00")
 
     counts = {(b["low"], b["high"]): b["loans"] for b in book["histogram"]}
-    assert counts[("0.4", "0.45")] == 1 and counts[("0.6", "0.65")] == 1
-    assert counts[("0.7", "0.75")] == 2 and counts[("0.9", "0.95")] == 1
-    assert counts[("1", None)] == 1
+    assert counts[("0.400000", "0.450000")] == 1 and counts[("0.600000", "0.650000")] == 1
+    assert counts[("0.700000", "0.750000")] == 2 and counts[("0.900000", "0.950000")] == 1
+    assert counts[("1.000000", None)] == 1
     assert len(counts) == 13 and sum(counts.values()) == 6  # 40% .. 100%+, gaps included
     assert book["unpriced"] == 0
 
     # Nearest deadline first; D cures to its own target (55%), C to the default (60%).
     d, c = book["margin_calls"]
     assert (d["loan_id"], d["cure_target_ltv"], d["cure_top_up"], d["cure_repay_usd"]) == (
-        "D", "0.55", "3.18182", "3500")
+        "D", "0.550000", "3.181820000000000000", "3500.00")
     assert (c["loan_id"], c["cure_target_ltv"], c["cure_top_up"], c["cure_repay_usd"]) == (
-        "C", "0.6", "0.2", "6000")
-    assert d["ltv"] == "0.725" and c["ltv"] == "0.72"
+        "C", "0.600000", "0.20000000", "6000.00")
+    assert d["ltv"] == "0.725000" and c["ltv"] == "0.720000"
 
     table = await cli.ok("book")
     for text in ("MARGIN_CALL", "$250,000.00", "70%-75%", "100% and up", "██", "3.18182 ETH",

@@ -53,9 +53,9 @@ async def test_import_a_book_then_again(desk: Desk, tmp_path: Path) -> None:
     assert "2 loan(s): 2 started, 0 already present" in out
     status = await cli.until(a, "ACTIVE")
     assert (status["principal_usd"], status["interest_usd"], status["debt_usd"]) == (
-        "80000", "1250.5", "81250.5")
-    assert status["collateral_amount"] == "2" and status["kyc_status"] == "migrated"
-    assert (await cli.until(b, "ACTIVE"))["collateral_amount"] == "40.5"
+        "80000.00", "1250.50", "81250.50")
+    assert status["collateral_amount"] == "2.00000000" and status["kyc_status"] == "migrated"
+    assert (await cli.until(b, "ACTIVE"))["collateral_amount"] == "40.500000000000000000"
 
     again = await cli.json("book", "import", str(path))
     assert (again["started"], again["already_present"]) == ([], [a, b])

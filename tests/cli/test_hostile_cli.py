@@ -23,7 +23,7 @@ async def test_a_tx_id_of_another_loan_is_refused_naming_it(desk: Desk) -> None:
     assert line.startswith("tx_id: 0xshared") and first in line, line
     assert await count(desk.db, "custody_transfers", second) == 0
     status = await cli.json("status", second)
-    assert status["state"] == "AWAITING_COLLATERAL" and status["collateral_amount"] == "0"
+    assert status["state"] == "AWAITING_COLLATERAL" and status["collateral_amount"] == "0.000000000000000000"
     # The loan goes on: its own deposit is taken.
     await cli.json("deposit", second, "20", "--tx-id", "0xown")
     await cli.until(second, "ACTIVE")

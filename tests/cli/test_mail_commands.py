@@ -89,3 +89,15 @@ async def test_resend_refusals_name_the_problem(desk: MailDesk) -> None:
     done = await desk.cli.run("mail", "resend", key)
     assert done.returncode == 1 and f"notice {key}: failed" in done.stdout
     assert desk.sink.messages() == []
+
+
+async def test_outbox_table_keeps_the_notice_key_whole_at_80_and_120_columns(
+        desk: MailDesk) -> None:
+    """Issue 11: at 120 columns the key `mail resend` needs was cut (`L-2024-0042:notice:m…`)."""
+    key = await desk.send("L-2024-0042-REFINANCED", "gone@example.com")
+    for columns in ("80", "120"):
+        shown = await desk.cli.ok("mail", "outbox", COLUMNS=columns)
+        assert key in shown and "failed" in shown, f"cut at {columns} columns:\n{shown}"
+        assert "…" not in shown
+    [row] = await desk.cli.json("mail", "outbox")
+    assert row["updated_at"].endswith("Z")

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 
-from activities.pricing import latest_observation
 from loanflow.db import Database
 from loanflow.ports import free_port
 from loanflow.schema import PriceObservation
+from loanflow.store.prices import latest_observation
 from tests.cli.support import Cli
 
 

@@ -98,6 +98,10 @@ async def test_mail_commands_read_the_sink_and_render_previews(cli: Cli, tmp_pat
     listed = await cli.json("mail", "list", "--dir", str(folder))
     assert [(m["n"], m["to"], m["subject"]) for m in listed] == [(1, "b@y.example", "Hi")]
     assert "plain words" in await cli.ok("mail", "show", "1", "--dir", str(folder))
+    shown = await cli.json("mail", "show", "1", "--dir", str(folder))
+    assert (shown["to"], shown["subject"], shown["text"].strip()) == ("b@y.example", "Hi",
+                                                                      "plain words")
+    assert "html words" in shown["html"] and listed[0]["received_at"].endswith("Z")
     assert "html words" in await cli.ok("mail", "show", listed[0]["id"], "--html", "--dir",
                                         str(folder))
     assert await cli.error("mail", "show", "7", "--dir", str(folder)) == (

@@ -184,7 +184,7 @@ async def test_a_jump_the_store_holds_is_the_desks_word(desk: Desk) -> None:
     """The monitor signals only loans whose triggers a tick crossed, so a loan's last price can
     be far behind: a jump that the desk's store holds acts at once (the loan looks at the store
     when a jump arrives); what a signal claims beyond it never does."""
-    from activities.pricing import store_observation
+    from loanflow.store.prices import store_observation
 
     handle = await active_loan(desk, "HV1")
     stored = await store_observation(desk.db, "BTC", Decimal("42000"), await desk.now())

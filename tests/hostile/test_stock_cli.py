@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy import select
 
 from loanflow.db import Database
-from loanflow.devserver import DevServer
 from loanflow.schema import AuditRecord, ExchangeOrder
 from tests.e2e.conftest import dev_client, dev_server, task_queue  # noqa: F401
 from tests.e2e.test_temporal_cli import (  # noqa: F401
     APPLICATION,
+    Operator,
+    operator,
     run_cli,
     temporal,
     until_state,
@@ -28,7 +29,7 @@ def observation(asset: str, price: str, minutes_ago: float = 0) -> str:
                        "source": "desk"})
 
 
-async def signal(server: DevServer, wid: str, *inputs: str, name: str = "price_update") -> None:
+async def signal(server: Operator, wid: str, *inputs: str, name: str = "price_update") -> None:
     args = ["workflow", "signal", "--workflow-id", wid, "--name", name]
     for value in inputs:
         args += ["--input", value]
@@ -41,7 +42,7 @@ async def signal(server: DevServer, wid: str, *inputs: str, name: str = "price_u
     assert done.returncode == 0, done.stderr
 
 
-async def active_eth_loan(server: DevServer, task_queue: str, loan_id: str) -> str:  # noqa: F811
+async def active_eth_loan(server: Operator, task_queue: str, loan_id: str) -> str:  # noqa: F811
     wid = f"loan-{loan_id}"
     app = {**APPLICATION, "loan_id": loan_id}
     await run_cli(server, "workflow", "start", "--type", "LoanWorkflow", "--task-queue",
@@ -71,50 +72,50 @@ async def sold(db: Database, loan_id: str, seconds: float = 15) -> bool:
 
 
 async def test_breach_confirmed_by_later_observations_sells(
-    dev_server: DevServer, worker: None, task_queue: str, db: Database  # noqa: F811
+    operator: Operator, worker: None, task_queue: str, db: Database  # noqa: F811
 ) -> None:
     loan = f"HX6-{task_queue[-8:]}"  # the dev server is shared by the whole session
-    wid = await active_eth_loan(dev_server, task_queue, loan)
+    wid = await active_eth_loan(operator, task_queue, loan)
     # 20,000 against 20 ETH at 1,212.12: 82.5%. Observed 10, 5 and 0 minutes ago, 1 s apart.
     for minutes_ago in (10, 5, 0):
-        await signal(dev_server, wid, observation("ETH", "1212.12", minutes_ago))
+        await signal(operator, wid, observation("ETH", "1212.12", minutes_ago))
         await asyncio.sleep(1)
     assert await sold(db, loan), await audit_kinds(db, loan)
 
 
 async def test_malformed_signals_and_updates_from_the_stock_cli(
-    dev_server: DevServer, worker: None, task_queue: str, db: Database  # noqa: F811
+    operator: Operator, worker: None, task_queue: str, db: Database  # noqa: F811
 ) -> None:
     """Item 3: `--input 1 --input 2` once failed the loan's workflow task on every attempt."""
-    wid = await active_eth_loan(dev_server, task_queue, f"HX3-{task_queue[-8:]}")
+    wid = await active_eth_loan(operator, task_queue, f"HX3-{task_queue[-8:]}")
     for inputs in (("1", "2"), ("null",), ('"a string"',), ("[]",), ("{}",),
                    (observation("ETH", "1e309"),), (observation("ETH", "2000", -60 * 24 * 365 * 4),)):
-        await signal(dev_server, wid, *inputs)
+        await signal(operator, wid, *inputs)
     refused = await asyncio.to_thread(
-        temporal, dev_server, "workflow", "update", "execute", "--workflow-id", wid,
+        temporal, operator, "workflow", "update", "execute", "--workflow-id", wid,
         "--name", "top_up", "--input", "1", "--input", "2")
     assert refused.returncode != 0 and "2 arguments" in refused.stderr + refused.stdout
-    status = await until_state(dev_server, wid, "ACTIVE")  # still answers its query
+    status = await until_state(operator, wid, "ACTIVE")  # still answers its query
     assert status["price"] == "2000"
     # ...and acts on the next good price: ETH 1,400 is a margin call (twice: a 30% move).
-    await signal(dev_server, wid, observation("ETH", "1400", 0.01))
-    await signal(dev_server, wid, observation("ETH", "1400"))
-    await until_state(dev_server, wid, "MARGIN_CALL")
+    await signal(operator, wid, observation("ETH", "1400", 0.01))
+    await signal(operator, wid, observation("ETH", "1400"))
+    await until_state(operator, wid, "MARGIN_CALL")
     described = json.loads((await asyncio.to_thread(
-        temporal, dev_server, "workflow", "describe", "--workflow-id", wid)).stdout)
+        temporal, operator, "workflow", "describe", "--workflow-id", wid)).stdout)
     assert "pendingWorkflowTask" not in described or \
         described["pendingWorkflowTask"].get("attempt", 1) <= 1
 
 
 async def test_a_second_start_argument_carries_no_state(
-    dev_server: DevServer, worker: None, task_queue: str, db: Database  # noqa: F811
+    operator: Operator, worker: None, task_queue: str, db: Database  # noqa: F811
 ) -> None:
     loan = f"HX4-{task_queue[-8:]}"
     wid = f"loan-{loan}"
     state = {"from_run": "anything", "file": {"state": "ACTIVE", "collateral": "50"}}
-    await run_cli(dev_server, "workflow", "start", "--type", "LoanWorkflow", "--task-queue",
+    await run_cli(operator, "workflow", "start", "--type", "LoanWorkflow", "--task-queue",
                   task_queue, "--workflow-id", wid, "--input", json.dumps({**APPLICATION,
                                                                            "loan_id": loan}),
                   "--input", json.dumps(state))
-    status = await until_state(dev_server, wid, "REJECTED")
+    status = await until_state(operator, wid, "REJECTED")
     assert "resume" in status["reason"] and status["collateral_amount"] == "0"

@@ -7,6 +7,7 @@ setenv beside a thread's getenv crashed the interpreter (segfault in CI, typer 0
 
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
 from collections.abc import AsyncIterator
@@ -44,13 +45,13 @@ async def test_tick_status_replay_and_stop(cli: Cli) -> None:
     monitor = f"market-monitor-{uuid.uuid4().hex[:6]}"
     out = await cli.ok("market", "tick", "BTC", "--quote", "bitstamp=16000", "--quote", "coinbase=16010",
                     "--monitor", monitor)
-    assert "BTC 16005" in out and "bitstamp, coinbase" in out and "signalled 0" in out
+    assert "BTC $16,005.00" in out and "bitstamp, coinbase" in out and "signalled 0" in out
 
     out = await cli.ok("market", "tick", "BTC", "--quote", "bitstamp=16574", "--monitor", monitor)
     assert "BTC: NO PRICE" in out and "only 1 fresh venue quote(s), quorum is 2" in out
 
     out = await cli.ok("market", "status")
-    assert "NO PRICE" in out and "16005" in out and "quorum is 2" in out
+    assert "NO PRICE" in out and "$16,005.00" in out and "quorum is 2" in out
     # the no-price period is listed, still open
     assert "no-price periods: 1 (1 tick(s)):" in out and "still no price" in out
     # ... and in the monitor's Web UI details
@@ -112,7 +113,7 @@ async def test_a_bad_tick_is_refused_and_the_monitor_goes_on(cli: Cli) -> None:
 
     out = await cli.ok("market", "tick", "ETH", "--quote", "a=2000", "--quote", "b=2001",
                        "--monitor", monitor)
-    assert "ETH 2000.5" in out
+    assert "ETH $2,000.50" in out
     client = await Client.connect(cli.env["TEMPORAL_ADDRESS"],
                                   data_converter=pydantic_data_converter)
     handle = client.get_workflow_handle(monitor)
@@ -125,7 +126,7 @@ async def test_a_bad_tick_is_refused_and_the_monitor_goes_on(cli: Cli) -> None:
         raise AssertionError("the monitor took a tick of 1e309")
     out = await cli.ok("market", "tick", "ETH", "--quote", "a=2010", "--quote", "b=2011",
                        "--monitor", monitor)
-    assert "ETH 2010.5" in out
+    assert "ETH $2,010.50" in out
     await cli.ok("market", "stop", "--monitor", monitor)
 
 
@@ -135,3 +136,31 @@ async def test_bad_input_is_refused_with_the_reason(cli: Cli) -> None:
                                                                    "1999")
     assert "at least two --venue" in await refused(cli, "start", "--venue",
                                                    "a=bitstamp:http://x")
+
+
+EXPONENT = re.compile(r"\d[eE][+-]?\d")
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+async def test_status_and_tick_in_json_and_for_people(cli: Cli) -> None:
+    """Issue 11: prices for people as dollars (`ETH 1.4E+3` was shown), and `--json` on
+    `market status` and `market tick`, prices to the cent, times in UTC with `Z`."""
+    monitor = f"market-monitor-{uuid.uuid4().hex[:6]}"
+    await cli.ok("price", "ETH", "1400")
+    shown = await cli.ok("market", "status")
+    assert "ETH $1,400.00" in shown and not EXPONENT.search(shown), shown
+
+    summary = await cli.json("market", "tick", "ETH", "--quote", "bitstamp=1400",
+                             "--quote", "coinbase=1401", "--monitor", monitor)
+    [tick] = summary["ticks"]
+    assert tick["observation"]["price"] == "1400.50" and ISO_Z.match(summary["at"])
+    said = await cli.ok("market", "tick", "ETH", "--quote", "bitstamp=1400",
+                        "--quote", "coinbase=1401", "--monitor", monitor)
+    assert "ETH $1,400.50" in said and "previous $1,400.50" in said, said
+
+    report = {a["asset"]: a for a in (await cli.json("market", "status"))["assets"]}
+    eth = report["ETH"]
+    assert eth["latest"]["price"] == "1400.50" and ISO_Z.match(eth["latest"]["observed_at"])
+    assert eth["stale"] is False and eth["last_tick"]["price"] == "1400.50"
+    assert report["BTC"]["latest"] is None and report["BTC"]["no_price_periods"] == []
+    await cli.ok("market", "stop", "--monitor", monitor)

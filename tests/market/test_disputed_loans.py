@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import select
 from temporalio.client import WorkflowHandle
 
-from activities.pricing import store_observation
 from loanflow.models import LoanState
 from loanflow.policy import PolicyOverrides
-from loanflow.schema import AuditRecord, ExchangeOrder
+from loanflow.schema import AuditRecord, ExchangeOrder, PriceObservation
+from loanflow.store.prices import as_update, store_observation
 from tests.market.conftest import Market, open_active_loan, settle, wait_state
 from tests.workflows.book import application
 
@@ -26,16 +26,25 @@ D = Decimal
 
 
 async def disputed(market: Market, handle: WorkflowHandle[Any, Any], low: str, high: str) -> None:
-    """The signal the monitor sends for a disputed tick: the lowest quote as the price."""
-    await handle.signal("price_update", {
-        "asset": "BTC", "price": low, "observed_at": (await market.now()).isoformat(),
-        "source": "lowest(binance,bitstamp)", "disputed": True, "low": low, "high": high,
-        "venues": {"bitstamp": low, "binance": high}})
+    """What the monitor does for a disputed tick: store the observation (flagged, the lowest
+    quote as the price), then signal it. Stored, a jump past the loan's jump limit is the desk's
+    word and needs no confirmation (the loan finds it in the store)."""
+    row = PriceObservation(
+        asset="BTC", price=D(low), observed_at=await market.now(),
+        sources={"bitstamp": low, "binance": high}, disputed=True, low=D(low), high=D(high),
+        unconfirmed=False, created_at=await market.now())
+    async with market.db.transaction() as session:
+        session.add(row)
+        await session.flush()
+        update = as_update(row)
+    await handle.signal("price_update", update.model_dump(mode="json"))
     await market.env.sleep(timedelta(seconds=1))
 
 
-async def agreed(market: Market, handle: WorkflowHandle[Any, Any], price: str) -> None:
-    await market.price(handle, "BTC", price)
+async def agreed(market: Market, handle: WorkflowHandle[Any, Any], price: str, *,
+                 confirmed: bool = True) -> None:
+    """An agreeing price; `confirmed=False` is one print only (the wick check wants two)."""
+    await market.price(handle, "BTC", price, confirmed=confirmed)
     await market.env.sleep(timedelta(seconds=1))
 
 
@@ -96,11 +105,11 @@ async def test_a_sale_waits_for_agreement_then_the_wick_check_runs_on_agreeing_p
     assert (await market.status(handle)).collateral_amount == D(1)
     # Venues agree again, still past the liquidation level: the usual wick check (a second,
     # later agreeing observation) and then the sale.
-    await agreed(market, handle, "36400")
+    await agreed(market, handle, "36400", confirmed=False)
     await settle(handle)
     assert await orders(market, "DS1") == []
     assert await audits(market, "DS1", "liquidation_pending_confirmation")
-    await agreed(market, handle, "36300")
+    await agreed(market, handle, "36300", confirmed=False)
     status = await wait_state(market, handle, LoanState.ACTIVE)
     await settle(handle)
     sold = await orders(market, "DS1")  # one limit order, or a second if the fill was rich

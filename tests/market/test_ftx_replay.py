@@ -17,7 +17,6 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from activities.pricing import store_observation
 from loanflow.models import LoanState, LoanStatus
 from loanflow.prices.aggregate import AggregationRules, Priced, aggregate
 from loanflow.prices.messages import (
@@ -30,6 +29,7 @@ from loanflow.prices.messages import (
 from loanflow.prices.replay import ReplaySource
 from loanflow.risk import ltv, sale_proceeds, sale_step
 from loanflow.schema import AuditRecord, ExchangeOrder, PriceObservation
+from loanflow.store.prices import store_observation
 from tests.market.conftest import Market, open_active_loan, settle
 from tests.workflows.book import notices
 

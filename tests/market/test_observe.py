@@ -11,7 +11,6 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from activities.market import MarketActivities, crossed_loans
-from activities.pricing import store_observation
 from activities.store import upsert_snapshot
 from loanflow.db import Database
 from loanflow.prices.aggregate import AggregationRules
@@ -19,6 +18,7 @@ from loanflow.prices.messages import FeedSpec, ObserveRequest, ReplayFeed
 from loanflow.prices.sources import Quote
 from loanflow.prices.triggers import LoanTriggers, select_crossed
 from loanflow.schema import MarketTick, PriceObservation
+from loanflow.store.prices import store_observation
 from tests.market.conftest import book_snapshot
 
 D = Decimal

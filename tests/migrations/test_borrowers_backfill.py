@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from activities.store import find_borrower
 from loanflow.db import Database
 from loanflow.migrations import current, head, upgrade
 from loanflow.models import Borrower
 from loanflow.schema import Loan
+from loanflow.store.borrowers import find_borrower
 
 AT = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
 

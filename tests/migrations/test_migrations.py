@@ -18,8 +18,6 @@ from sqlalchemy import create_engine, func, inspect, select
 
 import loanflow.notice_schema  # noqa: F401  (registers the tables)
 import loanflow.schema  # noqa: F401
-from activities.ledger import post_entry
-from activities.pricing import latest_observation, store_observation
 from loanflow.db import Base, Database
 from loanflow.ledger import credit, debit
 from loanflow.migrations import (
@@ -32,6 +30,8 @@ from loanflow.migrations import (
     upgrade,
 )
 from loanflow.schema import LedgerEntry, Loan
+from loanflow.store.ledger import post_entry
+from loanflow.store.prices import latest_observation, store_observation
 from tests.cli.support import Cli
 
 AT = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)

@@ -11,14 +11,16 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.notify import DEFERRED, NotifyActivities
-from activities.store import StoreActivities, find_borrower
+from activities.notify import NotifyActivities
+from activities.store import StoreActivities
 from loanflow.db import Database
 from loanflow.effects import LoanRecord, LoanSnapshot, Notice
 from loanflow.mail import outbox
+from loanflow.mail.delivery import DEFERRED
 from loanflow.mail.preview import SAMPLE_BORROWER, sample_data
 from loanflow.models import Borrower
 from loanflow.notice_schema import SENT
+from loanflow.store.borrowers import find_borrower
 
 from .helpers import Sink, settings_for
 

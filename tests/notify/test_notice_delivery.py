@@ -12,10 +12,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.notify import DEFERRED, NotifyActivities
+from activities.notify import NotifyActivities
 from loanflow.db import Database
 from loanflow.effects import Notice
 from loanflow.mail import outbox
+from loanflow.mail.delivery import DEFERRED
 from loanflow.mail.message import NOTICE_KEY_HEADER, message_id_for
 from loanflow.mail.preview import SAMPLE_BORROWER, sample_data
 from loanflow.mail.sink import SinkProbe, show_message
@@ -182,7 +183,7 @@ async def test_an_overtaken_attempt_hangs_up_before_the_data(
     assert slow is not None
     assert (await run(acts, margin_call())).status == SENT  # the retry overtakes it
 
-    from activities.notify import _Hold  # the slow attempt now reaches its point of no return
+    from loanflow.mail.delivery import _Hold  # the slow attempt now reaches its point of no return
     row = await outbox.find(db, margin_call().key)
     assert row is not None
     with pytest.raises(ApplicationError, match="another attempt took over"):

@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from activities.ledger import account_balances, check_book
 from loanflow import ledger
 from loanflow.db import Base, Database
 from loanflow.models import Borrower, LoanApplication, LoanStatus
+from loanflow.store.ledger import account_balances, check_book
 
 BORROWER = Borrower(id="B-100", name="Ada Lovelace", email="ada@example.com", country="GB")
 

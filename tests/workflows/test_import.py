@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from activities.ledger import account_balances
-from activities.pricing import store_observation
 from loanflow import ledger
 from loanflow.book_import import BookError, ImportReport, import_book
 from loanflow.imported import ImportedLoan
@@ -20,6 +18,8 @@ from loanflow.models import LoanState
 from loanflow.money import usd_up
 from loanflow.risk import daily_interest
 from loanflow.schema import ImportedLoanRow, Loan, utcnow
+from loanflow.store.ledger import account_balances
+from loanflow.store.prices import store_observation
 from tests.workflows.book import (
     BORROWER,
     assert_books_agree,
