@@ -344,6 +344,7 @@ async def start_loans(
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
     from loanflow.cli.ids import WORKFLOW_TYPE, workflow_id
+    from loanflow.loan_metadata import start_metadata
 
     outcome = [False] * len(loans)
     queue = iter(enumerate(loans))
@@ -354,10 +355,12 @@ async def start_loans(
         for index, loan in queue:  # shared: each loan is taken by one starter
             try:
                 # A loan id is never reused: a second start of it is refused by the server.
+                app = loan.application(policy)
                 await client.start_workflow(
-                    WORKFLOW_TYPE, loan.application(policy), id=workflow_id(loan.loan_id),
+                    WORKFLOW_TYPE, app, id=workflow_id(loan.loan_id),
                     task_queue=task_queue, memo=memo,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    **start_metadata(app),  # the Web UI's summary of the loan
                 )
                 outcome[index] = True
             except WorkflowAlreadyStartedError:

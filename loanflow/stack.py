@@ -20,9 +20,11 @@ from loanflow.db import Database
 from loanflow.devserver import DevServer
 from loanflow.failures import StartupError, silence_stdout
 from loanflow.namespace_setup import ensure_search_attributes
+from loanflow.narration import narrating
 from loanflow.preflight import Plan
 from loanflow.settings import Settings, SettingsError
 from loanflow.temporal_client import connect
+from loanflow.web_ui import MARGIN_CALLS, workflows_url
 from loanflow.worker import build_worker
 
 Say = Callable[[str], None]
@@ -171,12 +173,12 @@ async def run_servers(settings: Settings, plan: Plan, demo: bool, say: Say, stop
         info = StackInfo(plan.temporal_address, plan.ui_url, settings.db_url, mail,
                          f"{settings.smtp_host}:{settings.smtp_port}", codec_url)
         try:
-            async with build_worker(client, db, settings):
+            async with build_worker(client, db, settings), narrating(db, say):
                 banner(info, settings, say)
                 if demo:
                     from loanflow.demo import run_demo
 
-                    await run_demo(client, settings.task_queue, say)
+                    await run_demo(client, settings, say)
                 say("running; Ctrl-C to stop (everything is kept under var/)")
                 await stop.wait()
                 say("stopping the worker ...")
@@ -209,9 +211,8 @@ def banner(info: StackInfo, settings: Settings, say: Say) -> None:
     say(f"  Temporal        {info.temporal_address} (task queues '{settings.task_queue}', "
         f"'{settings.market_queue}')")
     if info.ui_url:
-        say(f"  Web UI          {info.ui_url}/namespaces/default/workflows")
-        say(f"  margin calls    {info.ui_url}/namespaces/default/workflows?query="
-            "LoanState%3D%22MARGIN_CALL%22")
+        say(f"  Web UI          {workflows_url(info.ui_url)}")
+        say(f"  margin calls    {workflows_url(info.ui_url, MARGIN_CALLS)}")
     if needs_port_hint(settings):
         say(f"                  (other loanflow commands find it when "
             f"LOANFLOW_TEMPORAL_PORT={settings.temporal_port} is in the environment or .env)")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+
 from loanflow.settings import Settings
 
 # The payload keys every test process and every `loanflow` subprocess of a test uses (a test
@@ -29,3 +32,24 @@ class Inbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(envelope.content)
         return "250 OK"
+
+
+OPEN_TASK = (EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED)
+
+
+async def idle(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Nothing of the loan's in flight: no activity pending, no workflow task open."""
+    description = await handle.describe()
+    return not description.raw_description.pending_activities and \
+        not await workflow_task_open(handle)
+
+
+async def workflow_task_open(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Is a workflow task of the loan scheduled or running? Then the loan may be about to
+    start an activity: its notices go out one after another, so between two of them none is
+    pending, but a task is (the one that schedules the next). The time-skipping server's
+    description does not show pending workflow tasks; its history does."""
+    last = None
+    async for event in handle.fetch_history_events():
+        last = event.event_type
+    return last in OPEN_TASK

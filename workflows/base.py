@@ -29,8 +29,9 @@ with workflow.unsafe.imports_passed_through():
         effect_key,
     )
     from loanflow import ledger as account
+    from loanflow.loan_metadata import current_details
     from loanflow.models import LoanApplication, LoanState
-    from loanflow.money import fmt_ratio, usd_up
+    from loanflow.money import usd_up
     from workflows.calls import NOTICE_HEARTBEAT, NOTICE_TIMEOUT, effect, read, record
     from workflows.loan_file import CarriedState, LoanFile
 
@@ -41,6 +42,15 @@ PRICE_RULES = "issue10-price-rules"
 # A poke that arrives while the loan is busy (revaluing, waiting on an effect) is kept for the
 # next wait instead of being cleared on entry to it.
 WAKE_KEPT = "issue10-wake-kept"
+# Patch of issue 11: a loan's notices are delivered one after another, in the order of its
+# events. Run side by side, a notice deferred for a moment (the borrower's contact details not
+# yet in the database, a 4xx) was overtaken by the next ("Identity verified" arriving before
+# "We have received your application"), and two notices of one workflow task raced over SMTP.
+ORDERED_NOTICES = "issue11-ordered-notices"
+# Patch of issue 11: while a margin call is open its deadline is a timer of its own, named
+# CURE_DEADLINE, so that the operator sees it (`LoanBase.cure_timer`).
+CURE_TIMER = "issue11-cure-deadline-timer"
+CURE_DEADLINE = "cure deadline"
 
 
 IMMINENT = timedelta(minutes=15)
@@ -66,6 +76,9 @@ class LoanBase:
         self._published: tuple[Any, ...] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._timer_at: datetime | None = None
+        self._last_notice: asyncio.Task[None] | None = None
+        self._cure_timer: asyncio.Task[None] | None = None
+        self._cure_at: datetime | None = None
 
     # --- clock and waiting ------------------------------------------------------------------------
 
@@ -87,7 +100,8 @@ class LoanBase:
 
     async def wait(self, until: datetime | None, why: str) -> None:
         """Wait until `until` (a named timer, kept across wake-ups while it is unchanged) or until
-        something pokes the loan, then continue as new if history has grown large."""
+        something pokes the loan, then continue as new if history has grown large. While a
+        margin call is open its deadline wakes the loan too (`cure_timer`)."""
         if not workflow.patched(WAKE_KEPT):
             self._wake = False  # the old behaviour lost pokes that came while the loan was busy
         if until != self._timer_at:
@@ -96,28 +110,51 @@ class LoanBase:
             if until is not None:
                 delay = max(until - self.now(), timedelta(seconds=1))
                 self._timer = asyncio.ensure_future(workflow.sleep(delay, summary=why))
-        timer = self._timer
-        await workflow.wait_condition(lambda: self._wake or (timer is not None and timer.done()))
+        timer, deadline = self._timer, self.cure_timer()
+        await workflow.wait_condition(lambda: self._wake or (timer is not None and timer.done())
+                                      or (deadline is not None and deadline.done()))
         self._wake = False
         if timer is not None and timer.done():
             self._timer, self._timer_at = None, None
         await self.maybe_continue_as_new()
 
+    def cure_timer(self) -> asyncio.Task[None] | None:
+        """While a margin call is open, a timer of its own named "cure deadline" that fires at
+        the deadline: the operator sees it in the Web UI whatever else the loan waits for (a
+        reminder, the daily revaluation). Moved when an operator extends the call, dropped
+        when the call ends."""
+        f = self.f
+        due = f.cure_deadline if f.state == LoanState.MARGIN_CALL else None
+        due = due if due is not None and due > self.now() else None
+        if due is None and self._cure_timer is None:
+            return None
+        if not workflow.patched(CURE_TIMER):
+            return None
+        if due != self._cure_at:
+            self.release(self._cure_timer, self._cure_at)
+            self._cure_timer, self._cure_at = None, due
+            if due is not None:
+                self._cure_timer = asyncio.ensure_future(
+                    workflow.sleep(due - self.now(), summary=CURE_DEADLINE))
+        return self._cure_timer
+
     def drop_timer(self) -> None:
-        """Let go of the current timer: cancel it, unless it is due within `IMMINENT`; such a
+        self.release(self._timer, self._timer_at)
+
+    def release(self, timer: asyncio.Task[None] | None, due: datetime | None) -> None:
+        """Let go of a timer: cancel it, unless it is due within `IMMINENT`; such a
         timer is left to fire (a wake-up that finds nothing to do). The time-skipping test
         server wedges a run for good when a task's completion cancels a timer that fired while
         the task was in flight (temporalio/sdk-java#3088, open): `loanflow stress` met it in
         every busy crash hour, where a minute passes in real time while the worker catches up
         and the one-minute liquidation re-checks fall due. Far-off timers are still cancelled,
         so histories stay as small as before."""
-        if self._timer is None:
+        if timer is None:
             return
-        due = self._timer_at
         imminent = due is not None and due - self.now() <= IMMINENT
         if imminent and workflow.patched("keep-imminent-timers"):
             return
-        self._timer.cancel()
+        timer.cancel()
 
     async def maybe_continue_as_new(self) -> None:
         info = workflow.info()
@@ -128,18 +165,20 @@ class LoanBase:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self.drain()
         self.drop_timer()
+        self.release(self._cure_timer, self._cure_at)
         workflow.logger.info("continuing as new at %s events", info.get_current_history_length())
         carried = CarriedState(from_run=info.run_id, file=self.f.model_dump(mode="json"))
         workflow.continue_as_new(args=[self.app, carried], memo=workflow.memo())
 
     # --- background effects (notices, read model) -----------------------------------------------
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run a side task (a notice, a read-model write) without holding up the loan's
         decisions; `drain` waits for all of them before the run ends."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def drain(self) -> None:
         while self._background:
@@ -157,9 +196,15 @@ class LoanBase:
             borrower_id=self.app.borrower.id,
             data={k: v for k, v in data.items() if v is not None},
         )
-        self.spawn(self._deliver(notice))
+        if not workflow.patched(ORDERED_NOTICES):
+            self.spawn(self._deliver(notice))  # histories from before: side by side
+            return
+        # Each notice waits for the one before it; its key still makes it exactly once.
+        self._last_notice = self.spawn(self._deliver(notice, after=self._last_notice))
 
-    async def _deliver(self, notice: Notice) -> None:
+    async def _deliver(self, notice: Notice, after: asyncio.Task[None] | None = None) -> None:
+        if after is not None:
+            await workflow.wait_condition(after.done)
         try:
             await effect(ActivityName.RECORD_NOTICE, notice, NoticeReceipt,
                          summary=notice.kind, timeout=NOTICE_TIMEOUT,
@@ -244,6 +289,8 @@ class LoanBase:
         price = f.price.price if f.price else None
         ltv = f.ltv_at(price) if price is not None else None
         shown = (f.state, ltv, f.collateral, f.debt(), f.cure_deadline, f.required_collateral)
+        # Not a command (the UI reads it with a query): kept current at every publish.
+        workflow.set_current_details(self._details(ltv))
         if shown == self._published and not self._audit:
             return
         if shown != self._published and self.search_attributes_enabled():
@@ -257,8 +304,6 @@ class LoanBase:
                     debt_usd=f.debt(),
                 )
             )
-        if shown != self._published:
-            workflow.set_current_details(self._details(ltv))
         self._published = shown
         f.snapshot_version += 1
         triggers = f.triggers()
@@ -296,16 +341,19 @@ class LoanBase:
 
     def _details(self, ltv: Decimal | None) -> str:
         f = self.f
-        lines = [
-            f"**{f.state.value}**",
-            f"LTV {fmt_ratio(ltv)} · debt ${f.debt():,.2f} · "
-            f"collateral {f.collateral} {self.app.collateral_asset}",
-        ]
-        if f.cure_deadline:
-            lines.append(f"cure deadline {iso(f.cure_deadline)}")
-        if f.reason:
-            lines.append(f"reason: {f.reason}")
-        return "\n\n".join(lines)
+        return current_details(state=f.state.value, ltv=ltv, debt=f.debt(),
+                               collateral=f.collateral, asset=self.app.collateral_asset,
+                               deadlines=self._deadlines(), reason=f.reason)
+
+    def _deadlines(self) -> list[tuple[str, datetime]]:
+        """The deadlines an operator looks for in the loan's present state."""
+        f, state = self.f, self.f.state
+        named = [("cure deadline", f.cure_deadline),
+                 ("KYC review deadline", f.kyc_deadline if f.awaiting_kyc_decision else None),
+                 ("funding deadline", f.funding_deadline
+                  if state == LoanState.AWAITING_COLLATERAL else None),
+                 ("maturity", f.maturity if not state.is_final else None)]
+        return [(name, at) for name, at in named if at is not None]
 
 
 def _jsonable(value: Any) -> Any:

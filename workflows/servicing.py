@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from loanflow.money import USD, wide
     from loanflow.risk import MAX_SALE_STEPS, after_payment, allocate_payment
     from loanflow.risk import full_liquidation_quantity, liquidation_quantity, sale_step
-    from workflows.base import iso, text
+    from workflows.base import CURE_DEADLINE, CURE_TIMER, iso, text
     from workflows.calls import effect
     from workflows.loan_file import DAY
     from workflows.onboarding import PRICE_RECHECK, Onboarding
@@ -527,7 +527,8 @@ class Servicing(Onboarding):
             ((f.last_revaluation or now) + DAY, "daily revaluation")
         ]
         if f.cure_deadline is not None:
-            candidates.append((f.cure_deadline, "cure deadline"))
+            if not (f.state == LoanState.MARGIN_CALL and workflow.patched(CURE_TIMER)):
+                candidates.append((f.cure_deadline, CURE_DEADLINE))  # else: its own timer
             reminder = f.next_reminder()
             if reminder is not None:
                 candidates.append((reminder[0], f"margin-call reminder {reminder[1]}h"))

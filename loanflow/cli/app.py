@@ -104,9 +104,9 @@ def codec_server(
 
 
 def register() -> None:
-    from loanflow.cli import book, loans, mail, ops, stress, updates
+    from loanflow.cli import book, loans, mail, ops, stress, updates, watch
 
-    for module in (loans, updates, book, ops, mail, stress):
+    for module in (loans, updates, watch, book, ops, mail, stress):
         app.add_typer(module.commands)
     # The market monitor's commands, where that part of loanflow is installed.
     try:

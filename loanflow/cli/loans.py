@@ -156,6 +156,7 @@ async def start_loan(application: LoanApplication) -> dict[str, str]:
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
     from loanflow.cli.client import connect_desk
+    from loanflow.loan_metadata import start_metadata
 
     client = await connect_desk()
     queue = get_settings().task_queue
@@ -166,6 +167,7 @@ async def start_loan(application: LoanApplication) -> dict[str, str]:
         handle = await client.start_workflow(
             WORKFLOW_TYPE, application, id=wid, task_queue=queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            **start_metadata(application),  # the Web UI's summary of the loan
         )
     except WorkflowAlreadyStartedError:
         raise CliError(f"loan {application.loan_id} already exists (workflow {wid}); "

@@ -271,23 +271,16 @@ def parse_quote(asset: str, text: str) -> Quote:
 
 async def manual_tick(monitor_id: str, manual: ManualTick) -> TickSummary:
     """The update `tick`, starting a manual-only monitor if none runs under that id."""
-    from temporalio.client import WithStartWorkflowOperation
-    from temporalio.common import WorkflowIDConflictPolicy
+    from loanflow.prices import manual as ticks
 
     from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
-    temporal = await client()
     settings = get_settings()
-    start = WithStartWorkflowOperation(
-        "MarketMonitor", MonitorInput(), id=monitor_id, task_queue=settings.market_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    tick = temporal.execute_update_with_start_workflow(
-        "tick", manual, start_workflow_operation=start, result_type=TickSummary)
+    tick = ticks.manual_tick(await client(), manual, monitor_id=monitor_id,
+                             task_queue=settings.market_queue)
     # Without a worker on the market's queue the update would wait for ever.
     try:
-        summary: TickSummary = await asyncio.wait_for(tick, settings.cli_answer_seconds)
-        return summary
+        return await asyncio.wait_for(tick, settings.cli_answer_seconds)
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         raise MarketCliError(
             f"no worker answered the market monitor within {settings.cli_answer_seconds:g} s: "

@@ -28,7 +28,7 @@ from loanflow.prices.sources import Quote
 from loanflow.risk import trigger_price
 from loanflow.worker import WORKFLOWS
 from tests.market.recorder import PriceRecorder
-from tests.support import Inbox, quiet_settings
+from tests.support import Inbox, idle, quiet_settings
 from tests.workflows.book import application
 from tests.workflows.conftest import Desk, ts_env  # noqa: F401  (the shared time-skipping server)
 from workflows.loan import LoanWorkflow
@@ -148,8 +148,7 @@ async def settle(handle: WorkflowHandle[Any, Any], limit: float = 30) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while loop.time() < deadline:
-        description = await handle.describe()
-        if not description.raw_description.pending_activities:
+        if await idle(handle):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{handle.id} still has activities in flight after {limit}s")

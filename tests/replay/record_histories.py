@@ -240,6 +240,22 @@ async def hostile_rules(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def ordered_notices_cure_timer(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with the issue-11 patches in: notices one after another, and a margin call's
+    deadline as a timer of its own (started, moved by an extension, dropped by the cure)."""
+    handle = await funded(desk, "HIST-ISSUE11")
+    await desk.price(handle, "BTC", "42000")
+    await until(desk, handle, LoanState.MARGIN_CALL)
+    await handle.execute_update("extend_cure", {"hours": 6, "reason": "wire", "operator": "ops"})
+    await desk.env.sleep(timedelta(hours=25))  # past the 24 h reminder
+    await desk.price(handle, "BTC", "42000")
+    await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "HIST-ISSUE11-more"})
+    await until(desk, handle, LoanState.ACTIVE)
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "i1"})
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -253,6 +269,7 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "continue_as_new_resumed_run": resumed,
     "market_monitor": market_monitor,
     "hostile_rules": hostile_rules,
+    "ordered_notices_cure_timer": ordered_notices_cure_timer,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run"}

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from datetime import datetime
 
 import pytest_asyncio
 
@@ -19,17 +19,18 @@ from activities.registry import build_activities
 from loanflow.codec_server import CodecServer
 from loanflow.db import Database
 from loanflow.devserver import DevServer
+from loanflow.loan_metadata import people_time
 from loanflow.mail.sink import start_sink
 from loanflow.ports import free_ports
 from loanflow.settings import PROJECT_ROOT
 from loanflow.stack import connect_when_ready
+from loanflow.web_ui import MARGIN_CALLS, workflows_url
 from loanflow.worker import build_worker
 from tests.cli.support import Cli, application, open_flags
 from tests.support import quiet_settings
 from tests.ui.browser import Browser
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
-MARGIN_CALLS = 'LoanState="MARGIN_CALL"'
 
 
 @dataclass
@@ -94,37 +95,50 @@ def visit(profile: Path, pages: list[Page]) -> list[str]:
         browser.close()
 
 
+# The loan's static summary, as `loanflow open` gives it (the borrower's id, never a name).
+SUMMARY = "Loan {loan} · borrower B-7 · ETH · principal $20,000.00"
+
+
 async def test_an_operator_finds_a_margin_call_in_the_web_ui(stack: Stack, tmp_path: Path) -> None:
     cli, loan = stack.cli, "UI-1"
-    # A 12-hour cure period and no reminders: the next timer the loan starts is "cure deadline".
-    run_id = (await cli.json(*open_flags(application(loan)), LOANFLOW_POLICY_CURE_PERIOD_HOURS="12",
-                             LOANFLOW_POLICY_REMINDER_HOURS="[]"))["run_id"]
+    run_id = (await cli.json(*open_flags(application(loan))))["run_id"]
     await cli.ok("price", "ETH", "2000")
     await cli.until(loan, "AWAITING_COLLATERAL")
     await cli.ok("deposit", loan, "20", "--tx-id", "0xui")
     await cli.until(loan, "ACTIVE")
     await cli.ok("price", "ETH", "1400")
-    await cli.until(loan, "MARGIN_CALL")
+    call = await cli.until(loan, "MARGIN_CALL")
     await until_listed(cli, loan)
+    deadline = people_time(datetime.fromisoformat(call["cure_deadline"].replace("Z", "+00:00")))
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    workflows = f"{stack.server.ui_url}/namespaces/default/workflows"
+    workflows = workflows_url(stack.server.ui_url)
     loan_page = f"{workflows}/loan-{loan}/{run_id}"
-    listing, details, history, decrypted = await asyncio.to_thread(visit, tmp_path / "chromium", [
-        # The operator's filter, as typed into the list's query box.
-        Page(f"{workflows}?query={quote(MARGIN_CALLS)}", (f"loan-{loan}",),
-             ARTIFACTS / "margin-call-list.png"),
-        # The loan's current details: state, LTV, debt, collateral, the deadline.
-        Page(f"{loan_page}/user-metadata", ("MARGIN_CALL", "LTV 71.43%", "cure deadline"),
-             ARTIFACTS / "loan-details.png"),
-        # Its history: the named timer it waits on, and its activities.
-        Page(f"{loan_page}/history", ("Timer Started", "cure deadline", "publish loan"),
-             ARTIFACTS / "loan-history.png", reveal="cure deadline"),
-        # The start input, encrypted in Temporal, decrypted by the codec server for the UI.
-        Page(f"{loan_page}/history", ("Input", "Grace Hopper", "grace@example.com"),
-             ARTIFACTS / "loan-input-decrypted.png", reveal="Grace Hopper"),
-    ])
+    listing, landing, details, history, decrypted = await asyncio.to_thread(
+        visit, tmp_path / "chromium", [
+            # The `make run` banner's "margin calls" link: the list filtered by the query.
+            Page(workflows_url(stack.server.ui_url, MARGIN_CALLS), (f"loan-{loan}",),
+                 ARTIFACTS / "margin-call-list.png"),
+            # The page an operator lands on: the loan's timeline, where the cure deadline is
+            # a named timer of its own (the loan wakes up earlier, for its revaluation).
+            Page(loan_page, (f"loan-{loan}", "Timeline", "daily revaluation", "cure deadline"),
+                 ARTIFACTS / "loan-timeline.png"),
+            # The loan's summary (no personal data), its terms, and its current details in
+            # people's formats (the Web UI 2.54 shows user metadata on this tab only).
+            Page(f"{loan_page}/user-metadata", (SUMMARY.format(loan=loan), "MARGIN_CALL",
+                                                "LTV 71.43%", "debt $20,0",
+                                                f"cure deadline: {deadline}",
+                                                "90 days at 10.00% a year"),
+                 ARTIFACTS / "loan-details.png"),
+            # Its history: the named timer it waits on, and its activities.
+            Page(f"{loan_page}/history", ("Timer Started", "cure deadline", "publish loan"),
+                 ARTIFACTS / "loan-history.png", reveal="cure deadline"),
+            # The start input, encrypted in Temporal, decrypted by the codec server for the UI.
+            Page(f"{loan_page}/history", ("Input", "Grace Hopper", "grace@example.com"),
+                 ARTIFACTS / "loan-input-decrypted.png", reveal="Grace Hopper"),
+        ])
     assert f"loan-{loan}" in listing and "MARGIN_CALL" in listing
+    assert f"loan-{loan}" in landing
     assert f"loan-{loan}" in details and f"loan-{loan}" in history
     assert "Grace Hopper" in decrypted
     for shot in ARTIFACTS.glob("*.png"):

@@ -20,7 +20,7 @@ from loanflow.db import Database
 from loanflow.models import LoanApplication, LoanStatus
 from loanflow.temporal_client import data_converter
 from loanflow.worker import build_worker
-from tests.support import Inbox, quiet_settings
+from tests.support import Inbox, idle, quiet_settings
 from workflows.loan import LoanWorkflow
 
 
@@ -103,8 +103,7 @@ class Desk:
         writes run in the background after an update returns."""
         deadline = asyncio.get_running_loop().time() + limit
         while asyncio.get_running_loop().time() < deadline:
-            description = await handle.describe()
-            if not description.raw_description.pending_activities:
+            if await idle(handle):
                 return await self.status(handle)
             await asyncio.sleep(0.05)
         raise AssertionError(f"{handle.id} still has activities in flight after {limit}s")
