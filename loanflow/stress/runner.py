@@ -16,20 +16,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.mail.sink import MailSink
+from loanflow.schema import MarketTick
 from loanflow.prices.messages import (
     MONITOR_WORKFLOW,
     FeedSpec,
     LastPrice,
     MonitorInput,
-    MonitorProgress,
     MonitorState,
     ReplayFeed,
     ReplayPlan,
@@ -134,7 +134,7 @@ async def _drive(
         await _loans_settled(env, prices, clock, outcome, on_progress)
         replay_started = time.monotonic()
         monitor = await _start_monitor(env.client, prices, clock, workers.market_queue)
-        await _follow(monitor, len(prices.ticks()), on_progress)
+        await _follow(db, monitor, len(prices.ticks()), on_progress)
         on_progress(Progress("last hour", len(prices.ticks()), len(prices.ticks()),
                              prices.last_tick))
         await env.sleep(LAST_HOUR_TAIL)
@@ -195,27 +195,35 @@ async def _start_monitor(
     return await client.start_workflow(MONITOR_WORKFLOW, spec, id=MONITOR_ID, task_queue=queue)
 
 
-async def _follow(monitor: WorkflowHandle[Any, Any], total: int,
+async def _follow(db: Database, monitor: WorkflowHandle[Any, Any], total: int,
                   on_progress: Callable[[Progress], None]) -> None:
     """Wait for the replay to end (the server skips time while everything waits on a timer),
-    reporting its progress."""
+    reporting its progress from the ticks the monitor stored. Not by querying the monitor: a
+    query that met the monitor's continue-as-new now and then left the time-skipping server
+    holding a time lock, so that its clock crept at real time and the replay stalled."""
     result = asyncio.ensure_future(monitor.result())
     seen, since = -1, time.monotonic()
     while not result.done():
         await asyncio.wait([result], timeout=0.5)
-        try:
-            progress = await monitor.query("progress", result_type=MonitorProgress)
-        except RPCError:
-            continue  # between two runs of the monitor (continue-as-new): ask again
-        on_progress(Progress("replay", progress.state.replay_index, total, progress.replay_at))
-        if progress.state.replay_index != seen:
-            seen, since = progress.state.replay_index, time.monotonic()
+        index, replay_at = await _replayed(db)
+        on_progress(Progress("replay", index, total, replay_at))
+        if index != seen:
+            seen, since = index, time.monotonic()
         elif time.monotonic() - since > STALL_SECONDS:
             result.cancel()
             raise StressError(f"the replay made no progress for {STALL_SECONDS // 60} minutes "
-                              f"at {progress.replay_at}: a loan's workflow task is stuck on "
-                              f"the test server (run again with fewer loans)")
+                              f"at {replay_at}: a loan's workflow task is stuck on the test "
+                              f"server (run again with fewer loans)")
     result.result()
+
+
+async def _replayed(db: Database) -> tuple[int, datetime | None]:
+    """How many ticks the stress monitor has stored, and the window hour of the last."""
+    async with db.transaction() as session:
+        row = (await session.execute(
+            select(func.max(MarketTick.seq), func.max(MarketTick.replay_at))
+            .where(MarketTick.monitor_id == MONITOR_ID))).one()
+    return int(row[0] or 0), row[1]
 
 
 async def _settle(client: Client, loan_ids: Sequence[str],
