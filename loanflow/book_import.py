@@ -296,7 +296,7 @@ def plan(loans: Sequence[ImportedLoan], fresh: Sequence[ImportedLoan]) -> Import
 
 
 def check_policy(policy: PolicyOverrides | None) -> None:
-    from loanflow.cli.policy import refusal
+    from loanflow.desk_policy import refusal
 
     problem = refusal(policy) if policy is not None else None
     if problem:
@@ -343,7 +343,7 @@ async def start_loans(
     from temporalio.common import WorkflowIDReusePolicy
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
-    from loanflow.cli.ids import WORKFLOW_TYPE, workflow_id
+    from loanflow.models import WORKFLOW_TYPE, workflow_id
     from loanflow.loan_metadata import start_metadata
 
     outcome = [False] * len(loans)

@@ -50,6 +50,12 @@ def Text(max_length: int, min_length: int = 1) -> Any:  # noqa: N802 (a field fa
 
 # The contract's workflow id of a loan: `loan-<loan_id>`.
 WORKFLOW_PREFIX = "loan-"
+WORKFLOW_TYPE = "LoanWorkflow"
+
+
+def workflow_id(loan_id: str) -> str:
+    """The contract's workflow id of a loan (`loan-<loan_id>`)."""
+    return f"{WORKFLOW_PREFIX}{loan_id}"
 
 
 class LoanState(str, Enum):

@@ -70,3 +70,17 @@ def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
         "loanflow/cli/late.py:2 imports activities.pricing",
         "loanflow/typed.py:3 imports workflows.loan",
     ]
+
+
+def test_only_the_cli_imports_the_cli() -> None:
+    """The CLI is the top of `loanflow/`: the importer, the stress runner and the stack are
+    used by it, so they take what they share with it (ids, the desk's policy) from the core."""
+    problems = []
+    for path in sorted(CORE.rglob("*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        if name.startswith("loanflow/cli/"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=name)
+        problems += [f"{name}:{line} imports {module}" for line, module in imported_modules(tree)
+                     if module == "loanflow.cli" or module.startswith("loanflow.cli.")]
+    assert problems == []

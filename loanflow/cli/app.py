@@ -36,7 +36,7 @@ app = typer.Typer(
 def start_up() -> None:
     """Invalid settings fail here, before any command runs, naming the setting. Help needs no
     settings: an operator fixing a bad one can still read how a command works."""
-    from loanflow.cli.policy import desk_policy
+    from loanflow.desk_policy import desk_policy
 
     if "--help" in sys.argv[1:]:
         return

@@ -69,7 +69,7 @@ def read(file: Path) -> list[ImportedLoan]:
 
 def desk_overrides() -> PolicyOverrides | None:
     """The desk's policy overrides (LOANFLOW_POLICY_*), as `loanflow open` applies them."""
-    from loanflow.cli.policy import desk_policy
+    from loanflow.desk_policy import desk_policy
 
     overrides = desk_policy()
     return overrides if overrides.model_dump(exclude_none=True) else None

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from loanflow.cli.errors import CliError
-from loanflow.models import WORKFLOW_PREFIX
+from loanflow.models import WORKFLOW_PREFIX, WORKFLOW_TYPE, workflow_id
 
-WORKFLOW_TYPE = "LoanWorkflow"
 __all__ = ["WORKFLOW_PREFIX", "WORKFLOW_TYPE", "loan_id_of", "workflow_id"]
 
 
@@ -15,7 +14,3 @@ def loan_id_of(ref: str) -> str:
     if not loan_id:
         raise CliError("loan id: must not be empty (e.g. L1 or loan-L1)")
     return loan_id
-
-
-def workflow_id(loan_id: str) -> str:
-    return f"{WORKFLOW_PREFIX}{loan_id}"

@@ -29,7 +29,7 @@ from loanflow.cli.output import (
     when,
 )
 from loanflow.cli.params import AsJson, LoanRef
-from loanflow.cli.policy import refusal, with_desk_policy
+from loanflow.desk_policy import refusal, with_desk_policy
 from loanflow.models import (
     LoanApplication,
     LoanState,

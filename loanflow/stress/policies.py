@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from loanflow.cli.policy import desk_policy, refusal
+from loanflow.desk_policy import desk_policy, refusal
 from loanflow.policy import PolicyOverrides
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from loanflow.cli.policy import env_name
+from loanflow.desk_policy import env_name
 from loanflow.policy import PolicyOverrides
 from loanflow.settings import Settings
 
