@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from loanflow.db import Database
-from loanflow.money import WIDE
+from loanflow.money import WIDE, fmt_ratio
 from loanflow.notice_schema import NoticeRow, OutboxRow
 from loanflow.schema import AuditRecord, LedgerEntry, Loan
 
@@ -95,8 +95,22 @@ def booking(entry: LedgerEntry) -> Event:
 
 
 def describe(detail: dict[str, Any]) -> str:
-    """`name=value` pairs of a decision's details, empty values left out."""
-    return ", ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "", [], {}))
+    """`name=value` pairs of a decision's details, empty values left out; LTVs as people read
+    them (the audit keeps the workflow's exact ratio, up to 60 digits)."""
+    return ", ".join(f"{k}={shown(k, v)}" for k, v in detail.items()
+                     if v not in (None, "", [], {}))
+
+
+def shown(name: str, value: Any) -> Any:
+    """An LTV detail (`ltv`, `ltv_before`, `margin_call_ltv`, ...) as a percentage; the rest as
+    it is."""
+    if "ltv" not in name or not isinstance(value, (str, Decimal)):
+        return value
+    try:
+        ratio = Decimal(value)
+    except ArithmeticError:
+        return value
+    return fmt_ratio(ratio) if not ratio.is_nan() else value
 
 
 def signed(amount: Decimal) -> str:
