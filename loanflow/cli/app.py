@@ -64,6 +64,11 @@ def up(
     from loanflow.stack import run_stack
 
     chosen = {"temporal_port": port, "ui_port": ui_port, "smtp_port": smtp_port}
+    if os.environ.get("TEMPORAL_ADDRESS") and (port or ui_port):
+        # Honoured silently, TEMPORAL_ADDRESS would make the operator's port a no-op.
+        raise CliError(f"{'--port' if port else '--ui-port'}: TEMPORAL_ADDRESS="
+                       f"{os.environ['TEMPORAL_ADDRESS']} names the server to use, so no dev "
+                       "server is started: unset it to start one on that port")
     settings = get_settings().model_copy(
         update={k: v for k, v in chosen.items() if v is not None})
     run(run_stack(settings, demo=demo))

@@ -309,3 +309,11 @@ async def test_the_market_commands_without_a_server(tmp_path: Path) -> None:
         assert await cli.error(*command) == (
             f"cannot reach Temporal at {address}: start the stack with `make run` (or "
             "`loanflow up`), or set TEMPORAL_ADDRESS")
+
+
+async def test_up_refuses_a_port_option_the_temporal_address_overrides(tmp_path: Path) -> None:
+    cli = up_cli(tmp_path)
+    assert await cli.error("up", "--port", "7300", TEMPORAL_ADDRESS="127.0.0.1:7999") == (
+        "--port: TEMPORAL_ADDRESS=127.0.0.1:7999 names the server to use, so no dev server is "
+        "started: unset it to start one on that port")
+    assert not (tmp_path / "var" / "temporal.db").exists()
