@@ -1,0 +1,157 @@
+"""What one margin call costs Temporal, read from event histories: the workflow tasks,
+activities, local activities, search-attribute upserts, timers and history events that the
+crash tick's signal caused in a called loan, against what the same-work baseline's signal
+caused in one of its minimal workflows.
+
+A window starts at the signal event and ends with the workflow task that took in the result of
+the activity the signal led to (the margin-call notice; the baseline's no-op). Both windows end
+the same way (the baseline's with its completion), so the two counts compare like with like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+
+from loanflow.effects import ActivityName
+
+SIGNAL = "price_update"
+MARGIN_CALL = "margin_call"
+
+# The kinds reported, and the event that marks one of each.
+KINDS: dict[str, int] = {
+    "workflow_tasks": EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+    "activities": EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    "local_activities": EventType.EVENT_TYPE_MARKER_RECORDED,
+    "search_attribute_upserts": EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+    "timers_started": EventType.EVENT_TYPE_TIMER_STARTED,
+}
+TOTAL = "history_events"
+
+Window = Callable[[Sequence[HistoryEvent], dict[int, str]], Sequence[HistoryEvent]]
+
+
+class NoWindow(ValueError):
+    """The history has no signal followed by the awaited activity (yet)."""
+
+
+def count(events: Sequence[HistoryEvent]) -> dict[str, int]:
+    """Per kind, how many of `events` there are, and the events in all."""
+    counts = {kind: sum(1 for e in events if e.event_type == marker)
+              for kind, marker in KINDS.items()}
+    return counts | {TOTAL: len(events)}
+
+
+async def notice_kinds(events: Sequence[HistoryEvent], converter: DataConverter) -> dict[int, str]:
+    """The kind of every notice activity scheduled, by its scheduled event id. The workflow
+    puts the kind in the activity's summary; it is decoded with the client's converter because
+    the codec may have encrypted it."""
+    notices = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+               and e.activity_task_scheduled_event_attributes.activity_type.name
+               == ActivityName.RECORD_NOTICE and e.user_metadata.HasField("summary")]
+    if not notices:
+        return {}
+    kinds = await converter.decode([e.user_metadata.summary for e in notices], [str] * len(notices))
+    return {e.event_id: kind for e, kind in zip(notices, kinds)}
+
+
+def margin_call_window(events: Sequence[HistoryEvent],
+                       kinds: dict[int, str]) -> Sequence[HistoryEvent]:
+    """From the last `price_update` signal before the (last) margin-call notice was scheduled,
+    to the workflow task that took in the notice's completion. The last one: the history is
+    read right after the crash tick, so its call is the newest."""
+    calls = [event_id for event_id, kind in kinds.items() if kind == MARGIN_CALL]
+    if not calls:
+        raise NoWindow("no margin-call notice scheduled")
+    scheduled = max(calls)
+    at = _index(events, scheduled)
+    start = _last_before(events, at, _is_signal)
+    done = _first_after(events, at, lambda e: e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+                        and e.activity_task_completed_event_attributes.scheduled_event_id == scheduled)
+    end = _first_after(events, done, _is_task_completed)
+    return events[start:end + 1]
+
+
+def baseline_window(events: Sequence[HistoryEvent], kinds: dict[int, str]) -> Sequence[HistoryEvent]:
+    """From the baseline workflow's signal to its completion (`kinds` unused: it has no
+    notices; the same signature as `margin_call_window`)."""
+    start = _last_before(events, len(events), _is_signal)
+    end = _first_after(events, start, lambda e: e.event_type
+                       == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED)
+    return events[start:end + 1]
+
+
+def _is_signal(event: HistoryEvent) -> bool:
+    return (event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            and event.workflow_execution_signaled_event_attributes.signal_name == SIGNAL)
+
+
+def _is_task_completed(event: HistoryEvent) -> bool:
+    return event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+
+
+def _index(events: Sequence[HistoryEvent], event_id: int) -> int:
+    return next(i for i, e in enumerate(events) if e.event_id == event_id)
+
+
+def _last_before(events: Sequence[HistoryEvent], stop: int,
+                 match: Callable[[HistoryEvent], bool]) -> int:
+    for i in range(stop - 1, -1, -1):
+        if match(events[i]):
+            return i
+    raise NoWindow("no price_update signal before it")
+
+
+def _first_after(events: Sequence[HistoryEvent], start: int,
+                 match: Callable[[HistoryEvent], bool]) -> int:
+    for i in range(start + 1, len(events)):
+        if match(events[i]):
+            return i
+    raise NoWindow("the window has not closed yet")
+
+
+def summarise(costs: Sequence[dict[str, int]]) -> dict[str, Any]:
+    """Mean and max per kind over the sampled workflows."""
+    kinds = [*KINDS, TOTAL]
+    if not costs:
+        return {"workflows": 0, "mean": None, "max": None}
+    return {"workflows": len(costs),
+            "mean": {k: round(sum(c[k] for c in costs) / len(costs), 2) for k in kinds},
+            "max": {k: max(c[k] for c in costs) for k in kinds}}
+
+
+async def workflow_cost(client: Client, workflow_id: str, window: Window) -> dict[str, int]:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    events = list(history.events)
+    kinds = await notice_kinds(events, client.data_converter)
+    return count(window(events, kinds))
+
+
+async def sample_cost(client: Client, workflow_ids: Sequence[str], window: Window,
+                      sample: int = 50, concurrency: int = 10) -> dict[str, Any]:
+    """The summary over the first `sample` of `workflow_ids` (sorted, so a rerun reads the
+    same loans); a few histories at a time, to keep the read light after the timed phase."""
+    chosen = sorted(workflow_ids)[:sample]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(workflow_id: str) -> dict[str, int]:
+        async with gate:
+            return await workflow_cost(client, workflow_id, window)
+
+    return summarise(await asyncio.gather(*(one(w) for w in chosen)))
+
+
+def comparison_line(call: dict[str, Any], base: dict[str, Any]) -> str:
+    """One line: per kind, the margin call's mean against the baseline's."""
+    if not call["mean"] or not base["mean"]:
+        return "cost per margin call: no sample"
+    parts = [f"{kind.replace('_', ' ')} {call['mean'][kind]:g} vs {base['mean'][kind]:g}"
+             for kind in [*KINDS, TOTAL]]
+    return (f"cost per margin call vs per baseline workflow (mean of {call['workflows']} / "
+            f"{base['workflows']}): " + "; ".join(parts))

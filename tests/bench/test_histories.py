@@ -1,0 +1,93 @@
+"""The cost-per-margin-call counter on real histories: a recorded loan history with a margin call
+(tests/replay/histories) and a baseline workflow run here on the time-skipping server. The
+expected counts were read off the histories by hand (event ids below)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
+from temporalio.testing import WorkflowEnvironment
+
+from bench.baseline import BASELINE_QUEUE, baseline_worker
+from bench.baseline_workflow import BenchBaseline
+from bench.histories import (NoWindow, baseline_window, comparison_line, count,
+                             margin_call_window, notice_kinds, summarise, workflow_cost)
+from loanflow import binaries
+from loanflow.temporal_client import data_converter
+
+HISTORY = Path(__file__).parents[1] / "replay" / "histories" / "ordered_notices_cure_timer.json"
+
+
+def loan_events() -> list[HistoryEvent]:
+    return list(WorkflowHistory.from_json("loan-HIST", json.loads(HISTORY.read_text())).events)
+
+
+# ordered_notices_cure_timer, from the price_update signal (95) that led to the margin-call
+# notice (scheduled 103, completed 117) to the workflow task that took in its completion (120):
+#   workflow tasks completed 98, 106, 110, 120 (110 is the test's cure-extension update);
+#   activity scheduled 103; markers 99, 107, 115; upsert 100; timers started 101, 102, 114.
+MARGIN_CALL_COST = {"workflow_tasks": 4, "activities": 1, "local_activities": 3,
+                    "search_attribute_upserts": 1, "timers_started": 3, "history_events": 26}
+
+
+async def test_a_margin_call_costs_what_its_history_shows() -> None:
+    events = loan_events()
+    kinds = await notice_kinds(events, DataConverter.default)
+    assert kinds[103] == "margin_call"
+    window = margin_call_window(events, kinds)
+    assert (window[0].event_id, window[-1].event_id) == (95, 120)
+    assert count(window) == MARGIN_CALL_COST
+
+
+async def test_encrypted_summaries_are_decoded_with_the_client_converter() -> None:
+    """In the benchmark the codec encrypts payloads; the notice kind must still be found."""
+    events = loan_events()
+    converter = data_converter()
+    for event in events:
+        if event.user_metadata.HasField("summary"):
+            plain = DataConverter.default.payload_converter.from_payloads(
+                [event.user_metadata.summary])[0]
+            [encoded] = await converter.encode([plain])
+            event.user_metadata.summary.CopyFrom(encoded)
+    assert events[102].user_metadata.summary.metadata["encoding"] != b"json/plain"
+    kinds = await notice_kinds(events, converter)
+    assert count(margin_call_window(events, kinds)) == MARGIN_CALL_COST
+
+
+def test_a_history_without_a_margin_call_has_no_window() -> None:
+    with pytest.raises(NoWindow):
+        margin_call_window(loan_events(), {7: "application_received"})
+
+
+@pytest.mark.timeout(120)
+async def test_a_baseline_workflow_costs_what_its_history_shows() -> None:
+    """Signal (1 event), two workflow tasks (3 each), one activity (3), completion (1)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=data_converter(), test_server_existing_path=binaries.test_server())
+    try:
+        async with baseline_worker(env.client, cache=10, concurrency=5):
+            handle = await env.client.start_workflow(
+                BenchBaseline.run, id=f"baseline-{uuid.uuid4().hex[:8]}", task_queue=BASELINE_QUEUE)
+            await handle.signal("price_update", {"asset": "BTC", "price": "1"})
+            await handle.result()
+        cost = await workflow_cost(env.client, handle.id, baseline_window)
+    finally:
+        await env.shutdown()
+    assert cost == {"workflow_tasks": 2, "activities": 1, "local_activities": 0,
+                    "search_attribute_upserts": 0, "timers_started": 0, "history_events": 11}
+
+
+def test_summary_and_line() -> None:
+    small = dict.fromkeys(MARGIN_CALL_COST, 1)
+    summary = summarise([MARGIN_CALL_COST, small])
+    assert summary["workflows"] == 2
+    assert summary["mean"]["history_events"] == 13.5 and summary["max"]["timers_started"] == 3
+    assert summarise([])["mean"] is None
+    line = comparison_line(summary, summarise([small]))
+    assert "workflow tasks 2.5 vs 1" in line
