@@ -70,6 +70,7 @@ class Stack:
     db: Database
     settings: Settings
     mail_dir: Path
+    sink_pid: int  # the SMTP sink's process, whose CPU the crash benchmark reports
 
 
 @dataclass
@@ -124,7 +125,7 @@ async def bench_stack(tuning: Tuning, task_queue: str = "loans-bench") -> AsyncI
         await db.create_all()
         await wait_for_port(smtp_port)
         client = await connect_when_ready(server.address, settings=settings)
-        yield Stack(root, server, client, db, settings, mail_dir)
+        yield Stack(root, server, client, db, settings, mail_dir, sink.pid)
     finally:
         await db.dispose()
         server.stop()
@@ -180,11 +181,11 @@ def _fresh_pg() -> tuple[str, Callable[[], None]]:
 
 @contextlib.asynccontextmanager
 async def worker_processes(stack: Stack, tuning: Tuning, cache: int, log: Path,
-                           concurrency: int) -> AsyncIterator[int]:
+                           concurrency: int) -> AsyncIterator[list[int]]:
     """`tuning.worker_processes` processes of `bench.worker`, each running the production worker
     (every workflow and activity) and the baseline's worker, sized for the book: every loan
-    stays in the workflow cache, as on a worker fleet sized for the book. Yields their count
-    once every one polls; stops them (SIGTERM, then SIGKILL) on the way out."""
+    stays in the workflow cache, as on a worker fleet sized for the book. Yields their pids
+    (for CPU accounting and profiling) once every one polls; stops them (SIGTERM, then SIGKILL) on the way out."""
     def command(index: int) -> list[str]:
         # Each process's fakes fail on a sequence of their own (as independent machines would).
         seed = (stack.settings.fake_seed or 0) + index
@@ -201,7 +202,7 @@ async def worker_processes(stack: Stack, tuning: Tuning, cache: int, log: Path,
     try:
         for proc in procs:
             await _ready(proc, log)
-        yield len(procs)
+        yield [proc.pid for proc in procs]
     finally:
         await asyncio.gather(*(_stop(proc) for proc in procs))
 
