@@ -41,7 +41,7 @@ async def run_baseline(client: Client, n: int, concurrency: int, progress: Progr
                        bar: str = "baseline") -> tuple[float, list[float]]:
     """Returns (seconds from the first signal to the last completion, per-workflow seconds).
     Batches of one run need distinct `prefix`es; `bar` names their progress bars."""
-    ids = [f"{prefix}-{i:06d}" for i in range(n)]
+    ids = workflow_ids(prefix, n)
     already = await completed(client)
 
     async def start(workflow_id: str) -> None:
@@ -74,6 +74,11 @@ async def run_baseline(client: Client, n: int, concurrency: int, progress: Progr
     await bounded(ids, concurrency, result)  # after the clock: reading costs the run nothing
     latencies = sorted(t - first for t in done)
     return latencies[-1], latencies
+
+
+def workflow_ids(prefix: str, n: int) -> list[str]:
+    """The ids of a batch of `n` baseline workflows (also for reading their histories)."""
+    return [f"{prefix}-{i:06d}" for i in range(n)]
 
 
 async def completed(client: Client) -> int:

@@ -28,10 +28,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench.baseline import run_baseline
+from bench.baseline import run_baseline, workflow_ids
 from bench.book import START_PRICES, SEED_PRICES, Window, fund_loans, plan_book, start_loans
 from bench.crashes import CrashResult, gradual_crash, one_tick_crash, quiet_tick, restore
+from bench.histories import baseline_window, comparison_line, margin_call_window, sample_cost
 from bench.market import Monitor, wait_until_quiet
+from bench.profiling import measured, share_line, stack_processes
 from bench.quiet import SUGGEST_CONTINUE_AS_NEW, QuietResult, quiet_month
 from bench.report import (Bar, console, count_in_log, load, machine, plot, quiet_logs, spread,
                           write_json)
@@ -40,6 +42,10 @@ from bench.stack import (DYNAMIC_CONFIG, SQLITE_PRAGMAS, Stack, Tuning, bench_st
 
 RESULTS = Path(__file__).parent / "results"
 PREFIX = "BK-"
+SAME_WORK = "same-work"
+# Histories read for the cost per margin call: enough for a stable mean, few enough to read
+# in seconds at 10,000 loans.
+HISTORY_SAMPLE = 50
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--monitor-queue", choices=("own", "loans"), default="own",
                         help="the monitor on its own task queue (production), or sharing the "
                              "loans queue (as before; for comparison)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy each worker process during the one-tick crash, raw stacks "
+                             "into DIR (summary: python -m bench.profile_summary DIR)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--no-progress", action="store_true")
@@ -100,8 +109,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with bench_stack(tuning) as stack:
             results["config"]["database_url"] = stack.settings.db_url
             async with worker_processes(stack, tuning, cache=args.loans + 1000,
-                                        log=log_file(args), concurrency=args.concurrency):
-                await desk_phases(stack, args, bar, results)
+                                        log=log_file(args), concurrency=args.concurrency) as workers:
+                await desk_phases(stack, workers, args, bar, results)
             results["quiet_month"] = None
             if args.quiet_loans > 0:
                 results["quiet_month"] = await quiet_month(
@@ -115,7 +124,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-async def desk_phases(stack: Stack, args: argparse.Namespace, bar: Bar,
+async def desk_phases(stack: Stack, workers: list[int], args: argparse.Namespace, bar: Bar,
                       results: dict[str, Any]) -> None:
     queue = stack.settings.market_queue if args.monitor_queue == "own" else stack.settings.task_queue
     monitor = await Monitor.start(stack.client, queue, args.concurrency)
@@ -129,9 +138,11 @@ async def desk_phases(stack: Stack, args: argparse.Namespace, bar: Bar,
     start = START_PRICES["BTC"]
     results["quiet_tick"] = await quiet_tick(stack.db, stack.client, monitor, start, PREFIX,
                                              sample=min(args.loans, 300))
-    one = await one_tick_crash(stack.db, monitor, start, PREFIX, bar, args.timeout)
-    await wait_until_quiet(stack.db, seconds=3, timeout=args.timeout)
+    one = await one_tick_phase(stack, workers, monitor, start, args, bar, results)
     results["baseline_same_work"] = await same_work_baseline(stack, one.signalled, args, bar)
+    results["cost_per_baseline_workflow"] = await sample_cost(
+        stack.client, workflow_ids(SAME_WORK, one.signalled), baseline_window,
+        sample=min(HISTORY_SAMPLE, len(one.called)))
     results["recovery"] = await restore(stack.db, monitor, start, bar)
     gradual = await gradual_crash(stack.db, monitor, start, PREFIX, bar, args.tick_spacing,
                                   args.timeout)
@@ -144,6 +155,22 @@ async def desk_phases(stack: Stack, args: argparse.Namespace, bar: Bar,
                             "gradual": gradual.latencies}
 
 
+async def one_tick_phase(stack: Stack, workers: list[int], monitor: Monitor, start: Decimal,
+                         args: argparse.Namespace, bar: Bar,
+                         results: dict[str, Any]) -> CrashResult:
+    """The one-tick crash, with each process's CPU (and, on request, a profile of each worker)
+    while it runs, then what a margin call cost in Temporal terms (read after the clock)."""
+    names = {f"worker-{i}": pid for i, pid in enumerate(workers)}
+    async with measured(stack_processes(stack, workers), names, args.profile) as cpu:
+        one = await one_tick_crash(stack.db, monitor, start, PREFIX, bar, args.timeout)
+    results["cpu_share"] = cpu
+    await wait_until_quiet(stack.db, seconds=3, timeout=args.timeout)
+    results["cost_per_margin_call"] = await sample_cost(
+        stack.client, [f"loan-{loan}" for loan in one.called], margin_call_window,
+        sample=HISTORY_SAMPLE)
+    return one
+
+
 async def same_work_baseline(stack: Stack, signalled: int, args: argparse.Namespace,
                              bar: Bar) -> dict[str, Any]:
     """The honest denominator: as many signal + no-op activity workflows as the one-tick crash
@@ -152,7 +179,7 @@ async def same_work_baseline(stack: Stack, signalled: int, args: argparse.Namesp
     bar.add("same-work baseline started", signalled)
     bar.add("same-work baseline done", signalled)
     seconds, latencies = await run_baseline(stack.client, signalled, args.concurrency, bar,
-                                            prefix="same-work", bar="same-work baseline")
+                                            prefix=SAME_WORK, bar="same-work baseline")
     return {"workflows": signalled, "seconds": round(seconds, 3),
             "per_workflow": spread(latencies)}
 
@@ -245,6 +272,11 @@ def print_figures(results: dict[str, Any]) -> None:
             f"[bold]{c['ratio_to_baseline']}[/]{same_work_text(c)}; per loan {c['per_loan']}; exactly one each: "
             f"{c['exactly_one_notice_per_affected_loan']}; liquidations {c['liquidations']}/"
             f"{c['expected_liquidations']}; delivery failures {c['notice_delivery_failures']}")
+    console.print(comparison_line(results["cost_per_margin_call"],
+                                  results["cost_per_baseline_workflow"]))
+    console.print(share_line(results["cpu_share"]))
+    if "profile" in results["cpu_share"]:
+        console.print(f"profile: python -m bench.profile_summary {results['cpu_share']['profile']['dir']}")
     g = results["crash_25_ticks"]
     console.print(f"25 ticks meant {g['tick_spacing_seconds']} s apart came "
                   f"{g['actual_tick_spacing_seconds']} s apart; a tick answered in "
@@ -284,6 +316,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
         parts.append(f"--worker-processes {args.worker_processes}")
     if args.monitor_queue != "own":
         parts.append(f"--monitor-queue {args.monitor_queue}")
+    if args.profile is not None:
+        parts.append(f"--profile {args.profile}")
     return parts
 
 

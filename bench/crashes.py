@@ -44,6 +44,7 @@ class CrashResult:
     expected_liquidations: int = 0
     delivery_failures: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    called: list[str] = field(default_factory=list)  # affected loans that got their notice
 
     @property
     def exact(self) -> bool:
@@ -201,4 +202,5 @@ async def measure(db: Database, name: str, since: datetime, crossed_at: dict[str
         fan_out_seconds=round(max(fan_out, default=0.0), 3),
         delivery_failures=await delivery_failures(db),
         extra={"timeline_seconds": timeline},
+        called=sorted(set(crossed_at) & set(seen)),
     )

@@ -90,7 +90,9 @@ def py_spy() -> str | None:
 
 def start_py_spy(pids: dict[str, int], out: Path, rate: int = 100) -> list[subprocess.Popen[bytes]]:
     """One `py-spy record` per process, raw (collapsed) stacks: `bench.profile_summary` reads
-    them, and flamegraph.pl or speedscope open them as they are."""
+    them, and flamegraph.pl or speedscope open them as they are. Only samples of the thread
+    holding the GIL (`--gil`): a worker process is bound by its interpreter lock, and py-spy's
+    idle detection let through thread-pool threads blocked on their queue (88% of a run)."""
     tool = py_spy()
     if tool is None:
         raise RuntimeError("py-spy is not installed: make .venv/.installed (the bench extras)")
@@ -98,7 +100,7 @@ def start_py_spy(pids: dict[str, int], out: Path, rate: int = 100) -> list[subpr
 
     def spawn(name: str, pid: int) -> subprocess.Popen[bytes]:
         with open(out / f"{name}.log", "wb") as log:  # py-spy's own messages
-            return subprocess.Popen([tool, "record", "--pid", str(pid), "--format", "raw",
+            return subprocess.Popen([tool, "record", "--pid", str(pid), "--format", "raw", "--gil",
                                      "--rate", str(rate), "--output", str(out / f"{name}.txt")],
                                     stdout=subprocess.DEVNULL, stderr=log)
 

@@ -8,8 +8,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from bench.profile_summary import summarise_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(600)
 def test_crash_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "bench.crash", "--loans", "8", "--quiet-loans", "3",
-               "--quiet-days", "1", "--tick-spacing", "0", "--no-progress", "--out", str(tmp_path)]
+               "--quiet-days", "1", "--tick-spacing", "0", "--no-progress", "--out", str(tmp_path),
+               "--profile", str(tmp_path / "profile")]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=580)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "ratio to baseline" in done.stdout
@@ -49,6 +53,38 @@ def test_crash_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     quiet = results["quiet_month"]
     assert quiet["loans"] == 3 and quiet["ticks"] == 24 and quiet["tasks_per_loan_day"] > 0
     assert gradual["actual_tick_spacing_seconds"] > 0 and gradual["tick_answered_seconds"]["max"] > 0
+    check_costs(results, done.stdout)
+    check_cpu_and_profile(results, done.stdout, tmp_path / "profile")
+
+
+def check_costs(results: dict[str, Any], stdout: str) -> None:
+    """Every called loan's window holds the signal's workflow task and the notice activity;
+    the baseline's at least its two tasks and one activity (more only if a task was retried)."""
+    call, base = results["cost_per_margin_call"], results["cost_per_baseline_workflow"]
+    called = results["crash_one_tick"]["margin_call_notices"]
+    assert call["workflows"] == base["workflows"] == min(50, called) > 0
+    assert call["mean"]["workflow_tasks"] >= 1 and call["mean"]["activities"] >= 1
+    assert call["max"]["history_events"] >= call["mean"]["history_events"] > 0
+    assert base["mean"]["workflow_tasks"] >= 2 and base["mean"]["activities"] >= 1
+    assert base["mean"]["history_events"] >= 11 and base["mean"]["local_activities"] == 0
+    assert "cost per margin call vs per baseline workflow" in stdout
+
+
+def check_cpu_and_profile(results: dict[str, Any], stdout: str, profile: Path) -> None:
+    cpu = results["cpu_share"]
+    kinds = cpu["by_kind"]
+    assert kinds["worker"]["processes"] == 2 and kinds["worker"]["cpu_seconds"] > 0
+    assert kinds["temporal_server"]["cpu_seconds"] > 0 and kinds["smtp_sink"]["processes"] == 1
+    assert kinds["py-spy"]["processes"] == 2
+    if results["config"]["database_url"].startswith("postgresql"):
+        assert kinds["postgresql"]["processes"] >= 1
+    assert abs(sum(k["share"] for k in kinds.values()) - 1) < 0.01 and cpu["wall_seconds"] > 0
+    assert "CPU during the one-tick crash" in stdout
+    # A crash of one or two calls is a fraction of a second of CPU: a handful of samples, in no
+    # category for sure; that the files are there and read is what this run can show.
+    samples, files = summarise_dir(profile)
+    assert [f.name for f in files] == ["worker-0.txt", "worker-1.txt"]
+    assert all(count >= 0 for count in samples.values())
 
 
 @pytest.mark.timeout(300)
