@@ -15,7 +15,11 @@ In one run, on one dev server it starts itself (headless, in a temporary directo
 5. a quiet month (2023-07, hourly ticks) on the time-skipping server: workflow tasks per loan
    per day and history events per loan per simulated year;
 and prints every figure, the ratio crash / baseline, and writes bench/results/crash-N.json and
-a plot of the latency distributions.
+a plot of the latency distributions. Around the one-tick crash it also reads each process's
+CPU (the share per process kind) and, after it, the histories of up to 50 called loans and as
+many same-work baseline workflows (the Temporal work one margin call costs against one baseline
+workflow); `--profile DIR` adds a py-spy profile of each worker process during that crash
+(`python -m bench.profile_summary DIR` sorts it into categories).
 """
 
 from __future__ import annotations
