@@ -150,11 +150,16 @@ async def sample_cost(client: Client, workflow_ids: Sequence[str], window: Windo
     chosen = sorted(workflow_ids)[:sample]
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(workflow_id: str) -> dict[str, int]:
+    async def one(workflow_id: str) -> dict[str, int] | None:
         async with gate:
-            return await workflow_cost(client, workflow_id, window)
+            try:
+                return await workflow_cost(client, workflow_id, window)
+            except NoWindow:  # reported, not fatal: the run's other figures still stand
+                return None
 
-    return summarise(await asyncio.gather(*(one(w) for w in chosen)))
+    costs = await asyncio.gather(*(one(w) for w in chosen))
+    found = [c for c in costs if c is not None]
+    return summarise(found) | {"without_window": len(costs) - len(found)}
 
 
 def comparison_line(call: dict[str, Any], base: dict[str, Any]) -> str:

@@ -63,6 +63,7 @@ def check_costs(results: dict[str, Any], stdout: str) -> None:
     call, base = results["cost_per_margin_call"], results["cost_per_baseline_workflow"]
     called = results["crash_one_tick"]["margin_call_notices"]
     assert call["workflows"] == base["workflows"] == min(50, called) > 0
+    assert call["without_window"] == base["without_window"] == 0
     assert call["mean"]["workflow_tasks"] >= 1 and call["mean"]["activities"] >= 1
     assert call["max"]["history_events"] >= call["mean"]["history_events"] > 0
     assert base["mean"]["workflow_tasks"] >= 2 and base["mean"]["activities"] >= 1
