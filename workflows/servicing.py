@@ -32,6 +32,15 @@ SERVING = (LoanState.ACTIVE, LoanState.MARGIN_CALL)
 # A first liquidation-level observation is confirmed by a later one before anything is sold
 # (wick protection); the loan re-reads the stored observations this soon after the first.
 CONFIRM_RECHECK = timedelta(minutes=1)
+# The re-read is a safety net only: every market tick signals each loan at or past its
+# liquidation level (`activities.market.crossed_loans`) and each held price jump comes back
+# with the next observation, so the confirmation normally arrives with the next tick. A
+# re-read every minute cost a workflow task and a store read per waiting loan per minute: in
+# `loanflow stress` on hourly candles, 60 an hour each, and one FTX crash hour of a 1,000-loan
+# book took two minutes of which nearly all was 121 loans re-reading. Loans started after this
+# patch re-read at the cadence of "waiting for a fresh price" instead (a twelfth of the work;
+# a lost signal delays a confirmation by at most five minutes).
+SPARSE_RECHECK = "sparse-confirmation-recheck"
 # A disputed observation (the venues disagreed) never sells, except at the hard floor when
 # it holds at the highest quote. Histories from before it never carry a disputed price.
 SALE_NEEDS_AGREEMENT = "sale-needs-agreement"
@@ -532,16 +541,23 @@ class Servicing(Onboarding):
             reminder = f.next_reminder()
             if reminder is not None:
                 candidates.append((reminder[0], f"margin-call reminder {reminder[1]}h"))
+        recheck = now + self.confirm_recheck()
         if f.breach_observed_at is not None:
-            candidates.append((now + CONFIRM_RECHECK, "liquidation confirmation re-check"))
+            candidates.append((recheck, "liquidation confirmation re-check"))
         if f.price_candidate is not None:
-            candidates.append((now + CONFIRM_RECHECK, "price jump confirmation re-check"))
+            candidates.append((recheck, "price jump confirmation re-check"))
         if self.action_due(now):
             candidates.append((now + PRICE_RECHECK, "waiting for a fresh price"))
         if f.maturity is not None:
             candidates.extend(self.maturity_wakes())
         future = [c for c in candidates if c[0] > now] or [(now + PRICE_RECHECK, "re-check")]
         return min(future, key=lambda c: c[0])
+
+    def confirm_recheck(self) -> timedelta:
+        waiting = self.f.breach_observed_at is not None or self.f.price_candidate is not None
+        if waiting and workflow.patched(SPARSE_RECHECK):
+            return PRICE_RECHECK
+        return CONFIRM_RECHECK
 
     def maturity_wakes(self) -> list[tuple[datetime, str]]:
         f = self.f

@@ -138,15 +138,19 @@ async def newest(session: AsyncSession, asset: str, *, before: datetime | None =
         query = query.where(PriceObservation.observed_at < before)
     if not_after is not None:
         query = query.where(PriceObservation.observed_at <= not_after)
-    offset = 0
-    while True:  # rows stored before prices were bounded may be absurd: skip, never crash
-        rows = list(await session.scalars(query.offset(offset).limit(_PAGE)))
+    # Rows stored before prices were bounded may be absurd: skip them, never crash. The newest
+    # row is nearly always sane, so the first page is that one row: every loan's daily
+    # revaluation reads here, and loading fifty ORM rows to use one was a tenth of a stress
+    # worker's time.
+    offset, size = 0, 1
+    while True:
+        rows = list(await session.scalars(query.offset(offset).limit(size)))
         for row in rows:
             if price_problem(asset, row.price) is None:
                 return row
-        if len(rows) < _PAGE:
+        if len(rows) < size:
             return None
-        offset += _PAGE
+        offset, size = offset + size, _PAGE
 
 
 async def latest_observation(db: Database, asset: str,
