@@ -44,6 +44,13 @@ SPARSE_RECHECK = "sparse-confirmation-recheck"
 # A disputed observation (the venues disagreed) never sells, except at the hard floor when
 # it holds at the highest quote. Histories from before it never carry a disputed price.
 SALE_NEEDS_AGREEMENT = "sale-needs-agreement"
+# The loan's own look-ups (the daily revaluation and the re-reads of the store while a decision
+# waits on the market) fall on a whole minute, never earlier than due. Loans then wake
+# together: the time-skipping server of `loanflow stress` fires one timer instant at a time and
+# waits for its work to settle before the next, so 1,000 daily revaluations due milliseconds
+# apart ran one loan after another (22 s of every simulated day of a 1,000-loan book). What
+# is promised to the borrower (cure deadline, reminders, maturity) keeps its exact time.
+CHECKS_ON_THE_MINUTE = "checks-on-the-minute"
 # Partial liquidations sell in limit orders sized to land in [target - 1 pp, target]
 # (`risk.sale_step`); histories recorded before sold one market order sized with the buffer.
 SALE_SIZING_PATCH = "sale-sizing-limit"
@@ -532,26 +539,39 @@ class Servicing(Onboarding):
     def next_wake(self) -> tuple[datetime, str]:
         """The earliest moment the loan must look at itself again without being asked."""
         f, now = self.f, self.now()
-        candidates: list[tuple[datetime, str]] = [
-            ((f.last_revaluation or now) + DAY, "daily revaluation")
-        ]
+        candidates = self.checks(now)
         if f.cure_deadline is not None:
             if not (f.state == LoanState.MARGIN_CALL and workflow.patched(CURE_TIMER)):
                 candidates.append((f.cure_deadline, CURE_DEADLINE))  # else: its own timer
             reminder = f.next_reminder()
             if reminder is not None:
                 candidates.append((reminder[0], f"margin-call reminder {reminder[1]}h"))
-        recheck = now + self.confirm_recheck()
-        if f.breach_observed_at is not None:
-            candidates.append((recheck, "liquidation confirmation re-check"))
-        if f.price_candidate is not None:
-            candidates.append((recheck, "price jump confirmation re-check"))
-        if self.action_due(now):
-            candidates.append((now + PRICE_RECHECK, "waiting for a fresh price"))
         if f.maturity is not None:
             candidates.extend(self.maturity_wakes())
-        future = [c for c in candidates if c[0] > now] or [(now + PRICE_RECHECK, "re-check")]
+        future = [c for c in candidates if c[0] > now] or [
+            (self.on_the_minute(now + PRICE_RECHECK), "re-check")]
         return min(future, key=lambda c: c[0])
+
+    def checks(self, now: datetime) -> list[tuple[datetime, str]]:
+        """The loan's own look-ups: the daily revaluation and the re-reads of the store."""
+        f = self.f
+        checks = [((f.last_revaluation or now) + DAY, "daily revaluation")]
+        recheck = now + self.confirm_recheck()
+        if f.breach_observed_at is not None:
+            checks.append((recheck, "liquidation confirmation re-check"))
+        if f.price_candidate is not None:
+            checks.append((recheck, "price jump confirmation re-check"))
+        if self.action_due(now):
+            checks.append((now + PRICE_RECHECK, "waiting for a fresh price"))
+        return [(self.on_the_minute(at), why) for at, why in checks]
+
+    @staticmethod
+    def on_the_minute(at: datetime) -> datetime:
+        """`at`, or the next whole minute after it (loans started after CHECKS_ON_THE_MINUTE)."""
+        if not workflow.patched(CHECKS_ON_THE_MINUTE):
+            return at
+        whole = at.replace(second=0, microsecond=0)
+        return whole if whole == at else whole + timedelta(minutes=1)
 
     def confirm_recheck(self) -> timedelta:
         waiting = self.f.breach_observed_at is not None or self.f.price_candidate is not None
