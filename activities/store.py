@@ -57,17 +57,29 @@ async def upsert_snapshot(session: AsyncSession, snapshot: LoanSnapshot) -> None
     values = snapshot.model_dump()
     # JSON columns get JSON values (a Decimal inside the application would not serialise).
     values["application"] = snapshot.model_dump(mode="json")["application"]
-    insert = _insert(session, Loan).values(**values)
-    updated = {name: insert.excluded[name] for name in values if name != "loan_id"}
-    # Only the first snapshot carries the application: keep it when later ones do not.
-    updated["application"] = func.coalesce(insert.excluded.application, Loan.application)
-    await session.execute(
-        insert.on_conflict_do_update(
+    statement = _snapshot_upsert(session, tuple(values))
+    await (await session.connection()).execute(statement, values)
+
+
+# Every loan publishes at each change and at its daily revaluation: building the statement
+# (and going through the ORM's bulk-insert path) for each write was most of this activity's
+# time. The statement depends only on the dialect and the snapshot's fields: built once each.
+_SNAPSHOT_UPSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
+def _snapshot_upsert(session: AsyncSession, columns: tuple[str, ...]) -> Any:
+    key = (dialect_name(session), columns)
+    if key not in _SNAPSHOT_UPSERTS:
+        insert = _insert(session, Loan)
+        updated = {name: insert.excluded[name] for name in columns if name != "loan_id"}
+        # Only the first snapshot carries the application: keep it when later ones do not.
+        updated["application"] = func.coalesce(insert.excluded.application, Loan.application)
+        _SNAPSHOT_UPSERTS[key] = insert.on_conflict_do_update(
             index_elements=[Loan.loan_id],
             set_=updated,
             where=Loan.version <= insert.excluded.version,
         )
-    )
+    return _SNAPSHOT_UPSERTS[key]
 
 
 async def append_audit(session: AsyncSession, loan_id: str, entries: list[AuditEntry]) -> None:

@@ -60,6 +60,7 @@ class MarketMonitor:
         self._stop = False
         self._ticks_this_run = 0
         self._last: TickSummary | None = None
+        self._ticking = False  # a tick is between its observe and what it remembers
 
     @workflow.run
     async def run(self, spec: MonitorInput) -> MonitorProgress:
@@ -125,7 +126,10 @@ class MarketMonitor:
             mode=self.mode(),
             total_ticks=plan.total_ticks if plan else None,
             replay_at=replay_at,
-            done=self._stop or self.replay_finished(),
+            # The replay's last tick counts its index before it observes: until it has
+            # remembered its prices the replay is not done (`market replay` printed "6 prices"
+            # of 8 when its query fell in between).
+            done=self._stop or (self.replay_finished() and not self._ticking),
             last=self._last,
         )
 
@@ -197,6 +201,16 @@ class MarketMonitor:
     async def run_tick(
         self, assets: list[str], replay_at: datetime | None, quotes: list[Quote],
         at: datetime | None = None,
+    ) -> TickSummary:
+        self._ticking = True
+        try:
+            return await self._run_tick(assets, replay_at, quotes, at)
+        finally:
+            self._ticking = False
+
+    async def _run_tick(
+        self, assets: list[str], replay_at: datetime | None, quotes: list[Quote],
+        at: datetime | None,
     ) -> TickSummary:
         self.state.seq += 1
         self._ticks_this_run += 1

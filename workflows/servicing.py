@@ -32,9 +32,25 @@ SERVING = (LoanState.ACTIVE, LoanState.MARGIN_CALL)
 # A first liquidation-level observation is confirmed by a later one before anything is sold
 # (wick protection); the loan re-reads the stored observations this soon after the first.
 CONFIRM_RECHECK = timedelta(minutes=1)
+# The re-read is a safety net only: every market tick signals each loan at or past its
+# liquidation level (`activities.market.crossed_loans`) and each held price jump comes back
+# with the next observation, so the confirmation normally arrives with the next tick. A
+# re-read every minute cost a workflow task and a store read per waiting loan per minute: in
+# `loanflow stress` on hourly candles, 60 an hour each, and one FTX crash hour of a 1,000-loan
+# book took two minutes of which nearly all was 121 loans re-reading. Loans started after this
+# patch re-read at the cadence of "waiting for a fresh price" instead (a twelfth of the work;
+# a lost signal delays a confirmation by at most five minutes).
+SPARSE_RECHECK = "sparse-confirmation-recheck"
 # A disputed observation (the venues disagreed) never sells, except at the hard floor when
 # it holds at the highest quote. Histories from before it never carry a disputed price.
 SALE_NEEDS_AGREEMENT = "sale-needs-agreement"
+# The loan's own look-ups (the daily revaluation and the re-reads of the store while a decision
+# waits on the market) fall on a whole minute, never earlier than due. Loans then wake
+# together: the time-skipping server of `loanflow stress` fires one timer instant at a time and
+# waits for its work to settle before the next, so 1,000 daily revaluations due milliseconds
+# apart ran one loan after another (22 s of every simulated day of a 1,000-loan book). What
+# is promised to the borrower (cure deadline, reminders, maturity) keeps its exact time.
+CHECKS_ON_THE_MINUTE = "checks-on-the-minute"
 # Partial liquidations sell in limit orders sized to land in [target - 1 pp, target]
 # (`risk.sale_step`); histories recorded before sold one market order sized with the buffer.
 SALE_SIZING_PATCH = "sale-sizing-limit"
@@ -523,25 +539,45 @@ class Servicing(Onboarding):
     def next_wake(self) -> tuple[datetime, str]:
         """The earliest moment the loan must look at itself again without being asked."""
         f, now = self.f, self.now()
-        candidates: list[tuple[datetime, str]] = [
-            ((f.last_revaluation or now) + DAY, "daily revaluation")
-        ]
+        candidates = self.checks(now)
         if f.cure_deadline is not None:
             if not (f.state == LoanState.MARGIN_CALL and workflow.patched(CURE_TIMER)):
                 candidates.append((f.cure_deadline, CURE_DEADLINE))  # else: its own timer
             reminder = f.next_reminder()
             if reminder is not None:
                 candidates.append((reminder[0], f"margin-call reminder {reminder[1]}h"))
-        if f.breach_observed_at is not None:
-            candidates.append((now + CONFIRM_RECHECK, "liquidation confirmation re-check"))
-        if f.price_candidate is not None:
-            candidates.append((now + CONFIRM_RECHECK, "price jump confirmation re-check"))
-        if self.action_due(now):
-            candidates.append((now + PRICE_RECHECK, "waiting for a fresh price"))
         if f.maturity is not None:
             candidates.extend(self.maturity_wakes())
-        future = [c for c in candidates if c[0] > now] or [(now + PRICE_RECHECK, "re-check")]
+        future = [c for c in candidates if c[0] > now] or [
+            (self.on_the_minute(now + PRICE_RECHECK), "re-check")]
         return min(future, key=lambda c: c[0])
+
+    def checks(self, now: datetime) -> list[tuple[datetime, str]]:
+        """The loan's own look-ups: the daily revaluation and the re-reads of the store."""
+        f = self.f
+        checks = [((f.last_revaluation or now) + DAY, "daily revaluation")]
+        recheck = now + self.confirm_recheck()
+        if f.breach_observed_at is not None:
+            checks.append((recheck, "liquidation confirmation re-check"))
+        if f.price_candidate is not None:
+            checks.append((recheck, "price jump confirmation re-check"))
+        if self.action_due(now):
+            checks.append((now + PRICE_RECHECK, "waiting for a fresh price"))
+        return [(self.on_the_minute(at), why) for at, why in checks]
+
+    @staticmethod
+    def on_the_minute(at: datetime) -> datetime:
+        """`at`, or the next whole minute after it (loans started after CHECKS_ON_THE_MINUTE)."""
+        if not workflow.patched(CHECKS_ON_THE_MINUTE):
+            return at
+        whole = at.replace(second=0, microsecond=0)
+        return whole if whole == at else whole + timedelta(minutes=1)
+
+    def confirm_recheck(self) -> timedelta:
+        waiting = self.f.breach_observed_at is not None or self.f.price_candidate is not None
+        if waiting and workflow.patched(SPARSE_RECHECK):
+            return PRICE_RECHECK
+        return CONFIRM_RECHECK
 
     def maturity_wakes(self) -> list[tuple[datetime, str]]:
         f = self.f

@@ -28,6 +28,7 @@ from loanflow.prices.periods import no_price_periods
 from loanflow.prices.sources import Quote
 from loanflow.schema import MarketTick
 from tests.market.conftest import Market
+from workflows.market import MarketMonitor
 
 D = Decimal
 UTC = timezone.utc
@@ -232,3 +233,18 @@ async def test_disputed_no_price_and_unconfirmed_ticks_are_shown(market: Market)
     periods = await no_price_periods(market.db, "BTC")
     [period] = [p for p in periods if p.monitor_id == monitor.id]
     assert period.ticks == 2 and period.until is not None and period.until > period.end
+
+
+def test_a_replay_is_not_done_while_its_last_tick_is_still_observing() -> None:
+    """`market replay` prints its totals once the query says done: the last tick has counted
+    its index before it observes, so "done" must wait for that tick to remember its prices
+    (it once printed "6 prices" of 8)."""
+    plan = ReplayPlan(start=datetime(2022, 11, 8, 17, tzinfo=UTC),
+                      end=datetime(2022, 11, 8, 18, tzinfo=UTC), speed=D(3600))
+    monitor = MarketMonitor(MonitorInput(assets=["BTC"], replay=plan,
+                                         feed=FeedSpec(replay=ReplayFeed(window="2022-11"))))
+    monitor.state.replay_index = plan.total_ticks
+    monitor._ticking = True  # between the last tick's observe and what it remembers
+    assert not monitor.progress().done
+    monitor._ticking = False
+    assert monitor.progress().done

@@ -113,6 +113,22 @@ async def test_a_refused_commit_sends_nothing(sink: Sink) -> None:
     assert sink.messages() == []
 
 
+async def test_a_slow_commit_is_never_cancelled_half_way(sink: Sink) -> None:
+    """The commit hook is a database write: a session timeout that cancelled it mid-way left
+    a SQLite write lock held for good. It runs to its end, and the message goes out after."""
+    finished = []
+
+    async def slow_commit() -> bool:
+        await asyncio.sleep(config(sink.port).total_timeout + 0.5)  # past the session's bound
+        finished.append(True)
+        return True
+
+    reply = await send(config(sink.port), MESSAGE, sender="a@x.example",
+                       recipient="b@y.example", commit=slow_commit)
+    assert reply.startswith("250") and finished == [True]
+    assert len(sink.messages()) == 1
+
+
 @pytest.mark.parametrize(
     ("error", "past_commit", "expected"),
     [

@@ -110,3 +110,18 @@ async def test_an_open_call_waits_on_a_timer_named_cure_deadline(desk: Desk) -> 
     await desk.env.sleep(timedelta(seconds=1))
     named = await timers(desk, handle)
     assert near(fires_of(named, "cure deadline"), [deadline, deadline + timedelta(hours=6)])
+
+
+async def test_a_loans_own_checks_fall_on_whole_minutes(desk: Desk) -> None:
+    # Loans opened together wake together (the time-skipping server of `loanflow stress` fires
+    # one timer instant at a time): the daily revaluation is due on the minute, give or take
+    # the instant between the loan's clock and the event's time; the cure deadline, promised
+    # to the borrower, keeps its exact time.
+    handle = await active_loan(desk, "S9")
+    await desk.price(handle, "BTC", "42000")
+    call = await wait_state(desk, handle, LoanState.MARGIN_CALL)
+    named = await timers(desk, handle)
+    daily = fires_of(named, "daily revaluation")[-1]
+    assert daily - daily.replace(second=0, microsecond=0) < timedelta(seconds=2), daily
+    assert call.cure_deadline is not None
+    assert near(fires_of(named, "cure deadline"), [call.cure_deadline])
