@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         effect_key,
     )
     from loanflow.models import ApplicationProblem, LoanState, check_application
-    from loanflow.money import units_up, wide
+    from loanflow.money import fmt_ratio, fmt_usd, units_up, wide
     from loanflow.risk import ltv
     from workflows.base import iso, text
     from workflows.calls import effect, read
@@ -106,8 +106,8 @@ class Onboarding(Migration):
         self.audit("approval", price=price, ltv=initial, max_initial_ltv=limit)
         if initial is None or initial > limit:
             self.reject(
-                f"requested LTV {initial:.4f} is above the maximum initial LTV {limit} "
-                f"at {app.collateral_asset} {price.price}"
+                f"requested LTV {fmt_ratio(initial)} is above the maximum initial LTV "
+                f"{fmt_ratio(limit)} at {app.collateral_asset} {fmt_usd(price.price)}"
             )
 
     async def await_fresh_price(self, purpose: str, deadline=None):  # type: ignore[no-untyped-def]

@@ -120,7 +120,7 @@ def test_people_formats_have_no_exponent() -> None:
 def test_a_defaulted_loan_shows_the_shortfall_written_off() -> None:
     defaulted = status(state=LoanState.DEFAULTED, debt_usd=Decimal(0), ltv=None,
                        collateral_amount=Decimal(0), shortfall_usd=Decimal("1234.5"),
-                       reason="collateral exhausted with 1234.5 USD unpaid")
+                       reason="collateral exhausted with $1,234.50 unpaid")
     debt = dict(status_lines(defaulted, NOW))["debt"]
     assert debt.startswith("$0.00 after $1,234.50 written off as a loss")
 

@@ -126,7 +126,7 @@ async def test_a_jump_is_stored_unconfirmed_and_signals_nobody_until_confirmed(d
     market = MarketActivities(db)
     [jump] = (await market.observe(request(1, "12000", "12010"))).ticks
     assert jump.status == "unconfirmed" and jump.unconfirmed and jump.targets == 0
-    assert jump.reasons[-1].startswith("unconfirmed: 40.0% from the last accepted 20000")
+    assert jump.reasons[-1].startswith("unconfirmed: 40.0% from the last accepted $20,000.00")
     # the next tick near it confirms the move, measured from the last accepted price
     later = request(2, "12100", "12110").model_copy(update={"at": NOW + timedelta(minutes=1)})
     [confirmed] = (await market.observe(later)).ticks
