@@ -71,19 +71,23 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         typer.secho(f"error: {cause}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except RPCError as err:
-        typer.secho(f"error: Temporal: {err}", fg=typer.colors.RED, err=True)
+        from loanflow.failures import temporal_problem
+
+        typer.secho(f"error: {temporal_problem(err) or f'Temporal: {err}'}",
+                    fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
 
 async def client() -> Any:
-    from loanflow.temporal_client import connect
-
     from loanflow.failures import StartupError
+    from loanflow.temporal_client import connect, require_namespace
 
     try:
-        return await connect()
+        connected = await connect()
+        await require_namespace(connected)
+        return connected
     except (SettingsError, StartupError):
         raise  # no usable payload key, a server out of reach: each its own line
     except Exception as err:  # the SDK raises several kinds for "cannot connect"
