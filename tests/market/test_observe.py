@@ -83,7 +83,7 @@ async def test_venues_that_disagree_store_a_disputed_observation_at_the_lowest(d
     obs = tick.observation
     assert obs.disputed and (obs.price, obs.low, obs.high) == (D("16000"), D("16000"), D("16574"))
     assert obs.venues == {"bitstamp": D("16574"), "coinbase": D("16000")}
-    assert tick.reasons[0].startswith("venues disagree: coinbase 16000 to bitstamp 16574")
+    assert tick.reasons[0].startswith("venues disagree: coinbase $16,000.00 to bitstamp $16,574.00")
     # the lowest quote acts for calls: the move 16,500 -> 16,000 crossed L1's call level
     assert tick.targets == 1
     async with db.transaction() as s:
