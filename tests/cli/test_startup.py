@@ -286,8 +286,15 @@ def test_temporal_failures_past_a_commands_own_handling_are_one_line() -> None:
     assert message.startswith("lost the Temporal server at ")  # the configured address
     assert message.endswith(" (connection reset): check it runs (`make run` or `loanflow up`) "
                             "and try again")
-    refused = RPCError("Namespace x is not found.", RPCStatusCode.NOT_FOUND, b"")
-    assert explain(refused) == "Temporal refused the call (NOT_FOUND): Namespace x is not found."
+    refused = RPCError("Request unauthorized.", RPCStatusCode.PERMISSION_DENIED, b"")
+    assert explain(refused) == ("Temporal refused the call (PERMISSION_DENIED): Request "
+                                "unauthorized.")
+    # A namespace the server does not have, met past a command's own check: named, with what to do.
+    missing = explain(RPCError("Namespace x is not found.", RPCStatusCode.NOT_FOUND, b"")) or ""
+    assert missing.startswith("Temporal namespace 'x' does not exist on ")
+    assert missing.endswith("set TEMPORAL_NAMESPACE to one that does (`temporal operator "
+                            "namespace list`), or create it (`temporal operator namespace create "
+                            "--namespace x`)")
     update = WorkflowUpdateFailedError(ApplicationError("asset: 'DOGE' is not tracked"))
     assert explain(update) == "asset: 'DOGE' is not tracked"
     assert explain(ValueError("a bug")) is None  # a bug keeps its traceback
