@@ -248,7 +248,8 @@ def _check_asset(asset: str) -> None:
 def _check_amount(asset: str, amount: Decimal) -> None:
     _check_asset(asset)
     if not amount.is_finite() or amount <= 0:
-        raise refuse(f"amount must be positive, got {decimal_text(amount)} {asset}", "InvalidAmount")
+        raise refuse(f"amount must be positive, got {decimal_text(amount)} {asset}",
+                     "InvalidAmount")
     if not is_whole_units(asset, amount):
         raise refuse(f"{decimal_text(amount)} {asset} has more decimal places than {asset} has",
                      "InvalidAmount")

@@ -29,8 +29,8 @@ from activities.support import FakeFaults, ServiceActivities, conflict, effect_o
 from loanflow import ledger
 from loanflow.db import Database
 from loanflow.effects import ActivityName, LedgerLine, SaleReceipt, SaleRequest
-from loanflow.money import (ASSETS, USD, WIDE, decimal_text, fmt_units_exact, fmt_usd, is_whole_cents,
-                            is_whole_units, tidy, usd_down, usd_up)
+from loanflow.money import (ASSETS, USD, WIDE, decimal_text, fmt_units_exact, fmt_usd,
+                            is_whole_cents, is_whole_units, tidy, usd_down, usd_up)
 from loanflow.risk import sale_proceeds
 from loanflow.schema import ExchangeOrder
 from loanflow.store.ledger import entry_lines, find_entry, post_entry

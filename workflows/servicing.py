@@ -479,7 +479,8 @@ class Servicing(Onboarding):
         )
         f.shortfall = shortfall
         f.principal = f.interest = f.interest_posted = f.fees = Decimal(0)
-        self.set_state(LoanState.DEFAULTED, f"collateral exhausted with {fmt_usd(shortfall)} unpaid")
+        self.set_state(LoanState.DEFAULTED,
+                       f"collateral exhausted with {fmt_usd(shortfall)} unpaid")
         self.notify(
             "loan_defaulted",
             shortfall_usd=text(shortfall),

@@ -512,7 +512,8 @@ def start(
                         feed=FeedSpec(http=venues), interval_seconds=interval)
     handle_id, run_id = run(start_live(spec))
     if as_json:
-        print_json({"monitor": handle_id, "run_id": run_id, "task_queue": get_settings().market_queue,
+        print_json({"monitor": handle_id, "run_id": run_id,
+                    "task_queue": get_settings().market_queue,
                     "interval_seconds": spec.interval_seconds, "assets": spec.assets,
                     "venue_names": [v.name for v in venues]})
         return

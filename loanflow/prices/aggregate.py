@@ -256,7 +256,8 @@ def _within(
     for quote in quotes:
         deviation = abs(quote.price - centre) / centre
         if deviation > max_deviation:
-            dropped.append(Dropped(quote, f"outlier: {deviation:.2%} from the median {fmt_usd(centre)}"))
+            dropped.append(Dropped(quote, f"outlier: {deviation:.2%} from the median "
+                                          f"{fmt_usd(centre)}"))
         else:
             kept.append(quote)
     return kept, dropped

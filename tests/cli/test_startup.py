@@ -219,7 +219,8 @@ async def test_a_namespace_the_server_does_not_have(tmp_path: Path,
                "TEMPORAL_NAMESPACE to one that does (`temporal operator namespace list`), or "
                "create it (`temporal operator namespace create --namespace nope`)")
     assert await both_workers_fail(cli) == missing
-    for command in (["status", "L1"], ["list"], ["watch", "L1"], ["repay", "L1", "5.00", "--reference", "w"],
+    for command in (["status", "L1"], ["list"], ["watch", "L1"],
+                    ["repay", "L1", "5.00", "--reference", "w"],
                     ["kyc", "approve", "L1", "--reviewer", "r", "--reason", "ok"],
                     ["price", "BTC", "50000"], ["market", "stop"], ["book", "reconcile"],
                     open_flags(application("L1"))):
