@@ -23,7 +23,7 @@ from loanflow.effects import (
     DepositRecord,
     TransferReceipt,
 )
-from loanflow.money import ASSETS, is_whole_units, tidy
+from loanflow.money import ASSETS, decimal_text, fmt_units_exact, is_whole_units, tidy
 from loanflow.schema import CustodyAccount, CustodyTransfer
 from loanflow.store.ledger import balance, post_entry
 
@@ -128,7 +128,8 @@ class CustodyActivities(ServiceActivities[Custodian]):
             await self.service.confirm_deposit(address, record.asset, record.tx_id, record.amount)
 
         async def write(session: AsyncSession, _: None) -> TransferReceipt:
-            memo = f"{record.kind} of {record.amount} {record.asset} (tx {record.tx_id})"
+            memo = (f"{record.kind} of {fmt_units_exact(record.asset, record.amount)} "
+                    f"(tx {record.tx_id})")
             return await _book(session, _transfer(record, "in", record.tx_id, record.kind), memo)
 
         return await effect_once(self.db, lookup, confirm, write)
@@ -182,7 +183,7 @@ class CustodyActivities(ServiceActivities[Custodian]):
         # The custodian has sent the collateral: record what happened, whatever it was. (The
         # workflow asks for one release of a loan at a time, so the check still holds.)
         async def write(session: AsyncSession, reference: str) -> TransferReceipt:
-            memo = f"release of {release.amount} {release.asset}: {release.reason}"
+            memo = f"release of {fmt_units_exact(release.asset, release.amount)}: {release.reason}"
             return await _book(session, _transfer(release, "out", reference, release.reason), memo)
 
         sending = partial(
@@ -199,7 +200,8 @@ async def check_holding(
     held = -await balance(session, ledger.collateral(loan_id), asset)
     if amount > held:
         raise refuse(
-            f"cannot {action} {amount} {asset} for loan {loan_id}: it holds {tidy(held)} {asset}",
+            f"cannot {action} {fmt_units_exact(asset, amount)} for loan {loan_id}: it holds "
+            f"{fmt_units_exact(asset, held)}",
             "InsufficientCollateral",
         )
 
@@ -246,9 +248,11 @@ def _check_asset(asset: str) -> None:
 def _check_amount(asset: str, amount: Decimal) -> None:
     _check_asset(asset)
     if not amount.is_finite() or amount <= 0:
-        raise refuse(f"amount must be positive, got {amount} {asset}", "InvalidAmount")
+        raise refuse(f"amount must be positive, got {decimal_text(amount)} {asset}",
+                     "InvalidAmount")
     if not is_whole_units(asset, amount):
-        raise refuse(f"{amount} {asset} has more decimal places than {asset} has", "InvalidAmount")
+        raise refuse(f"{decimal_text(amount)} {asset} has more decimal places than {asset} has",
+                     "InvalidAmount")
 
 
 def _deposit_account(account: CustodyAccount | None, record: DepositRecord) -> str:

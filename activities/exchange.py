@@ -29,7 +29,8 @@ from activities.support import FakeFaults, ServiceActivities, conflict, effect_o
 from loanflow import ledger
 from loanflow.db import Database
 from loanflow.effects import ActivityName, LedgerLine, SaleReceipt, SaleRequest
-from loanflow.money import ASSETS, USD, WIDE, is_whole_cents, is_whole_units, tidy, usd_down, usd_up
+from loanflow.money import (ASSETS, USD, WIDE, decimal_text, fmt_units_exact, fmt_usd,
+                            is_whole_cents, is_whole_units, tidy, usd_down, usd_up)
 from loanflow.risk import sale_proceeds
 from loanflow.schema import ExchangeOrder
 from loanflow.store.ledger import entry_lines, find_entry, post_entry
@@ -198,7 +199,8 @@ class ExchangeActivities(ServiceActivities[Exchange]):
                 session,
                 key=request.key,
                 loan_id=request.loan_id,
-                memo=f"liquidation sale of {fill.quantity} {request.asset} at {fill.fill_price}",
+                memo=(f"liquidation sale of {fmt_units_exact(request.asset, fill.quantity)} at "
+                      f"{fmt_usd(fill.fill_price)}"),
                 lines=sale_lines(request, receipt),
             )
             return receipt
@@ -310,19 +312,24 @@ def _check_request(request: SaleRequest) -> None:
     if request.asset not in ASSETS:
         raise refuse(f"unknown asset {request.asset!r}", "UnknownAsset")
     if not request.quantity.is_finite() or request.quantity <= 0:
-        raise refuse(f"quantity must be positive, got {request.quantity}", "InvalidAmount")
+        raise refuse(f"quantity must be positive, got {decimal_text(request.quantity)}",
+                     "InvalidAmount")
     if not is_whole_units(request.asset, request.quantity):
         raise refuse(
-            f"quantity {request.quantity} is finer than {request.asset} allows", "InvalidAmount"
+            f"quantity {decimal_text(request.quantity)} is finer than {request.asset} allows",
+            "InvalidAmount"
         )
     if not request.reference_price.is_finite() or request.reference_price <= 0:
         raise refuse(
-            f"reference price must be positive, got {request.reference_price}", "InvalidAmount"
+            f"reference price must be positive, got {decimal_text(request.reference_price)}",
+            "InvalidAmount"
         )
     limit = request.limit_price
     if limit is not None and (not limit.is_finite() or limit <= 0 or not is_whole_cents(limit)):
-        raise refuse(f"limit price must be positive whole cents, got {limit}", "InvalidAmount")
+        raise refuse(f"limit price must be positive whole cents, got {decimal_text(limit)}",
+                     "InvalidAmount")
     if not ZERO <= request.fee_rate < Decimal("0.2"):
         raise refuse(f"fee rate must be in [0, 0.2), got {request.fee_rate}", "InvalidAmount")
     if not request.debt_usd.is_finite() or request.debt_usd < 0:
-        raise refuse(f"debt must not be negative, got {request.debt_usd}", "InvalidAmount")
+        raise refuse(f"debt must not be negative, got {decimal_text(request.debt_usd)}",
+                     "InvalidAmount")

@@ -30,7 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.support import write_once
 from loanflow.db import Database
-from loanflow.money import ASSETS, tidy
+from loanflow.money import ASSETS, fmt_usd, tidy
 from loanflow.prices import jumps
 from loanflow.prices.aggregate import USDT, NoPrice, Outcome, Priced, aggregate
 from loanflow.prices.http import HttpTickerSource
@@ -265,7 +265,7 @@ async def jump_check(session: AsyncSession, request: ObserveRequest,
         return None
     assert last is not None
     return (f"unconfirmed: {jumps.move(last, outcome.price):.1%} from the last accepted "
-            f"{tidy(last)} (limit {request.rules.max_jump:.0%}); not signalled until a second "
+            f"{fmt_usd(last)} (limit {request.rules.max_jump:.0%}); not signalled until a second "
             f"observation confirms it")
 
 

@@ -16,7 +16,7 @@ from temporalio import activity
 from activities.support import FakeFaults, ServiceActivities, conflict, effect_once, refuse
 from loanflow import ledger
 from loanflow.effects import ActivityName, LedgerLine, PayoutReceipt, PayoutRequest
-from loanflow.money import USD, fmt_usd
+from loanflow.money import USD, decimal_text, fmt_usd
 from loanflow.schema import Payout
 from loanflow.store.ledger import balance, post_entry
 
@@ -108,9 +108,9 @@ def payout_lines(request: PayoutRequest) -> list[LedgerLine]:
 
 def _check_amount(amount: Decimal) -> None:
     if not amount.is_finite() or amount <= 0:
-        raise refuse(f"payout amount must be positive, got {amount}", "InvalidAmount")
+        raise refuse(f"payout amount must be positive, got {decimal_text(amount)}", "InvalidAmount")
     if amount != amount.quantize(USD):
-        raise refuse(f"payout amount {amount} is not whole cents", "InvalidAmount")
+        raise refuse(f"payout amount {decimal_text(amount)} is not whole cents", "InvalidAmount")
 
 
 async def _check_payable(session: AsyncSession, request: PayoutRequest) -> None:

@@ -9,6 +9,7 @@ so a command that never touched them starts without importing them."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 
@@ -54,11 +55,37 @@ def temporal_problem(err: BaseException) -> str | None:
         return str(getattr(cause, "message", None) or cause or err)
     service = sys.modules.get("temporalio.service")
     if service is not None and isinstance(err, service.RPCError):
+        namespace = missing_namespace_in(err)
+        if namespace is not None:
+            return missing_namespace(namespace, temporal_address())
         if err.status == service.RPCStatusCode.UNAVAILABLE:
             return (f"lost the Temporal server at {temporal_address()} ({err.message}): check "
                     "it runs (`make run` or `loanflow up`) and try again")
         return f"Temporal refused the call ({err.status.name}): {err.message}"
     return None
+
+
+# How the server says a namespace does not exist (NOT_FOUND): "Namespace nope is not found."
+NAMESPACE_NOT_FOUND = re.compile(r"^Namespace (?P<name>\S+) is not found")
+
+
+def missing_namespace_in(err: Any) -> str | None:
+    """The namespace an RPCError says does not exist; None for any other error."""
+    service = sys.modules.get("temporalio.service")
+    if service is None or not isinstance(err, service.RPCError):
+        return None
+    if err.status != service.RPCStatusCode.NOT_FOUND:
+        return None
+    found = NAMESPACE_NOT_FOUND.match(err.message or "")
+    return found.group("name").rstrip(".") if found else None
+
+
+def missing_namespace(namespace: str, address: str) -> str:
+    """One line for a namespace the server does not have (a typo in TEMPORAL_NAMESPACE, or a
+    namespace not created yet): the CLI would otherwise call every loan unknown."""
+    return (f"Temporal namespace '{namespace}' does not exist on {address}: set "
+            "TEMPORAL_NAMESPACE to one that does (`temporal operator namespace list`), or "
+            f"create it (`temporal operator namespace create --namespace {namespace}`)")
 
 
 def unreachable(address: str) -> str:

@@ -313,3 +313,7 @@ class LoanStatus(BaseModel):
     # "migrated" (an imported loan: screened by the system it came from)
     kyc_status: str
     trigger_prices: dict[str, Decimal | None]
+    # What the loan waits for before it can go on, if anything outside it: "price" (a fresh
+    # price, for approval or disbursement; `reason` says which and until when). An update's
+    # reply stops waiting for the loan to act once it waits for something else.
+    waiting_for: str | None = None

@@ -105,6 +105,16 @@ def tidy(amount: Decimal) -> Decimal:
     return amount.quantize(Decimal(1)) if amount.as_tuple().exponent > 0 else amount  # type: ignore[operator]
 
 
+def decimal_text(value: Decimal) -> str:
+    """A Decimal as plain digits: no exponent, no trailing zeros (0E-8 is "0", 1.4E+3 is
+    "1400"). The one "no exponents" rule for every figure without a unit of its own (a rate, a
+    count, an amount whose every digit matters in a refusal). Pure: workflows may use it."""
+    if not value.is_finite():
+        return str(value)
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def fmt_usd(amount: Decimal) -> str:
     """People's format: $1,234,567.89 (never through float)."""
     sign = "-" if amount < 0 else ""
@@ -119,6 +129,15 @@ def fmt_units(asset: str, amount: Decimal, places: int | None = None) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return f"{text} {asset}"
+
+
+def fmt_units_exact(asset: str, amount: Decimal) -> str:
+    """Collateral to the asset's smallest unit, nothing rounded away: the ledger's memos and
+    refusals, where every satoshi and wei counts (`1,234.5 ETH`, `0.00000001 BTC`)."""
+    step = QUANTUM.get(asset)
+    if step is None or not amount.is_finite():
+        return f"{decimal_text(amount)} {asset}"
+    return fmt_units(asset, amount, -step.as_tuple().exponent)  # type: ignore[operator]
 
 
 def fmt_ratio(ratio: Decimal | None) -> str:

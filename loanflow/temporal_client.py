@@ -15,7 +15,7 @@ from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
 
 from loanflow.codec import encrypted_converter
-from loanflow.failures import StartupError, unreachable
+from loanflow.failures import StartupError, missing_namespace, missing_namespace_in, unreachable
 from loanflow.settings import Settings, get_settings
 
 def connect_config(**overrides: Any) -> dict[str, Any]:
@@ -52,3 +52,20 @@ async def connect(*, settings: Settings | None = None, **overrides: Any) -> Clie
         plain = any(s in reason for s in ("tcp connect error", "dns error", "not healthy"))
         message = unreachable(config["target_host"])
         raise StartupError(message if plain else f"{message} ({reason})") from None
+
+
+async def require_namespace(client: Client) -> None:
+    """StartupError (one line naming it) if the client's namespace does not exist on the
+    server. Checked before a command does anything: with a mistyped TEMPORAL_NAMESPACE every
+    loan is "unknown", and a price would be stored that no loan is told of. Any other answer
+    (a key not allowed to describe namespaces, say) leaves the command to find out itself."""
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.service import RPCError
+
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=client.namespace))
+    except RPCError as err:
+        if missing_namespace_in(err) is not None or err.status.name == "NOT_FOUND":
+            raise StartupError(missing_namespace(
+                client.namespace, client.service_client.config.target_host)) from None

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from loanflow import failures
@@ -21,6 +22,7 @@ from loanflow.failures import StartupError
 from loanflow.namespace_setup import ensure_search_attributes
 from loanflow.settings import Settings, SettingsError, get_settings
 from loanflow.temporal_client import connect, connect_config
+from activities.support import TRANSIENT
 from workflows.loan import LoanWorkflow
 from workflows.market import MarketMonitor
 
@@ -67,6 +69,31 @@ class Workers:
         await asyncio.gather(*runs)
 
 
+class OutageLines(logging.Filter):
+    """The built-in fakes' simulated outages (`activities.support.FakeFaults`, raised as
+    `VendorUnavailable`) are expected behaviour: Temporal retries them. The SDK logs every
+    failed attempt as "Completing activity as failed" with its whole traceback, which filled
+    the `make run` console; an outage is one line instead, naming the activity, its attempt and
+    its loan. Every other failure keeps its traceback: that is what a developer needs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        if isinstance(err, ApplicationError) and err.type == TRANSIENT:
+            info = getattr(record, "temporal_activity", None) or {}
+            record.msg = "%s: activity %s attempt %s for %s; Temporal retries it"
+            record.args = (err.message, info.get("activity_type", "?"),
+                           info.get("attempt", "?"), info.get("workflow_id", "?"))
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def outage_lines() -> None:
+    """Put `OutageLines` on the SDK's activity logger (once, however many workers start)."""
+    logger = logging.getLogger("temporalio.activity")
+    if not any(isinstance(f, OutageLines) for f in logger.filters):
+        logger.addFilter(OutageLines())
+
+
 def build_worker(
     client: Client, db: Database, settings: Settings, *, activities: Sequence[Any] | None = None,
     **options: Any,
@@ -78,6 +105,7 @@ def build_worker(
     crash both waited behind hundreds of loans' tasks (at 10,000 loans, ticks meant to be 1 s
     apart came 6 s apart). On a queue of its own a tick starts at once; the monitor's worker
     has its own slots. It registers every activity, but only the monitor's are sent there."""
+    outage_lines()
     if "task_queue" in options:
         settings = settings.model_copy(update={"task_queue": options.pop("task_queue")})
     if activities is None:

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         Repayment,
         parse_request,
     )
-    from loanflow.money import is_whole_units
+    from loanflow.money import fmt_usd, is_whole_units
     from loanflow.policy import RiskPolicy
     from workflows.base import iso
     from workflows.loan_file import STEPS, CarriedState, LoanFile
@@ -309,7 +309,8 @@ class LoanWorkflow(Servicing):
                          "DuplicateReference")
         debt = self.f.debt_now(self.app, self.now())
         if repayment.amount_usd > debt:
-            raise refuse(f"amount_usd: {repayment.amount_usd} exceeds the debt of {debt} USD",
+            raise refuse(f"amount_usd: {fmt_usd(repayment.amount_usd)} exceeds the debt of "
+                         f"{fmt_usd(debt)}",
                          "InvalidRequest")
 
     @workflow.update(name="extend_cure")

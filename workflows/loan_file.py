@@ -77,6 +77,9 @@ class LoanFile(BaseModel):
     # The sale episode ("breach:<n>" or "deadline:<call>") that waits for the venues to agree,
     # so its audit entry is written once.
     sale_waits_for: str | None = None
+    # What the loan waits for before it can go on: "price" while it needs a fresh price
+    # (approval, disbursement) and none has come; the status shows it (issue 11).
+    waiting_for: str | None = None
     # A price that jumped more than `policy.max_price_jump` from `price`: held, not acted on,
     # until a later observation in line with it confirms it.
     price_candidate: PriceUpdate | None = None
@@ -295,6 +298,7 @@ class LoanFile(BaseModel):
             maturity=self.maturity,
             shortfall_usd=self.shortfall,
             reason=self.reason,
+            waiting_for=self.waiting_for,
             kyc_status="manual_review" if self.awaiting_kyc_decision else self.kyc_status,
             trigger_prices=self.triggers(),
         )

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from loanflow.money import ASSETS
+    from loanflow.money import ASSETS, fmt_usd
     from loanflow.prices.messages import (
         MONITOR_WORKFLOW,
         AssetTick,
@@ -317,13 +318,20 @@ def _describe(tick: AssetTick) -> str:
         return f"**{tick.asset}: NO PRICE**: {'; '.join(tick.reasons)}"
     obs, used = tick.observation, ", ".join(tick.used)
     if tick.unconfirmed:
-        return f"**{tick.asset} {obs.price} UNCONFIRMED** ({used}): {'; '.join(tick.reasons)}"
+        return (f"**{tick.asset} {fmt_usd(obs.price)} UNCONFIRMED** ({used}): "
+                f"{'; '.join(tick.reasons)}")
     if obs.disputed:
-        return (f"**{tick.asset} {obs.price} DISPUTED** (low {obs.low}, high {obs.high}: {used}; "
+        return (f"**{tick.asset} {fmt_usd(obs.price)} DISPUTED** (low {quote(obs.low)}, "
+                f"high {quote(obs.high)}: {used}; "
                 f"calls act on the lowest, sales wait for agreement) observation "
                 f"#{obs.observation_id}; {tick.targets} loan(s) crossed")
-    return (f"**{tick.asset}** {obs.price} (median of {used}) "
+    return (f"**{tick.asset}** {fmt_usd(obs.price)} (median of {used}) "
             f"observation #{obs.observation_id}; {tick.targets} loan(s) crossed")
+
+
+def quote(price: Decimal | None) -> str:
+    """A venue's quote in the details: $19,500.00 ("?" if the observation has none)."""
+    return "?" if price is None else fmt_usd(price)
 
 
 def _dark_lines(state: MonitorState) -> list[str]:

@@ -20,8 +20,9 @@ with workflow.unsafe.imports_passed_through():
         TransferReceipt,
         effect_key,
     )
+    from loanflow.loan_metadata import people_time
     from loanflow.models import ApplicationProblem, LoanState, check_application
-    from loanflow.money import units_up, wide
+    from loanflow.money import fmt_ratio, fmt_usd, units_up, wide
     from loanflow.risk import ltv
     from workflows.base import iso, text
     from workflows.calls import effect, read
@@ -106,8 +107,8 @@ class Onboarding(Migration):
         self.audit("approval", price=price, ltv=initial, max_initial_ltv=limit)
         if initial is None or initial > limit:
             self.reject(
-                f"requested LTV {initial:.4f} is above the maximum initial LTV {limit} "
-                f"at {app.collateral_asset} {price.price}"
+                f"requested LTV {fmt_ratio(initial)} is above the maximum initial LTV "
+                f"{fmt_ratio(limit)} at {app.collateral_asset} {fmt_usd(price.price)}"
             )
 
     async def await_fresh_price(self, purpose: str, deadline=None):  # type: ignore[no-untyped-def]
@@ -120,13 +121,31 @@ class Onboarding(Migration):
                 await self.fetch_price()
                 fresh = self.f.fresh_price(self.now())
             if fresh is not None:
+                self.stop_waiting_for_price()
                 return fresh
             if self.now() >= give_up:
+                self.stop_waiting_for_price()
                 self.reject(f"no fresh {self.app.collateral_asset} price for {purpose}")
                 return None
             self.audit("waiting_for_price", purpose=purpose)
+            # The status says what the loan waits for (a state, not a command: replays as before).
+            self.f.waiting_for = "price"
+            self.f.reason = self.waiting_for_price(purpose, give_up)
             self.publish()
             await self.wait(min(self.now() + PRICE_RECHECK, give_up), f"price re-check ({purpose})")
+
+    def waiting_for_price(self, purpose: str, give_up) -> str:  # type: ignore[no-untyped-def]
+        asset, minutes = self.app.collateral_asset, self.f.policy.price_staleness_minutes
+        return (f"waiting for a fresh {asset} price for {purpose} (none observed in the last "
+                f"{minutes} min): a market tick or `loanflow price {asset} ...` brings one; it "
+                f"gives up {people_time(give_up)}")
+
+    def stop_waiting_for_price(self) -> None:
+        f = self.f
+        if f.waiting_for == "price":
+            f.waiting_for = None
+            if f.reason and f.reason.startswith("waiting for a fresh"):
+                f.reason = None
 
     async def step_fund(self) -> None:
         f, app = self.f, self.app

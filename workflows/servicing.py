@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
         effect_key,
     )
     from loanflow.models import CollateralDeposit, LoanState, PriceUpdate, Repayment
-    from loanflow.money import USD, wide
+    from loanflow.money import USD, fmt_ratio, fmt_units, fmt_usd, wide
     from loanflow.risk import MAX_SALE_STEPS, after_payment, allocate_payment
     from loanflow.risk import full_liquidation_quantity, liquidation_quantity, sale_step
     from workflows.base import CURE_DEADLINE, CURE_TIMER, iso, text
@@ -149,7 +149,8 @@ class Servicing(Onboarding):
         f.cure_deadline = now + timedelta(hours=f.policy.cure_period_hours)
         f.reminders_sent = [h for h in f.policy.reminder_hours if f.cure_deadline - timedelta(hours=h) <= now]
         f.warned = True
-        self.set_state(LoanState.MARGIN_CALL, f"LTV {current:.4f} at or above {f.policy.margin_call_ltv}")
+        self.set_state(LoanState.MARGIN_CALL, (f"LTV {fmt_ratio(current)} at or above "
+                                                  f"{fmt_ratio(f.policy.margin_call_ltv)}"))
         top_up, repay = f.cure_amounts(self.app.collateral_asset)
         self.audit(
             "margin_call",
@@ -250,10 +251,10 @@ class Servicing(Onboarding):
             return
         f.sale_waits_for = None
         if current >= f.policy.hard_liquidation_ltv:
-            await self.liquidate(price, f"LTV {current:.4f} past the hard floor", full=False,
+            await self.liquidate(price, f"LTV {fmt_ratio(current)} past the hard floor", full=False,
                                  cause="hard_floor")
         elif f.breach_observed_at is not None and price.observed_at > f.breach_observed_at:
-            await self.liquidate(price, f"LTV {current:.4f} confirmed at liquidation level",
+            await self.liquidate(price, f"LTV {fmt_ratio(current)} confirmed at liquidation level",
                                  full=False, cause="liquidation_level")
         elif f.breach_observed_at is None:
             f.breach_observed_at = price.observed_at
@@ -271,8 +272,9 @@ class Servicing(Onboarding):
             f.sale_waits_for = None
             await self.liquidate(
                 price.model_copy(update={"price": high}),
-                f"LTV {at_high:.4f} past the hard floor even at the highest quote {high} "
-                f"(venues disagree: {price.low} to {price.high})",
+                f"LTV {fmt_ratio(at_high)} past the hard floor even at the highest quote "
+                f"{fmt_usd(high)} (venues disagree: {usd_or_dash(price.low)} to "
+                f"{usd_or_dash(price.high)})",
                 full=False, cause="hard_floor")
             return
         if f.state == LoanState.ACTIVE:
@@ -357,8 +359,8 @@ class Servicing(Onboarding):
                 limit_price=limit,
             ),
             SaleReceipt,
-            summary=f"sell {quantity} {app.collateral_asset}"
-            + ("" if limit is None else f" limit {limit}"),
+            summary=f"sell {fmt_units(app.collateral_asset, quantity)}"
+            + ("" if limit is None else f" limit {fmt_usd(limit)}"),
         )
         self.apply_sale(sale)
         if sale.surplus_usd > 0:
@@ -493,7 +495,8 @@ class Servicing(Onboarding):
         )
         f.shortfall = shortfall
         f.principal = f.interest = f.interest_posted = f.fees = Decimal(0)
-        self.set_state(LoanState.DEFAULTED, f"collateral exhausted with {shortfall} USD unpaid")
+        self.set_state(LoanState.DEFAULTED,
+                       f"collateral exhausted with {fmt_usd(shortfall)} unpaid")
         self.notify(
             "loan_defaulted",
             shortfall_usd=text(shortfall),
@@ -693,3 +696,8 @@ def combined(sales: list[SaleReceipt]) -> SaleReceipt:
         surplus_usd=sum((s.surplus_usd for s in sales), zero),
         created=any(s.created for s in sales),
     )
+
+
+def usd_or_dash(price: Decimal | None) -> str:
+    """A quote for a reason: $1,234.50, or "?" where the observation has none."""
+    return "?" if price is None else fmt_usd(price)

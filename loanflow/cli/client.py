@@ -22,18 +22,21 @@ from temporalio.service import RPCError, RPCStatusCode
 from loanflow import search_attributes as sa
 from loanflow.cli.errors import CliError
 from loanflow.cli.ids import loan_id_of, workflow_id
-from loanflow.failures import unreachable
+from loanflow.failures import missing_namespace, missing_namespace_in, unreachable
 from loanflow.models import LoanStatus
 from loanflow.settings import get_settings
-from loanflow.temporal_client import connect
+from loanflow.temporal_client import connect, require_namespace
 
 T = TypeVar("T")
 
 
 async def connect_desk() -> Client:
     """A client for the configured Temporal, or one line saying why there is none (StartupError
-    for a broken configuration or a server out of reach, SettingsError for a missing key)."""
-    return await connect()
+    for a broken configuration, a server out of reach or a namespace it does not have,
+    SettingsError for a missing key)."""
+    client = await connect()
+    await require_namespace(client)
+    return client
 
 
 class Loan:
@@ -94,7 +97,10 @@ class Loan:
         """'Not found' means either no such loan or a loan whose workflow has ended."""
         try:
             described = await self.handle.describe()
-        except RPCError:
+        except RPCError as err:
+            if missing_namespace_in(err) is not None:
+                return missing_namespace(self.client.namespace,
+                                         self.client.service_client.config.target_host)
             return f"unknown loan {self.loan_id}"
         state = described.typed_search_attributes.get(sa.LOAN_STATE) or "unknown"
         if described.status == WorkflowExecutionStatus.COMPLETED:

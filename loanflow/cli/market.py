@@ -71,19 +71,23 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         typer.secho(f"error: {cause}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except RPCError as err:
-        typer.secho(f"error: Temporal: {err}", fg=typer.colors.RED, err=True)
+        from loanflow.failures import temporal_problem
+
+        typer.secho(f"error: {temporal_problem(err) or f'Temporal: {err}'}",
+                    fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
 
 async def client() -> Any:
-    from loanflow.temporal_client import connect
-
     from loanflow.failures import StartupError
+    from loanflow.temporal_client import connect, require_namespace
 
     try:
-        return await connect()
+        connected = await connect()
+        await require_namespace(connected)
+        return connected
     except (SettingsError, StartupError):
         raise  # no usable payload key, a server out of reach: each its own line
     except Exception as err:  # the SDK raises several kinds for "cannot connect"
@@ -106,9 +110,11 @@ def replay(
     live: bool = typer.Option(False, "--live", help="Yes, replay into THIS desk: its loans act "
                               "on the historical prices as if they were today's."),
     detach: bool = typer.Option(False, "--detach", help="Start it and return; it runs in Temporal."),
+    as_json: AsJson = False,
 ) -> None:
     """Drive this desk's market monitor through a historical window, with a progress bar.
-    Refused without --live: for what-if questions use `loanflow stress`."""
+    Refused without --live: for what-if questions use `loanflow stress`. With --json no bar:
+    one JSON object once the replay is done (or started, with --detach)."""
     if not live:
         typer.secho(f"error: {LIVE_REFUSAL}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
@@ -119,9 +125,13 @@ def replay(
         replay=plan,
         rules=AggregationRules(usdt_usd=parse_rate(usdt_usd)),
     )
-    for note in usdt_notes(window, venues, spec.rules.usdt_usd):
-        console.print(note)
-    run(start_replay(replay_monitor_id(window), spec, detach))
+    notes = usdt_notes(window, venues, spec.rules.usdt_usd)
+    if not as_json:
+        for note in notes:
+            console.print(note)
+    answer = run(start_replay(replay_monitor_id(window), spec, detach, as_json))
+    if as_json:
+        print_json({**answer, "notes": notes})
 
 
 LIVE_REFUSAL = (
@@ -179,7 +189,10 @@ def replay_plan(window: str, start: str | None, end: str | None, speed: str,
         raise typer.BadParameter(f"--speed: {err}") from None
 
 
-async def start_replay(workflow_id: str, spec: MonitorInput, detach: bool) -> None:
+async def start_replay(workflow_id: str, spec: MonitorInput, detach: bool,
+                       as_json: bool = False) -> dict[str, Any]:
+    """Start (or join) the replay; unless detached, follow it to the end. Returns what --json
+    prints: the replay's identity and plan, and once done its totals."""
     from temporalio.common import WorkflowIDConflictPolicy
 
     temporal = await client()
@@ -189,14 +202,44 @@ async def start_replay(workflow_id: str, spec: MonitorInput, detach: bool) -> No
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary=f"market replay {spec.feed.replay.window if spec.feed.replay else ''}",
     )
-    console.print(f"replay [bold]{workflow_id}[/] on task queue '{settings.market_queue}' "
-                  f"(run {handle.result_run_id})")
+    plan = spec.replay
+    answer: dict[str, Any] = {
+        "monitor": workflow_id, "task_queue": settings.market_queue,
+        "run_id": handle.result_run_id,
+        "window": spec.feed.replay.window if spec.feed.replay else None,
+        "from": plan.start if plan else None, "to": plan.end if plan else None,
+        "step_seconds": plan.step_seconds if plan else None,
+        "speed": plan.speed if plan else None,
+        "total_ticks": plan.total_ticks if plan else None, "detached": detach, "done": False}
+    if not as_json:
+        console.print(f"replay [bold]{workflow_id}[/] on task queue '{settings.market_queue}' "
+                      f"(run {handle.result_run_id})")
     if detach:
-        return
-    await watch(handle, spec.replay.total_ticks if spec.replay else 0)
+        return answer
+    total = plan.total_ticks if plan else 0
+    final = await (wait_done(handle) if as_json else watch(handle, total))
+    return {**answer, **totals(final)}
 
 
-async def watch(handle: Any, total: int) -> None:
+def totals(final: MonitorProgress) -> dict[str, Any]:
+    """A finished replay's figures for --json."""
+    state = final.state
+    return {"done": final.done, "ticks": state.seq, "prices": state.priced,
+            "no_price": state.no_price, "disputed": state.disputed,
+            "unconfirmed": state.unconfirmed, "signalled": state.signalled,
+            "last": {asset: last for asset, last in sorted(state.last.items())}}
+
+
+async def wait_done(handle: Any) -> MonitorProgress:
+    """The replay's progress once it is done, without a bar (--json)."""
+    while True:
+        progress: MonitorProgress = await handle.query("progress", result_type=MonitorProgress)
+        if progress.done:
+            return progress
+        await asyncio.sleep(0.5)
+
+
+async def watch(handle: Any, total: int) -> MonitorProgress:
     """A progress bar over the replay until it is done (Ctrl-C leaves it running)."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
@@ -220,6 +263,7 @@ async def watch(handle: Any, total: int) -> None:
     final: MonitorProgress = await handle.query("progress", result_type=MonitorProgress)
     console.print(f"done: {final.state.seq} ticks, {final.state.priced} prices, "
                   f"{final.state.no_price} without a price, {final.state.signalled} loan signals")
+    return final
 
 
 def describe_progress(progress: MonitorProgress) -> str:
@@ -458,6 +502,7 @@ def start(
     venue: list[str] = typer.Option([], "--venue", metavar="NAME=SHAPE:URL",
                              help="A venue's ticker API; SHAPE is bitstamp or coinbase."),
     assets: str = typer.Option("BTC,ETH", help="Comma-separated assets."),
+    as_json: AsJson = False,
 ) -> None:
     """Start the live monitor: ticks every --interval seconds from the venues' ticker APIs."""
     venues = [parse_venue(text) for text in venue]
@@ -465,7 +510,14 @@ def start(
         raise typer.BadParameter("give at least two --venue: a single venue is never a price")
     spec = MonitorInput(assets=[a.strip().upper() for a in assets.split(",")],
                         feed=FeedSpec(http=venues), interval_seconds=interval)
-    run(start_live(spec))
+    handle_id, run_id = run(start_live(spec))
+    if as_json:
+        print_json({"monitor": handle_id, "run_id": run_id,
+                    "task_queue": get_settings().market_queue,
+                    "interval_seconds": spec.interval_seconds, "assets": spec.assets,
+                    "venue_names": [v.name for v in venues]})
+        return
+    console.print(f"started {handle_id} (every {spec.interval_seconds}s)")
 
 
 def parse_venue(text: str) -> HttpVenue:
@@ -479,7 +531,7 @@ def parse_venue(text: str) -> HttpVenue:
         raise typer.BadParameter(f"--venue {text!r}: {err}") from None
 
 
-async def start_live(spec: MonitorInput) -> None:
+async def start_live(spec: MonitorInput) -> tuple[str, str | None]:
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
     temporal = await client()
@@ -490,16 +542,20 @@ async def start_live(spec: MonitorInput) -> None:
     except WorkflowAlreadyStartedError:
         raise MarketCliError(f"{LIVE_MONITOR_ID} is already running "
                              "(`loanflow market stop` first)") from None
-    console.print(f"started {handle.id} (every {spec.interval_seconds}s)")
+    return handle.id, handle.result_run_id
 
 
 @market_app.command()
 def stop(monitor: str = typer.Option(LIVE_MONITOR_ID, metavar="WORKFLOW_ID",
-                                     help="The monitor's workflow id.")) -> None:
+                                     help="The monitor's workflow id."),
+         as_json: AsJson = False) -> None:
     """Ask a monitor (live or replay) to finish its tick and end."""
 
     async def send() -> None:
         await (await client()).get_workflow_handle(monitor).signal("stop")
 
     run(send())
+    if as_json:
+        print_json({"monitor": monitor, "stop_requested": True})
+        return
     console.print(f"asked {monitor} to stop")

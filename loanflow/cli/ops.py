@@ -152,7 +152,7 @@ def price(
 async def record_price(update: PriceUpdate) -> dict[str, Any]:
     from loanflow.cli.client import connect_desk
     from loanflow.cli.visibility import Filters, find_loans, list_query
-    from loanflow.money import tidy
+    from loanflow.money import fmt_usd
     from loanflow.prices import jumps
     from loanflow.store.prices import record_observation
 
@@ -171,7 +171,7 @@ async def record_price(update: PriceUpdate) -> dict[str, Any]:
         assert recorded.last_accepted is not None and limit is not None
         answer["unconfirmed"] = (
             f"{jumps.move(recorded.last_accepted, update.price):.1%} from the last accepted "
-            f"{tidy(recorded.last_accepted)} (limit {limit:.0%})")
+            f"{fmt_usd(recorded.last_accepted)} (limit {limit:.0%})")
         return answer
     # Every running loan of the asset. (The market monitor signals only the loans whose
     # trigger prices a move crossed; a manual price goes to all of them.)

@@ -24,7 +24,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from loanflow.money import QUANTUM, USD, WIDE, fmt_ratio, fmt_units, fmt_usd
+# `decimal_text` (plain digits, never an exponent) is the core's (`loanflow.money`): the
+# workflows write figures into reasons with it too. The CLI imports it from here as before.
+from loanflow.money import QUANTUM, USD, WIDE, decimal_text, fmt_ratio, fmt_units, fmt_usd
 
 # Tables go to stdout; errors go to stderr through `loanflow.cli.errors`.
 console = Console(highlight=False, soft_wrap=False)
@@ -138,14 +140,6 @@ def fixed(value: Decimal, step: Decimal) -> str:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
-
-
-def decimal_text(value: Decimal) -> str:
-    """A Decimal as plain digits: no exponent, no trailing zeros (0E-8 is "0")."""
-    if not value.is_finite():
-        return str(value)
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def iso(moment: datetime) -> str:

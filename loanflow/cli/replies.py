@@ -16,7 +16,11 @@ State = LoanState
 def still_acting(update: str, s: LoanStatus) -> bool:
     """True while the loan has yet to carry on from an update its handler accepted: a
     deposit that funds it is paid out by the loan's own flow, and a KYC approval is followed by
-    the LTV check at a fresh price. The other updates finish their work in the handler."""
+    the LTV check at a fresh price. The other updates finish their work in the handler. A loan
+    that waits for something outside it (a fresh price: `waiting_for`) is done acting for now:
+    the reply says what it waits for at once, rather than after SETTLE_SECONDS."""
+    if s.waiting_for is not None:
+        return False
     if update == "confirm_deposit":
         return s.state == State.AWAITING_COLLATERAL and s.collateral_amount >= s.required_collateral
     if update == "kyc_decision":
@@ -41,7 +45,8 @@ def kyc_words(request: Any, s: LoanStatus, now: datetime) -> str:
         return (f"{head}, waiting for {units(s.collateral_asset, s.required_collateral)} at "
                 f"{s.deposit_address} by {when(s.funding_deadline)}")
     if s.state == State.KYC_REVIEW:
-        return f"{head}, waiting for a fresh {s.collateral_asset} price to check its LTV"
+        return (f"{head}, waiting for a fresh {s.collateral_asset} price to check its LTV "
+                f"(`loanflow price {s.collateral_asset} ...` or a market tick brings one)")
     return f"{head}{reason(s)}"
 
 
@@ -53,6 +58,10 @@ def deposit_words(request: Any, s: LoanStatus, now: datetime) -> str:
             return (f"{head}: {units(s.collateral_asset, s.collateral_amount)} of "
                     f"{units(s.collateral_asset, s.required_collateral)} received, it waits for "
                     f"{units(s.collateral_asset, missing)} more by {when(s.funding_deadline)}")
+        if s.waiting_for == "price":
+            return (f"{head}: fully funded, AWAITING_COLLATERAL: it pays out once a fresh "
+                    f"{s.collateral_asset} price confirms the LTV (`loanflow price "
+                    f"{s.collateral_asset} ...` or a market tick brings one)")
         return f"{head}: fully funded, AWAITING_COLLATERAL until it pays out"
     if s.state == State.ACTIVE:
         return (f"{head}: ACTIVE, {usd(s.principal_usd)} paid out, LTV {ratio(s.ltv)}, "

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from loanflow.cli.errors import CliError, run
+from loanflow.cli.params import AsJson
 
 commands = typer.Typer()
 
@@ -56,11 +57,14 @@ def stress(
                                      "the results do not depend on it)."),
     keep_workdir: bool = typer.Option(False, "--keep-workdir",
                                       help="Keep the private database and mail for a look."),
+    as_json: AsJson = False,
 ) -> None:
     """Run a book through a historical crash with the production loan and market workflows, on
     the window's own clock (cure deadlines, reminders, interest), and report what it did: calls,
     cures, sales by cause, collateral sold, bad debt, e-mails, no-price hours, per policy and LTV
-    bucket. Example: `loanflow stress --window 2022-11 --loans-per-bucket 5`."""
+    bucket. Example: `loanflow stress --window 2022-11 --loans-per-bucket 5`. With --json the
+    progress stays on stderr and stdout gets one JSON summary: where the files are, and the
+    figures per policy."""
     from loanflow.stress.book import BookSpecError
     from loanflow.stress.policies import PolicyFileError
     from loanflow.stress.prices import PriceError
@@ -78,7 +82,31 @@ def stress(
         raise CliError(str(err)) from None
     _stop_cleanly_on_sigterm()
     outcome = run(_with_progress(execute, prepared))
+    if as_json:
+        from loanflow.cli.output import print_json
+
+        print_json(json_summary(out, outcome))
+        return
     _print_outcome(outcome)
+
+
+def json_summary(out: Path, outcome: Any) -> dict[str, Any]:
+    """`stress --json`: the files (results.json has every loan's events) and the summary
+    figures, as results.json states them (amounts in USD to the cent, as strings)."""
+    results, files = outcome.results, [Path(f) for f in outcome.files]
+    summary = results["summary"]
+    return {
+        "out": out,
+        "results": next((f for f in files if f.name == "results.json"), None),
+        "reports": [f for f in files if f.suffix in (".md", ".html")],
+        "plots": [f for f in files if f.suffix == ".png"],
+        "workdir": outcome.workdir,
+        "seconds": round(outcome.seconds["total"], 1),
+        "loans": summary["loans"],
+        "hours": summary["hours"],
+        "no_price_hours": len(results["no_price_hours"]),
+        "by_policy": summary["by_policy"],
+    }
 
 
 def _principal(text: str) -> Decimal:
@@ -135,13 +163,16 @@ async def _with_progress(execute: Any, prepared: Any) -> Any:
 
 
 def _print_outcome(outcome: Any) -> None:
+    from loanflow.money import fmt_usd
+
     summary = outcome.results["summary"]
     for row in summary["by_policy"]:
         causes = row["sales_by_cause"]
         typer.echo(f"{row['policy']}: {row['loans']} loans, {row['margin_calls']} margin calls, "
                    f"{row['cures']} cured, {row['sales']} sales ({causes['deadline']} at the "
                    f"deadline, {causes['confirmed']} confirmed, {causes['hard_floor']} hard "
-                   f"floor), {row['defaults']} defaults, bad debt ${row['bad_debt_usd']}")
+                   f"floor), {row['defaults']} defaults, bad debt "
+                   f"{fmt_usd(Decimal(row['bad_debt_usd']))}")
     typer.echo(f"{len(outcome.results['no_price_hours'])} no-price hour(s); "
                f"run took {outcome.seconds['total']:.0f} s")
     for path in outcome.files:

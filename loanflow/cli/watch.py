@@ -3,11 +3,13 @@ each change (state, price, LTV, debt, collateral, cure deadline) as it happens, 
 reaches a final state or the operator presses Ctrl-C (exit 0 either way).
 
 It asks the loan's `status` query every `--interval` seconds and prints only what changed, so
-watching costs one query per interval and changes nothing."""
+watching costs one query per interval and changes nothing. `--json` prints one JSON object a
+line instead (`{"at", "event": "state"|"change"|"final", "changed", "status"}`), for scripts."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -17,8 +19,8 @@ import typer
 
 from loanflow.cli.errors import run
 from loanflow.cli.ids import loan_id_of
-from loanflow.cli.output import ratio, units, usd, when
-from loanflow.cli.params import LoanRef
+from loanflow.cli.output import jsonable, ratio, units, usd, when
+from loanflow.cli.params import AsJson, LoanRef
 from loanflow.models import LoanStatus
 
 PANEL = "Loans"
@@ -60,6 +62,34 @@ def stamp(line: str) -> str:
     return f"{datetime.now(timezone.utc):%H:%M:%S} {line}"
 
 
+# What is said of the loan: the first look, a change (with the previous look), the end.
+Render = Callable[[str, LoanStatus | None, LoanStatus], list[str]]
+
+
+def for_people(event: str, before: LoanStatus | None, after: LoanStatus) -> list[str]:
+    if event == "state":
+        return [stamp(first_line(after))]
+    if event == "final":
+        return [stamp(f"loan {after.loan_id} is {after.state.value}: nothing more will happen")]
+    assert before is not None
+    return [stamp(line) for line in changes(before, after)]
+
+
+def for_scripts(event: str, before: LoanStatus | None, after: LoanStatus) -> list[str]:
+    """One JSON object a line: the whole status (the JSON conventions of `status --json`),
+    and for a change the facts that changed (the names `facts` gives them)."""
+    changed: list[str] = []
+    if event == "change":
+        assert before is not None
+        old, new = facts(before), facts(after)
+        changed = [name for name in new if new[name] != old[name]]
+        if not changed:
+            return []
+    record = {"at": datetime.now(timezone.utc), "event": event, "changed": changed,
+              "status": after}
+    return [json.dumps(jsonable(record))]
+
+
 async def first_of(call: Awaitable[T], stop: asyncio.Event) -> T | None:
     """The call's result, or None if `stop` is set first (the call is then cancelled)."""
     task = asyncio.ensure_future(call)
@@ -91,36 +121,40 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def follow(status: Callable[[], Awaitable[LoanStatus]], interval: float,
-                 say: Callable[[str], None], stop: asyncio.Event) -> None:
+                 say: Callable[[str], None], stop: asyncio.Event,
+                 render: Render = for_people) -> None:
     """Say the loan's state, then its changes, until it is final or `stop` is set."""
     previous = await first_of(status(), stop)
     if previous is None:
         return
-    say(stamp(first_line(previous)))
+    for line in render("state", None, previous):
+        say(line)
     while not previous.state.is_final:
         if await stopped_within(stop, interval):
             return
         current = await first_of(status(), stop)
         if current is None:
             return
-        for line in changes(previous, current):
-            say(stamp(line))
+        for line in render("change", previous, current):
+            say(line)
         previous = current
-    say(stamp(f"loan {previous.loan_id} is {previous.state.value}: nothing more will happen"))
+    for line in render("final", None, previous):
+        say(line)
 
 
-async def watch_loan(ref: str, interval: float) -> None:
+async def watch_loan(ref: str, interval: float, as_json: bool = False) -> None:
     from loanflow.cli.client import Loan, connect_desk
 
     stop = stop_on_signals()
     client = await first_of(connect_desk(), stop)
     if client is not None:
         loan = Loan(client, loan_id_of(ref))
-        await follow(loan.status, interval, lambda line: typer.echo(line), stop)
+        await follow(loan.status, interval, lambda line: typer.echo(line), stop,
+                     for_scripts if as_json else for_people)
 
 
 @commands.command(rich_help_panel=PANEL)
-def watch(loan: LoanRef, interval: Interval = 1.0) -> None:
+def watch(loan: LoanRef, interval: Interval = 1.0, as_json: AsJson = False) -> None:
     """Follow a loan: its state now, then one line for each change as it happens, until the
-    loan closes (or Ctrl-C)."""
-    run(watch_loan(loan, interval))
+    loan closes (or Ctrl-C). --json: one JSON object a line."""
+    run(watch_loan(loan, interval, as_json))

@@ -34,7 +34,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field, field_validator
 
-from loanflow.money import price_problem, usd_down
+from loanflow.money import fmt_usd, price_problem, usd_down
 from loanflow.prices.jumps import DEFAULT_MAX_JUMP
 from loanflow.prices.sources import Quote
 
@@ -149,8 +149,9 @@ def _disputed(asset: str, fresh: list[Quote], centre: Decimal, rules: Aggregatio
               dropped: tuple[Dropped, ...], notes: tuple[str, ...]) -> Priced:
     ordered = sorted(fresh, key=lambda q: (q.price, q.venue))
     low, high = ordered[0], ordered[-1]
-    reason = (f"venues disagree: {low.venue} {low.price} to {high.venue} {high.price}, more "
-              f"than {rules.max_deviation:%} from the median {centre}; the lowest acts for "
+    reason = (f"venues disagree: {low.venue} {fmt_usd(low.price)} to {high.venue} "
+              f"{fmt_usd(high.price)}, more than {rules.max_deviation:%} from the median "
+              f"{fmt_usd(centre)}; the lowest acts for "
               f"warnings and margin calls, a sale waits for agreement")
     return Priced(
         asset=asset,
@@ -255,7 +256,8 @@ def _within(
     for quote in quotes:
         deviation = abs(quote.price - centre) / centre
         if deviation > max_deviation:
-            dropped.append(Dropped(quote, f"outlier: {deviation:.2%} from the median {centre}"))
+            dropped.append(Dropped(quote, f"outlier: {deviation:.2%} from the median "
+                                          f"{fmt_usd(centre)}"))
         else:
             kept.append(quote)
     return kept, dropped

@@ -176,6 +176,19 @@ async def test_eth_deposit_keeps_every_wei(env, custody, fund, balances) -> None
     assert (await balances())[("custody:ETH", "ETH")] == D("3.000000000000000007")
 
 
+async def test_memos_and_refusals_read_amounts_for_people(db, env, custody, fund) -> None:
+    """A ledger memo and a refusal give every unit, in plain digits: never `1E-8`."""
+    from sqlalchemy import select
+
+    await fund("L1", "ETH", D("1234.000000000000000007"))
+    async with db.sessions() as session:
+        memos = list(await session.scalars(select(LedgerEntry.memo)))
+    assert memos == ["deposit of 1,234.000000000000000007 ETH (tx tx-fund)"]
+    with pytest.raises(ApplicationError) as err:
+        await env.run(custody.record_deposit, deposit("0.000000001", tx="tx-fine"))
+    assert "0.000000001 BTC has more decimal places" in str(err.value)
+
+
 async def test_custodian_outage_fails_before_recording(db, env, custody, failing, count) -> None:
     await env.run(custody.open_deposit_address, DepositAddressRequest(loan_id="L1", asset="BTC"))
     down = CustodyActivities(db, FakeCustodian(failing))

@@ -131,12 +131,20 @@ async def test_manual_kyc_review_approved_and_rejected(desk: Desk, tmp_path: Any
     approved = await cli.json("kyc", "approve", k1, "--reviewer", "ops-ben",
                               "--reason", "documents verified")
     assert approved["update"] == "kyc_decision"
+    # No price stored yet: the loan waits for one, and says so. The reply knows at once (it
+    # waited the full 10 s for a loan that could not go on, then said "still acting").
+    assert approved["settled"] is True and approved["state"] == "KYC_REVIEW"
+    assert approved["status"]["waiting_for"] == "price"
+    assert approved["status"]["reason"].startswith(
+        "waiting for a fresh BTC price for approval (none observed in the last 15 min): a "
+        "market tick or `loanflow price BTC ...` brings one; it gives up ")
     await cli.ok("kyc", "reject", k2, "--reviewer", "ops-ben", "--reason", "sanctions hit")
     rejected = await cli.until(k2, "REJECTED")
     assert "sanctions hit" in rejected["reason"]
 
     await cli.ok("price", "BTC", "100000")
-    await cli.until(k1, "AWAITING_COLLATERAL")
+    going_on = await cli.until(k1, "AWAITING_COLLATERAL")
+    assert going_on["waiting_for"] is None and going_on["reason"] is None
     refused = await cli.error("kyc", "approve", k1, "--reviewer", "ops-ben", "--reason", "again")
     assert refused == f"loan {k1} is not waiting for a KYC decision (state AWAITING_COLLATERAL)"
 

@@ -120,7 +120,7 @@ def test_people_formats_have_no_exponent() -> None:
 def test_a_defaulted_loan_shows_the_shortfall_written_off() -> None:
     defaulted = status(state=LoanState.DEFAULTED, debt_usd=Decimal(0), ltv=None,
                        collateral_amount=Decimal(0), shortfall_usd=Decimal("1234.5"),
-                       reason="collateral exhausted with 1234.5 USD unpaid")
+                       reason="collateral exhausted with $1,234.50 unpaid")
     debt = dict(status_lines(defaulted, NOW))["debt"]
     assert debt.startswith("$0.00 after $1,234.50 written off as a loss")
 
@@ -136,6 +136,17 @@ def test_a_deposit_that_funds_the_loan_is_waited_for_until_it_pays_out() -> None
     assert not replies.still_acting("confirm_deposit", status())
     assert replies.still_acting("kyc_decision", status(state=LoanState.KYC_REVIEW))
     assert not replies.still_acting("top_up", status(state=LoanState.MARGIN_CALL))
+    # A loan waiting for a fresh price is done acting for now: the reply says so at once.
+    assert not replies.still_acting("kyc_decision", status(state=LoanState.KYC_REVIEW,
+                                                           waiting_for="price"))
+    assert not replies.still_acting("confirm_deposit", status(
+        state=LoanState.AWAITING_COLLATERAL, waiting_for="price"))
+    said = replies.reply("confirm_deposit", CollateralDeposit(amount=Decimal("20"), tx_id="t"),
+                         status(state=LoanState.AWAITING_COLLATERAL, waiting_for="price"),
+                         True, NOW)
+    assert said == ("deposit of 20 ETH counted for loan L1: fully funded, AWAITING_COLLATERAL: "
+                    "it pays out once a fresh ETH price confirms the LTV (`loanflow price ETH "
+                    "...` or a market tick brings one)")
 
 
 def test_replies_say_what_the_loan_did_in_the_commands_words() -> None:
@@ -168,8 +179,8 @@ def test_replies_say_what_the_loan_did_in_the_commands_words() -> None:
     assert "top-up of 0.5 ETH counted" in said and "still in margin call" in said
     approve = KycDecision(approved=True, reviewer="ben", reason="ok")
     said = replies.reply("kyc_decision", approve, status(state=LoanState.KYC_REVIEW), True, NOW)
-    assert said == "KYC approved for loan L1: it is KYC_REVIEW, waiting for a fresh ETH price " \
-                   "to check its LTV"
+    assert said == ("KYC approved for loan L1: it is KYC_REVIEW, waiting for a fresh ETH price "
+                    "to check its LTV (`loanflow price ETH ...` or a market tick brings one)")
 
 
 # --- tables -----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ async def test_a_future_observation_is_refused_naming_the_field(cli: Cli, store:
 async def test_a_jump_is_stored_unconfirmed_and_signalled_to_nobody(cli: Cli, store: Database) -> None:
     await cli.ok("price", "BTC", "60000")
     jump = await cli.json("price", "BTC", "6000")  # a typo: one zero short
-    assert jump["unconfirmed"] == "90.0% from the last accepted 60000 (limit 30%)"
+    assert jump["unconfirmed"] == "90.0% from the last accepted $60,000.00 (limit 30%)"
     assert jump["signalled"] == []
     latest = await latest_observation(store, "BTC")
     assert latest is not None and latest.price == 60000  # what loans read is unchanged

@@ -20,7 +20,7 @@ import pytest
 
 from loanflow.devserver import DevServer, port_open
 from loanflow.ports import free_port, free_ports
-from tests.cli.support import LOANFLOW, Cli
+from tests.cli.support import LOANFLOW, Cli, application, open_flags
 
 WORKER_PY = str(Path(__file__).resolve().parents[2] / "worker.py")
 
@@ -207,15 +207,26 @@ async def test_a_worker_with_bad_settings(tmp_path: Path) -> None:
         "invalid Temporal configuration (TEMPORAL_*, temporal.toml): Profile 'nope' not found")
 
 
-async def test_a_call_the_server_refuses(tmp_path: Path, ops_server: DevServer) -> None:
-    """A namespace the server does not have: the worker at start-up, and a command past its
-    own checks, each say Temporal's reason in one line."""
+async def test_a_namespace_the_server_does_not_have(tmp_path: Path,
+                                                    ops_server: DevServer) -> None:
+    """A mistyped TEMPORAL_NAMESPACE: the worker at start-up and every command that talks to
+    the server name the namespace and what to do, in one line (`status` once said "unknown
+    loan", and `price` stored a price that no loan was told of)."""
     cli = Cli(tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path / 'loanflow.db'}",
                          "TEMPORAL_ADDRESS": ops_server.address, "TEMPORAL_NAMESPACE": "nope"})
     await cli.ok("db", "upgrade")
-    refused = "Temporal refused the call (NOT_FOUND): Namespace nope is not found."
-    assert await both_workers_fail(cli) == refused
-    assert await cli.error("list") == refused
+    missing = (f"Temporal namespace 'nope' does not exist on {ops_server.address}: set "
+               "TEMPORAL_NAMESPACE to one that does (`temporal operator namespace list`), or "
+               "create it (`temporal operator namespace create --namespace nope`)")
+    assert await both_workers_fail(cli) == missing
+    for command in (["status", "L1"], ["list"], ["watch", "L1"],
+                    ["repay", "L1", "5.00", "--reference", "w"],
+                    ["kyc", "approve", "L1", "--reviewer", "r", "--reason", "ok"],
+                    ["price", "BTC", "50000"], ["market", "stop"], ["book", "reconcile"],
+                    open_flags(application("L1"))):
+        assert await cli.error(*command) == missing, command
+    # Nothing was stored on the way: the price never reached a loan, so it is not kept.
+    assert "no price stored yet" in await cli.ok("market", "status")
 
 
 async def test_an_unknown_asset_for_a_market_tick(tmp_path: Path) -> None:
@@ -276,8 +287,15 @@ def test_temporal_failures_past_a_commands_own_handling_are_one_line() -> None:
     assert message.startswith("lost the Temporal server at ")  # the configured address
     assert message.endswith(" (connection reset): check it runs (`make run` or `loanflow up`) "
                             "and try again")
-    refused = RPCError("Namespace x is not found.", RPCStatusCode.NOT_FOUND, b"")
-    assert explain(refused) == "Temporal refused the call (NOT_FOUND): Namespace x is not found."
+    refused = RPCError("Request unauthorized.", RPCStatusCode.PERMISSION_DENIED, b"")
+    assert explain(refused) == ("Temporal refused the call (PERMISSION_DENIED): Request "
+                                "unauthorized.")
+    # A namespace the server does not have, met past a command's own check: named, with what to do.
+    missing = explain(RPCError("Namespace x is not found.", RPCStatusCode.NOT_FOUND, b"")) or ""
+    assert missing.startswith("Temporal namespace 'x' does not exist on ")
+    assert missing.endswith("set TEMPORAL_NAMESPACE to one that does (`temporal operator "
+                            "namespace list`), or create it (`temporal operator namespace create "
+                            "--namespace x`)")
     update = WorkflowUpdateFailedError(ApplicationError("asset: 'DOGE' is not tracked"))
     assert explain(update) == "asset: 'DOGE' is not tracked"
     assert explain(ValueError("a bug")) is None  # a bug keeps its traceback

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from loanflow.cli.watch import changes, first_line
+from loanflow.cli.watch import changes, first_line, for_scripts
 from loanflow.models import LoanState, LoanStatus
 from tests.cli.conftest import Desk
 from tests.cli.support import LOANFLOW, Cli, application, open_flags
@@ -72,15 +72,37 @@ def test_only_what_changed_is_printed_one_line_each() -> None:
     assert first_line(before) == ("loan W1: state ACTIVE, price $100,000.00 per BTC, "
                                   "LTV 40.00%, debt $40,000.00, collateral 1 BTC")
     assert changes(before, status()) == []
-    call = status(state=LoanState.MARGIN_CALL, reason="LTV 0.7143 at or above 0.70",
+    call = status(state=LoanState.MARGIN_CALL, reason="LTV 71.43% at or above 70.00%",
                   ltv=Decimal("0.7143"), price=Decimal("56000"),
                   cure_deadline=datetime(2026, 12, 5, 4, 14, tzinfo=timezone.utc))
     assert changes(before, call) == [
-        "state ACTIVE -> MARGIN_CALL (LTV 0.7143 at or above 0.70)",
+        "state ACTIVE -> MARGIN_CALL (LTV 71.43% at or above 70.00%)",
         "price $100,000.00 per BTC -> $56,000.00 per BTC",
         "LTV 40.00% -> 71.43%",
         "cure deadline - -> 2026-12-05 04:14 UTC",
     ]
+
+
+def test_watch_in_json_is_one_object_a_line() -> None:
+    """Issue 11: `--json` on every command; `watch --json` is JSON lines, the status in the
+    conventions of `status --json` (amounts at their unit, LTV 6 places, times with Z)."""
+    import json
+
+    before = status()
+    call = status(state=LoanState.MARGIN_CALL, ltv=Decimal("0.71428571428571428571"),
+                  price=Decimal("56000"),
+                  cure_deadline=datetime(2026, 12, 5, 4, 14, tzinfo=timezone.utc))
+    [first] = for_scripts("state", None, before)
+    assert json.loads(first)["event"] == "state" and json.loads(first)["changed"] == []
+    assert for_scripts("change", before, status()) == []  # nothing changed: nothing said
+    [line] = for_scripts("change", before, call)
+    change = json.loads(line)
+    assert change["event"] == "change" and change["changed"] == [
+        "state", "price", "LTV", "cure deadline"]
+    assert change["at"].endswith("Z") and change["status"]["ltv"] == "0.714286"
+    assert change["status"]["price"] == "56000.00"
+    assert change["status"]["cure_deadline"] == "2026-12-05T04:14:00Z"
+    assert change["status"]["collateral_amount"] == "1.00000000"
 
 
 async def test_watch_follows_a_loan_until_it_closes(desk: Desk) -> None:

@@ -164,3 +164,33 @@ async def test_status_and_tick_in_json_and_for_people(cli: Cli) -> None:
     assert eth["stale"] is False and eth["last_tick"]["price"] == "1400.50"
     assert report["BTC"]["latest"] is None and report["BTC"]["no_price_periods"] == []
     await cli.ok("market", "stop", "--monitor", monitor)
+
+
+async def test_replay_start_and_stop_in_json(cli: Cli) -> None:
+    """Issue 11: `--json` on every command: a replay's totals (no progress bar), the live
+    monitor started and stopped, each one JSON object on stdout, prices to the cent, times Z."""
+    import json
+
+    done = await cli.run("market", "replay", "--live", "--usdt-usd", "1", "--window", "2022-11",
+                         "--from", "2022-11-09T21:00:00Z", "--to", "2022-11-10T00:00:00Z",
+                         "--speed", "max", "--json")
+    assert done.returncode == 0, done.stderr
+    replay = json.loads(done.stdout)  # nothing but the JSON: no bar, no notes for people
+    assert (replay["done"], replay["ticks"], replay["prices"], replay["no_price"]) == (
+        True, 4, 8, 0)
+    assert replay["from"] == "2022-11-09T21:00:00Z" and ISO_Z.match(replay["to"])
+    assert replay["task_queue"] == f"{cli.env['LOANFLOW_TASK_QUEUE']}-market"
+    assert re.fullmatch(r"\d+\.\d\d", replay["last"]["BTC"]["price"]), replay["last"]
+    assert ISO_Z.match(replay["last"]["BTC"]["observed_at"])
+    assert replay["notes"] == [
+        "note: binance (BTC), binance (ETH) quote in USDT: converted at 1 USD"]
+    assert all(re.fullmatch(r"\d+\.\d\d", last["price"]) for last in replay["last"].values())
+
+    # A live monitor on venues that do not answer: started and stopped, in JSON.
+    nowhere = "http://127.0.0.1:9"
+    started = await cli.json("market", "start", "--interval", "3600",
+                             "--venue", f"a=bitstamp:{nowhere}", "--venue", f"b=coinbase:{nowhere}")
+    assert started["monitor"] == "market-monitor" and started["interval_seconds"] == 3600
+    assert started["venue_names"] == ["a", "b"] and started["run_id"]
+    assert await cli.json("market", "stop") == {"monitor": "market-monitor",
+                                                "stop_requested": True}

@@ -132,7 +132,8 @@ async def test_the_hard_floor_sells_on_a_disputed_price_if_it_holds_at_the_highe
     # sized at the highest quote: the least sold
     assert sold and {order.reference_price for order in sold} == {D("33000")}
     [sold] = await audits(market, "DH1", "liquidation")
-    assert "even at the highest quote 33000" in sold.detail["reason"]
+    assert sold.detail["reason"] == ("LTV 90.91% past the hard floor even at the highest quote "
+                                     "$33,000.00 (venues disagree: $30,000.00 to $33,000.00)")
     assert await audits(market, "DH1", "sale_waits_for_agreement") == []
 
 

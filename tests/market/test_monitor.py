@@ -216,7 +216,7 @@ async def test_disputed_no_price_and_unconfirmed_ticks_are_shown(market: Market)
     [update] = await received(handle)
     assert (update["price"], update["disputed"], update["low"], update["high"]) == (
         "19500", True, "19500", "20500")
-    assert "BTC 19500 DISPUTED** (low 19500, high 20500" in await details(monitor)
+    assert "BTC $19,500.00 DISPUTED** (low $19,500.00, high $20,500.00" in await details(monitor)
     # One venue: no price; the Web UI lists the period until a price is back.
     await market.tick(monitor, "BTC", "19400")
     await market.tick(monitor, "BTC", "19300")

@@ -83,7 +83,7 @@ async def test_venues_that_disagree_store_a_disputed_observation_at_the_lowest(d
     obs = tick.observation
     assert obs.disputed and (obs.price, obs.low, obs.high) == (D("16000"), D("16000"), D("16574"))
     assert obs.venues == {"bitstamp": D("16574"), "coinbase": D("16000")}
-    assert tick.reasons[0].startswith("venues disagree: coinbase 16000 to bitstamp 16574")
+    assert tick.reasons[0].startswith("venues disagree: coinbase $16,000.00 to bitstamp $16,574.00")
     # the lowest quote acts for calls: the move 16,500 -> 16,000 crossed L1's call level
     assert tick.targets == 1
     async with db.transaction() as s:
@@ -126,7 +126,7 @@ async def test_a_jump_is_stored_unconfirmed_and_signals_nobody_until_confirmed(d
     market = MarketActivities(db)
     [jump] = (await market.observe(request(1, "12000", "12010"))).ticks
     assert jump.status == "unconfirmed" and jump.unconfirmed and jump.targets == 0
-    assert jump.reasons[-1].startswith("unconfirmed: 40.0% from the last accepted 20000")
+    assert jump.reasons[-1].startswith("unconfirmed: 40.0% from the last accepted $20,000.00")
     # the next tick near it confirms the move, measured from the last accepted price
     later = request(2, "12100", "12110").model_copy(update={"at": NOW + timedelta(minutes=1)})
     [confirmed] = (await market.observe(later)).ticks

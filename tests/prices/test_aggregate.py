@@ -70,7 +70,7 @@ def test_outlier_is_dropped_and_the_rest_form_the_price() -> None:
     # the median of a and b, 100.255, rounded down; the outlier c dropped
     assert result.price == Decimal("100.25")
     assert [d.quote.venue for d in result.dropped] == ["c"]
-    assert result.dropped[0].reason.startswith("outlier: 2.48% from the median 100.51")
+    assert result.dropped[0].reason.startswith("outlier: 2.48% from the median $100.51")
 
 def test_outlier_boundary_is_inclusive() -> None:
     rules = AggregationRules(max_deviation=Decimal("0.01"))
@@ -87,7 +87,7 @@ def test_too_few_agreeing_venues_is_a_disputed_price_at_the_lowest_quote() -> No
     assert (result.price, result.low, result.high) == (D("100"), D("100"), D("110"))
     assert result.sources == {"a": D("100.1"), "b": D("100"), "c": D("110")}
     assert result.observed_at == NOW - timedelta(seconds=60)  # as old as its oldest quote
-    assert result.notes[0].startswith("venues disagree: b 100 to c 110")
+    assert result.notes[0].startswith("venues disagree: b $100.00 to c $110.00")
     agreed = aggregate("BTC", [q("a", "100")], NOW, AggregationRules(quorum=1))
     assert isinstance(agreed, Priced) and not agreed.disputed and agreed.low is None
 

@@ -25,6 +25,23 @@ async def test_stress_command_writes_results_and_report(crafted_prices: Path,
         assert str(out / name) in printed
 
 
+async def test_stress_command_in_json(crafted_prices: Path, tmp_path: Path) -> None:
+    """Issue 11: `--json` on every command: one JSON summary on stdout (the progress bar
+    stays on stderr), naming the files and giving the figures per policy."""
+    cli = Cli(cwd=tmp_path)
+    out = tmp_path / "out"
+    summary = await cli.json("stress", "--prices", str(crafted_prices), "--ltv", "0.60",
+                             "--assets", "BTC", "--loans-per-bucket", "1", "--out", str(out))
+    assert summary["out"] == str(out) and summary["results"] == str(out / "results.json")
+    assert summary["reports"] == [str(out / "report.md"), str(out / "report.html")]
+    assert {Path(p).name for p in summary["plots"]} == {"prices.png", "ltv.png", "outcomes.png"}
+    assert summary["loans"] == 1 and summary["workdir"] is None
+    [row] = summary["by_policy"]
+    assert (row["policy"], row["margin_calls"], row["sales"], row["bad_debt_usd"]) == (
+        "default", 1, 2, "0.00")
+    assert row["sales_by_cause"]["deadline"] == 1
+
+
 async def test_stress_command_refuses_bad_input_in_one_line(crafted_prices: Path,
                                                             tmp_path: Path) -> None:
     cli = Cli(cwd=tmp_path)

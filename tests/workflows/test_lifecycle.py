@@ -11,6 +11,7 @@ from temporalio.client import WorkflowFailureError
 
 from loanflow.mail import outbox
 from loanflow.models import Borrower, LoanState
+from loanflow.money import fmt_ratio, fmt_usd
 from loanflow.risk import cure_repay, cure_top_up
 from tests.workflows.book import (
     application,
@@ -247,6 +248,8 @@ async def test_hard_floor_liquidates_at_once(desk: Desk) -> None:
     assert status.state == LoanState.ACTIVE and in_band(status.ltv), status.ltv
     [sold] = await notice_data(desk.db, "L3", "liquidation_executed")
     assert sold["cause"] == "hard_floor" and Decimal(sold["ltv_before"]) >= Decimal("0.90")
+    # The reason a person reads says it in people's figures, not the 60-digit ratio.
+    assert sold["reason"] == f"LTV {fmt_ratio(Decimal(sold['ltv_before']))} past the hard floor"
 
 
 async def test_crash_below_debt_defaults_with_shortfall(desk: Desk) -> None:
@@ -256,6 +259,7 @@ async def test_crash_below_debt_defaults_with_shortfall(desk: Desk) -> None:
     assert result.state == LoanState.DEFAULTED
     assert result.collateral_amount == 0
     assert result.shortfall_usd > 0
+    assert result.reason == f"collateral exhausted with {fmt_usd(result.shortfall_usd)} unpaid"
     await desk.settle(handle)
     assert "loan_defaulted" in await notices(desk.db, "S1")
     await assert_books_agree(desk.db, result)
@@ -283,7 +287,8 @@ async def test_over_max_initial_ltv_is_rejected_with_the_reason(desk: Desk) -> N
     await desk.price(handle, "BTC", "100000")
     result = await handle.result()
     assert result.state == LoanState.REJECTED
-    assert result.reason is not None and "maximum initial LTV" in result.reason
+    assert result.reason == ("requested LTV 60.00% is above the maximum initial LTV 50.00% at "
+                             "BTC $100,000.00")
     await desk.settle(handle)
     assert await notices(desk.db, "X1", "application_rejected") == ["application_rejected"]
 
