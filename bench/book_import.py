@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bench.book import SEED_PRICES, count_state, plan_book
+from bench.histories import IMPORT_NOTICE, import_window, sample_cost, whole_history
 from bench.market import Monitor, wait_until_quiet
 from bench.profiling import Processes, cpu_share, share_line, snapshot, stack_processes
 from bench.report import Bar, console, count_in_log, load, machine, quiet_logs, write_json
@@ -46,7 +47,9 @@ from loanflow.schema import Loan
 
 RESULTS = Path(__file__).parent / "results"
 PREFIX = "IMP"
-NOTICE = "loan_migrated"  # workflows/migration.py: the one notice an imported loan sends
+NOTICE = IMPORT_NOTICE  # workflows/migration.py: the one notice an imported loan sends
+# Histories read for the cost per imported loan (after the clock has stopped).
+HISTORY_SAMPLE = 50
 LOANFLOW = str(Path(sys.executable).with_name("loanflow"))
 RATES = [Decimal("0.08") + Decimal("0.005") * i for i in range(13)]  # 8% to 14%
 TERMS_DAYS = (365, 730, 1095, 1825)
@@ -360,6 +363,15 @@ async def desk_phases(stack: Stack, workers: list[int], args: argparse.Namespace
     await wait_until_quiet(stack.db, seconds=2, timeout=args.timeout)
     results["check"] = await exactly_once(stack, args.loans)
     results["worker_rss_mib"] = {f"worker-{i}": resident_mib(pid) for i, pid in enumerate(workers)}
+    results["cost_per_imported_loan"] = await import_costs(stack, rows)
+
+
+async def import_costs(stack: Stack, rows: list[dict[str, str]]) -> dict[str, Any]:
+    """What one imported loan cost Temporal (`bench.histories`), over the first loans: from its
+    start to its import notice taken in, and its whole history once the desk is quiet."""
+    ids = [f"loan-{r['loan_id']}" for r in rows]
+    return {"to_notice": await sample_cost(stack.client, ids, import_window, HISTORY_SAMPLE),
+            "whole_history": await sample_cost(stack.client, ids, whole_history, HISTORY_SAMPLE)}
 
 
 def print_figures(results: dict[str, Any]) -> None:
@@ -388,6 +400,9 @@ def print_figures(results: dict[str, Any]) -> None:
                   f"{check['loan_workflow_runs']} loan workflow runs, "
                   f"{check['import_notices']} import notices)")
     console.print(f"worker resident memory (MiB): {results['worker_rss_mib']}")
+    for window, cost in results["cost_per_imported_loan"].items():
+        console.print(f"cost per imported loan, {window.replace('_', ' ')} (mean of "
+                      f"{cost['workflows']}): {cost['mean']}")
 
 
 def log_file(args: argparse.Namespace) -> Path:

@@ -67,4 +67,8 @@ def test_book_import_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         assert abs(sum(k["share"] for k in kinds.values()) - 1) < 0.01
     rss = results["worker_rss_mib"]
     assert len(rss) == 2 and all(mib and mib > 0 for mib in rss.values())
+    for window in ("to_notice", "whole_history"):
+        cost = results["cost_per_imported_loan"][window]
+        assert cost["workflows"] == LOANS and cost["without_window"] == 0, cost
+        assert cost["mean"]["workflow_tasks"] >= 2 and cost["mean"]["activities"] >= 3
     assert "loans/s" in done.stdout and "second import of the same file: 0 started" in done.stdout
