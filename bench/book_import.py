@@ -198,9 +198,10 @@ async def progress_counts(stack: Stack) -> dict[str, int]:
 
 
 async def until_done(stack: Stack, n: int, began: float, deadline: float, bar: Bar,
-                     poll: float = 0.25) -> dict[str, float | None]:
+                     mail_grace: float = 300, poll: float = 0.25) -> dict[str, float | None]:
     """Seconds from `began` until each count of `progress_counts` reached N (None: not by
-    the deadline)."""
+    the deadline). Once every loan is ACTIVE with its notice recorded, the mail gets at most
+    `mail_grace` seconds more: a notice whose delivery is deferred must not hold the run."""
     reached: dict[str, float | None] = {"active": None, "noticed": None, "mailed": None}
     while time.monotonic() < deadline:
         counts = await progress_counts(stack)
@@ -208,6 +209,8 @@ async def until_done(stack: Stack, n: int, began: float, deadline: float, bar: B
             bar.set(name, count)
             if count >= n and reached[name] is None:
                 reached[name] = time.monotonic() - began
+                if reached["active"] is not None and reached["noticed"] is not None:
+                    deadline = min(deadline, time.monotonic() + mail_grace)
         if all(v is not None for v in reached.values()):
             break
         await asyncio.sleep(poll)
