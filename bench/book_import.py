@@ -37,7 +37,8 @@ from sqlalchemy import func, select
 from bench.book import SEED_PRICES, count_state, plan_book
 from bench.histories import IMPORT_NOTICE, import_window, sample_cost, whole_history
 from bench.market import Monitor, wait_until_quiet
-from bench.profiling import Processes, cpu_share, share_line, snapshot, stack_processes
+from bench.profiling import (ATTACH_SECONDS, Processes, cpu_share, share_line, snapshot,
+                             stack_processes, start_py_spy, stop_py_spy)
 from bench.report import Bar, console, count_in_log, load, machine, quiet_logs, write_json
 from bench.stack import Stack, Tuning, bench_stack, worker_processes
 from loanflow.book_import import FIELDS, START_CONCURRENCY
@@ -71,6 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="each worker's concurrent workflow tasks")
     parser.add_argument("--timeout", type=float, default=1800,
                         help="seconds for the command, then for the loans to be ACTIVE")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy each worker process during the import, raw stacks into DIR "
+                             "(summary: python -m bench.profile_summary DIR); its timings are "
+                             "then not figures of merit")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--no-progress", action="store_true")
@@ -248,13 +253,20 @@ async def timed_import(stack: Stack, workers: list[int], book: Path, n: int,
     with its notice recorded (and mailed); the CPU share per kind over both spans."""
     for name in ("active", "noticed", "mailed"):
         bar.add(name, n)
-    phase = await Phase.start(stack_processes(stack, workers))
-    run = await import_command(stack, book, args.timeout)
-    during_command = await phase.share(run.cpu_seconds)
-    if run.exit_code:
-        raise RuntimeError(f"loanflow book import failed ({run.exit_code}): {run.stderr}")
-    reached = await until_done(stack, n, phase.began, time.monotonic() + args.timeout, bar)
-    during_import = await phase.share(run.cpu_seconds)
+    processes = stack_processes(stack, workers)
+    spies = await profiling(workers, args.profile)
+    if spies:  # what the profile cost the machine
+        processes.kinds["py-spy"] = [p.pid for p in spies]
+    try:
+        phase = await Phase.start(processes)
+        run = await import_command(stack, book, args.timeout)
+        during_command = await phase.share(run.cpu_seconds)
+        if run.exit_code:
+            raise RuntimeError(f"loanflow book import failed ({run.exit_code}): {run.stderr}")
+        reached = await until_done(stack, n, phase.began, time.monotonic() + args.timeout, bar)
+        during_import = await phase.share(run.cpu_seconds)
+    finally:
+        await stop_py_spy(spies)
     done = max(reached["active"] or 0, reached["noticed"] or 0) \
         if reached["active"] and reached["noticed"] else None
     return {
@@ -266,6 +278,15 @@ async def timed_import(stack: Stack, workers: list[int], book: Path, n: int,
         "complete": done is not None,
         "cpu_share": {"command": during_command, "import": during_import},
     }
+
+
+async def profiling(workers: list[int], out: Path | None) -> list[Any]:
+    """With `--profile DIR`: one py-spy per worker process (`bench.profiling`), attached."""
+    if out is None:
+        return []
+    spies = start_py_spy({f"worker-{i}": pid for i, pid in enumerate(workers)}, out)
+    await asyncio.sleep(ATTACH_SECONDS)
+    return spies
 
 
 def span(n: int, seconds: float | None) -> dict[str, Any]:
@@ -334,7 +355,9 @@ def config_of(args: argparse.Namespace, tuning: Tuning) -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tuning = tuning_of(args)
     results: dict[str, Any] = {
-        "command": f"python -m bench.book_import --loans {args.loans}", "machine": machine(),
+        "command": f"python -m bench.book_import --loans {args.loans}"
+                   + (f" --profile {args.profile}" if args.profile else ""),
+        "machine": machine(),
         "config": config_of(args, tuning),
         "started_at": datetime.now(timezone.utc).isoformat(), "load_before": load()}
     with Bar(enabled=not args.no_progress) as bar:
