@@ -166,7 +166,12 @@ async def import_command(stack: Stack, book: Path, timeout: float) -> CliRun:
     proc = await asyncio.create_subprocess_exec(
         LOANFLOW, "book", "import", str(book), "--json", cwd=stack.root, env=cli_environ(stack),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
     seconds = time.monotonic() - began
     # The worker processes and the sink are not reaped before the end: the children's CPU
     # that grew meanwhile is the command's.
@@ -267,8 +272,8 @@ async def timed_import(stack: Stack, workers: list[int], book: Path, n: int,
         during_import = await phase.share(run.cpu_seconds)
     finally:
         await stop_py_spy(spies)
-    done = max(reached["active"] or 0, reached["noticed"] or 0) \
-        if reached["active"] and reached["noticed"] else None
+    active, noticed = reached["active"], reached["noticed"]
+    done = max(active, noticed) if active is not None and noticed is not None else None
     return {
         "command": command_figures(run, n),
         "to_active": span(n, reached["active"]),
