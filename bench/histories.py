@@ -23,6 +23,7 @@ from loanflow.effects import ActivityName
 
 SIGNAL = "price_update"
 MARGIN_CALL = "margin_call"
+IMPORT_NOTICE = "loan_migrated"  # workflows/migration.py
 
 # The kinds reported, and the event that marks one of each.
 KINDS: dict[str, int] = {
@@ -72,10 +73,30 @@ def margin_call_window(events: Sequence[HistoryEvent],
     scheduled = max(calls)
     at = _index(events, scheduled)
     start = _last_before(events, at, _is_signal)
+    return events[start:_taken_in(events, at, scheduled) + 1]
+
+
+def import_window(events: Sequence[HistoryEvent], kinds: dict[int, str]) -> Sequence[HistoryEvent]:
+    """An imported loan (`loanflow book import`) from its start to the workflow task that took
+    in its `loan_migrated` notice's completion: what bringing one loan in ACTIVE costs."""
+    notices = [event_id for event_id, kind in kinds.items() if kind == IMPORT_NOTICE]
+    if not notices:
+        raise NoWindow("no import notice scheduled")
+    scheduled = min(notices)
+    return events[:_taken_in(events, _index(events, scheduled), scheduled) + 1]
+
+
+def whole_history(events: Sequence[HistoryEvent], kinds: dict[int, str]) -> Sequence[HistoryEvent]:
+    """Every event so far (`kinds` unused; the signature of a window)."""
+    return events
+
+
+def _taken_in(events: Sequence[HistoryEvent], at: int, scheduled: int) -> int:
+    """The index of the workflow task that took in the completion of the activity scheduled
+    at `at` (event id `scheduled`)."""
     done = _first_after(events, at, lambda e: e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
                         and e.activity_task_completed_event_attributes.scheduled_event_id == scheduled)
-    end = _first_after(events, done, _is_task_completed)
-    return events[start:end + 1]
+    return _first_after(events, done, _is_task_completed)
 
 
 def baseline_window(events: Sequence[HistoryEvent], kinds: dict[int, str]) -> Sequence[HistoryEvent]:

@@ -68,14 +68,19 @@ def snapshot(kinds: dict[str, list[int]]) -> dict[int, float]:
 
 
 def cpu_share(kinds: dict[str, list[int]], before: dict[int, float], after: dict[int, float],
-              wall: float) -> dict[str, Any]:
+              wall: float, ended: dict[str, float] | None = None) -> dict[str, Any]:
     """Per kind: CPU seconds in the phase, share of all the CPU measured, and cores kept busy.
     A process that started during the phase counts from zero; one that ended is lost (its
-    last reading is gone with it)."""
+    last reading is gone with it) unless its CPU seconds are given in `ended`, by kind (a
+    child started and reaped within the phase: its rusage), one process each."""
     spent = {kind: sum(after[p] - before.get(p, 0.0) for p in pids if p in after)
              for kind, pids in kinds.items()}
+    counts = {kind: sum(1 for p in kinds[kind] if p in after) for kind in kinds}
+    for kind, seconds in (ended or {}).items():
+        spent[kind] = spent.get(kind, 0.0) + seconds
+        counts[kind] = counts.get(kind, 0) + 1
     total = sum(spent.values()) or 1.0
-    return {kind: {"processes": sum(1 for p in kinds[kind] if p in after),
+    return {kind: {"processes": counts[kind],
                    "cpu_seconds": round(seconds, 3),
                    "share": round(seconds / total, 3),
                    "cores_busy": round(seconds / wall, 3) if wall > 0 else None}
@@ -147,12 +152,12 @@ async def measured(processes: Processes, workers: dict[str, int],
                                  "files": sorted(str(p) for p in profile.glob("*.txt"))}
 
 
-def share_line(report: dict[str, Any]) -> str:
+def share_line(report: dict[str, Any], phase: str = "the one-tick crash") -> str:
     """One line: each kind's share of the CPU during the phase, busiest first."""
     kinds = sorted(report["by_kind"].items(), key=lambda kv: -kv[1]["cpu_seconds"])
     parts = [f"{kind} {v['share']:.0%} ({v['cpu_seconds']:g} s, {v['cores_busy']} cores)"
              for kind, v in kinds if v["processes"]]
-    return (f"CPU during the one-tick crash ({report['wall_seconds']} s on {report['cores']} "
+    return (f"CPU during {phase} ({report['wall_seconds']} s on {report['cores']} "
             f"cores): " + ", ".join(parts))
 
 

@@ -16,16 +16,17 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench.baseline import BASELINE_QUEUE, baseline_worker
 from bench.baseline_workflow import BenchBaseline
-from bench.histories import (NoWindow, baseline_window, comparison_line, count,
+from bench.histories import (NoWindow, baseline_window, comparison_line, count, import_window,
                              margin_call_window, notice_kinds, summarise, workflow_cost)
 from loanflow import binaries
 from loanflow.temporal_client import data_converter
 
-HISTORY = Path(__file__).parents[1] / "replay" / "histories" / "ordered_notices_cure_timer.json"
+HISTORIES = Path(__file__).parents[1] / "replay" / "histories"
+HISTORY = HISTORIES / "ordered_notices_cure_timer.json"
 
 
-def loan_events() -> list[HistoryEvent]:
-    return list(WorkflowHistory.from_json("loan-HIST", json.loads(HISTORY.read_text())).events)
+def loan_events(path: Path = HISTORY) -> list[HistoryEvent]:
+    return list(WorkflowHistory.from_json("loan-HIST", json.loads(path.read_text())).events)
 
 
 # ordered_notices_cure_timer, from the price_update signal (95) that led to the margin-call
@@ -63,6 +64,22 @@ async def test_encrypted_summaries_are_decoded_with_the_client_converter() -> No
 def test_a_history_without_a_margin_call_has_no_window() -> None:
     with pytest.raises(NoWindow):
         margin_call_window(loan_events(), {7: "application_received"})
+
+
+async def test_an_imported_loan_costs_what_its_history_shows() -> None:
+    """tests/replay/histories/imported.json, from its start (1) to the workflow task (33) that
+    took in its loan_migrated notice (scheduled 25, completed 30): workflow tasks completed 4,
+    11, 14, 19, 24, 33; activities scheduled 6, 7, 25; markers 5, 8, 26, 28; timer 27."""
+    events = loan_events(HISTORIES / "imported.json")
+    kinds = await notice_kinds(events, DataConverter.default)
+    assert kinds[25] == "loan_migrated"
+    window = import_window(events, kinds)
+    assert (window[0].event_id, window[-1].event_id) == (1, 33)
+    assert count(window) == {"workflow_tasks": 6, "activities": 3, "local_activities": 4,
+                             "search_attribute_upserts": 0, "timers_started": 1,
+                             "history_events": 33}
+    with pytest.raises(NoWindow):
+        import_window(events, {38: "margin_call"})
 
 
 @pytest.mark.timeout(120)
