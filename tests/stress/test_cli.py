@@ -55,3 +55,15 @@ async def test_stress_command_refuses_bad_input_in_one_line(crafted_prices: Path
     line = await cli.error("stress", "--prices", str(crafted_prices), "--policy", str(bad))
     assert line.startswith(f"--policy {bad}: margin_call_ltv:"), line
     assert not (tmp_path / "stress-results").exists()  # nothing half-done
+
+
+async def test_stress_progress_reaches_a_log(crafted_prices: Path, tmp_path: Path) -> None:
+    """Piped into a log the bar draws nothing: plain progress lines say how far it got."""
+    cli = Cli(cwd=tmp_path)
+    done = await cli.run("stress", "--prices", str(crafted_prices), "--ltv", "0.60",
+                         "--assets", "BTC", "--loans-per-bucket", "1",
+                         "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    phases = [line.split()[0] for line in done.stderr.splitlines() if line.strip()]
+    assert "import" in phases and "replay" in phases, done.stderr
+    assert any(line.startswith("replay") and "/" in line for line in done.stderr.splitlines())
