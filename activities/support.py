@@ -164,11 +164,9 @@ async def heartbeating(every: float = 2.0) -> AsyncIterator[None]:
     worker's attempt within the activity's heartbeat timeout (not its start-to-close timeout)."""
 
     async def beat() -> None:
-        # Not at once: most notices are out in well under `every`, and a heartbeat at the start
-        # of each was a tenth of a worker's time while a book's notices went out.
         while True:
-            await asyncio.sleep(every)
             activity.heartbeat()
+            await asyncio.sleep(every)
 
     task = asyncio.create_task(beat())
     try:
