@@ -256,6 +256,21 @@ async def ordered_notices_cure_timer(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def sparse_checks_on_the_minute(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with the speed patches of issue 9 in: a breach waits for confirmation and the
+    loan re-reads the store 5 minutes later (`sparse-confirmation-recheck`) on a whole minute,
+    as its daily revaluation (`checks-on-the-minute`); then confirmed, sold, a day on, repaid."""
+    handle = await funded(desk, "HIST-CHECKS")
+    await desk.price(handle, "BTC", "36500", confirmed=False)  # 82%: waits for a second look
+    await desk.env.sleep(timedelta(minutes=7))  # past the re-read
+    await desk.price(handle, "BTC", "36400")  # confirms: sold to the target
+    await until(desk, handle, LoanState.ACTIVE)
+    await desk.env.sleep(timedelta(days=1, minutes=2))  # one daily revaluation
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "c1"})
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -270,6 +285,7 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "market_monitor": market_monitor,
     "hostile_rules": hostile_rules,
     "ordered_notices_cure_timer": ordered_notices_cure_timer,
+    "sparse_checks_on_the_minute": sparse_checks_on_the_minute,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run"}
