@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +27,14 @@ _OWN = ("TEMPORAL_", "LOANFLOW_", "DATABASE_URL", "SMTP_")
 def clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(_OWN)}
 
+
+
+def ctrl_c_works() -> None:
+    """`preexec_fn` of a child the test will stop with Ctrl-C (SIGINT): a suite started in the
+    background by a shell without job control (`nohup make test &`) hands its children SIGINT
+    ignored, and Python then installs no KeyboardInterrupt: `loanflow worker` and
+    `codec-server` ran on after the test's Ctrl-C and the suite hung at its end."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 @dataclass
 class Cli:

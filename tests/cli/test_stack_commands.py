@@ -18,7 +18,7 @@ from temporalio.client import Client
 from loanflow.devserver import port_open
 from loanflow.mail.sink import MailSink
 from loanflow.ports import free_port
-from tests.cli.support import LOANFLOW, Cli, application, open_flags
+from tests.cli.support import LOANFLOW, Cli, application, ctrl_c_works, open_flags
 
 
 @asynccontextmanager
@@ -26,7 +26,8 @@ async def process(cli: Cli, *args: str, ready: str, **env: str) -> AsyncIterator
     """`loanflow *args` running in the background until the block ends; then Ctrl-C. Yields
     the lines it printed so far (it is ready once it printed `ready`)."""
     proc = subprocess.Popen([LOANFLOW, *args], cwd=cli.cwd, env=cli.environ(**env), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=ctrl_c_works)
     lines: list[str] = []
     reader = asyncio.create_task(asyncio.to_thread(_read, proc, lines))
     try:

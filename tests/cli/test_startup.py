@@ -20,7 +20,7 @@ import pytest
 
 from loanflow.devserver import DevServer, port_open
 from loanflow.ports import free_port, free_ports
-from tests.cli.support import LOANFLOW, Cli, application, open_flags
+from tests.cli.support import LOANFLOW, Cli, application, ctrl_c_works, open_flags
 
 WORKER_PY = str(Path(__file__).resolve().parents[2] / "worker.py")
 
@@ -89,7 +89,7 @@ def test_ctrl_c_stops_the_dev_server_when_the_output_pipe_is_gone(tmp_path: Path
     cli = up_cli(tmp_path)
     errors = (tmp_path / "stderr").open("w")
     proc = subprocess.Popen([LOANFLOW, *up_args(*ports)], cwd=tmp_path, env=cli.environ(),
-                            stdout=subprocess.PIPE, stderr=errors)
+                            stdout=subprocess.PIPE, stderr=errors, preexec_fn=ctrl_c_works)
     server = None
     try:
         assert proc.stdout is not None

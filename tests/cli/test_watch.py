@@ -14,7 +14,7 @@ from decimal import Decimal
 from loanflow.cli.watch import changes, first_line, for_scripts
 from loanflow.models import LoanState, LoanStatus
 from tests.cli.conftest import Desk
-from tests.cli.support import LOANFLOW, Cli, application, open_flags
+from tests.cli.support import LOANFLOW, Cli, application, ctrl_c_works, open_flags
 
 
 class Watcher:
@@ -43,7 +43,7 @@ class Watcher:
 async def watching(cli: Cli, loan: str) -> AsyncIterator[Watcher]:
     process = subprocess.Popen([LOANFLOW, "watch", loan, "--interval", "0.2"], cwd=cli.cwd,
                                env=cli.environ(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_works)
     try:
         yield Watcher(process)
     finally:
