@@ -559,11 +559,12 @@ class Servicing(Onboarding):
         """The loan's own look-ups: the daily revaluation and the re-reads of the store."""
         f = self.f
         checks = [((f.last_revaluation or now) + DAY, "daily revaluation")]
-        recheck = now + self.confirm_recheck()
-        if f.breach_observed_at is not None:
-            checks.append((recheck, "liquidation confirmation re-check"))
-        if f.price_candidate is not None:
-            checks.append((recheck, "price jump confirmation re-check"))
+        if f.breach_observed_at is not None or f.price_candidate is not None:
+            recheck = now + self.confirm_recheck()
+            if f.breach_observed_at is not None:
+                checks.append((recheck, "liquidation confirmation re-check"))
+            if f.price_candidate is not None:
+                checks.append((recheck, "price jump confirmation re-check"))
         if self.action_due(now):
             checks.append((now + PRICE_RECHECK, "waiting for a fresh price"))
         return [(self.on_the_minute(at), why) for at, why in checks]
@@ -576,11 +577,10 @@ class Servicing(Onboarding):
         whole = at.replace(second=0, microsecond=0)
         return whole if whole == at else whole + timedelta(minutes=1)
 
-    def confirm_recheck(self) -> timedelta:
-        waiting = self.f.breach_observed_at is not None or self.f.price_candidate is not None
-        if waiting and workflow.patched(SPARSE_RECHECK):
-            return PRICE_RECHECK
-        return CONFIRM_RECHECK
+    @staticmethod
+    def confirm_recheck() -> timedelta:
+        """How soon a loan waiting for a confirming observation re-reads the store."""
+        return PRICE_RECHECK if workflow.patched(SPARSE_RECHECK) else CONFIRM_RECHECK
 
     def maturity_wakes(self) -> list[tuple[datetime, str]]:
         f = self.f

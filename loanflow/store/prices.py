@@ -135,7 +135,7 @@ async def newest(session: AsyncSession, asset: str, *, before: datetime | None =
     """The newest accepted observation of `asset` a loan may act on: not unconfirmed, inside
     the asset's sane range, observed before `before` / at or before `not_after` (if given).
     A plain row with the observation's columns as attributes (see `_NEWEST`)."""
-    bounds = {"before": before or _NO_BOUND_AFTER, "not_after": not_after or _NO_BOUND_AFTER}
+    bounds = {"before": before or _UNBOUNDED, "not_after": not_after or _UNBOUNDED}
     # Rows stored before prices were bounded may be absurd: skip them, never crash. The newest
     # row is nearly always sane, so the first page is that one row: every loan's daily
     # revaluation reads here, and loading fifty ORM rows to use one was a tenth of a stress
@@ -154,7 +154,7 @@ async def newest(session: AsyncSession, asset: str, *, before: datetime | None =
 
 # One statement for every read of `newest` (built once: read at every loan's revaluation).
 # Columns, not ORM objects: the readers only look at the values.
-_NO_BOUND_AFTER = datetime(9999, 12, 31, tzinfo=timezone.utc)
+_UNBOUNDED = datetime(9999, 12, 31, tzinfo=timezone.utc)  # a bound not given
 _NEWEST = (
     select(*PriceObservation.__table__.c)
     .where(PriceObservation.asset == bindparam("asset"),
