@@ -61,8 +61,15 @@ class Desk:
 
     async def close(self) -> None:
         """End the test's loans: a loan left running would hold the shared time-skipping
-        server's clock for the next test."""
+        server's clock for the next test. Each is let settle first: terminating a run with an
+        activity or workflow task in flight leaks that task's time-skipping lock in the test
+        server, and every later sleep on the shared server then runs in real time until it
+        fails "Timeout expired" (the second hang reported on temporalio/sdk-java#3088)."""
         for handle in self.handles:
+            try:
+                await self.settle(handle)
+            except (AssertionError, RPCError):
+                pass  # still busy after the limit, or already completed: terminate regardless
             try:
                 await handle.terminate("test finished")
             except RPCError:
