@@ -17,6 +17,9 @@ class NotifyActivities(NoticeDelivery):
         """Record the notice and deliver its e-mail; status "sent", "failed" or "unconfirmed".
         Raises a retryable ApplicationError while the mail server cannot take the message."""
         async with heartbeating():
-            created = await self.record(notice)
-            status = await self.deliver(notice.key)
+            if activity.info().attempt == 1:  # nearly always a new notice: the short way
+                created, status = await self.record_and_deliver(notice)
+            else:  # a retry: the notice is most likely recorded, read it first
+                created = await self.record(notice)
+                status = await self.deliver(notice.key)
         return NoticeReceipt(key=notice.key, created=created, status=status)

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Numeric, String, event
+from sqlalchemy import Numeric, String, Table, event
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -102,14 +102,17 @@ def check_lengths(session: Session, _context: Any, _instances: Any) -> None:
     """Refuse any new or changed row with a string longer than its column, naming both."""
     for row in [*session.new, *session.dirty]:
         table = getattr(row, "__table__", None)
-        if table is None:
-            continue
-        for column in table.columns:
-            limit = getattr(column.type, "length", None)
-            value = getattr(row, column.key, None)
-            if limit and isinstance(value, str) and len(value) > limit:
-                raise ValueTooLong(f"{table.name}.{column.name}: {len(value)} characters, "
-                                   f"at most {limit}")
+        if table is not None:
+            check_values(table, {column.key: getattr(row, column.key, None)
+                                 for column in table.columns})
+
+
+def check_values(table: Table, values: Mapping[str, Any]) -> None:
+    """The same refusal for the values of a Core INSERT or UPDATE, which no flush sees."""
+    for name, value in values.items():
+        limit = getattr(table.c[name].type, "length", None) if name in table.c else None
+        if limit and isinstance(value, str) and len(value) > limit:
+            raise ValueTooLong(f"{table.name}.{name}: {len(value)} characters, at most {limit}")
 
 
 event.listen(Session, "before_flush", check_lengths)

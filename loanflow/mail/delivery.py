@@ -11,7 +11,12 @@ responsibility at its 250 reply to the data, and nothing in the protocol is idem
    idempotency key. A retry finds them and never renders or records twice.
 2. An attempt claims the outbox row (`pending` -> `sending`, version + 1) before it connects.
    Claims use optimistic locking, so of two attempts racing (a retry overtaking a slow first
-   attempt) only one holds the row at any time.
+   attempt) only one holds the row at any time. An activity's first attempt records a new
+   notice already claimed (`sending`, attempt 1, version 1, in the transaction of step 1):
+   the one transaction that creates the row is its claim, as if no one could have come
+   between; a retry or a duplicate finds the key taken and goes through steps 1-2 as above,
+   claiming from the version it reads, which fences the first attempt out exactly as a claim
+   would.
 3. Just before the DATA command the attempt commits `data_started_at` (the point of no
    return), again conditional on its version. An attempt that was overtaken finds its version
    gone and hangs up without sending the data: before the data nothing was delivered, so the
@@ -145,21 +150,42 @@ class NoticeDelivery:
                     existing.kind,
                 )
             return False
-        notice = await self.addressed(notice)
+        return await self._insert(await self.addressed(notice), claimed=False) is not None
+
+    async def record_and_deliver(self, notice: Notice) -> tuple[bool, str]:
+        """`record`, then `deliver`, for a notice most likely new (an activity's first
+        attempt): (created, status). The row is recorded already claimed, so a new notice
+        costs no read before the insert and no separate claim (see the module's docstring).
+        A notice recorded before (a retry, a duplicate) loses the insert and goes the way of
+        `record` and `deliver`, exactly as it did without this shortcut."""
+        row = await self._insert(await self.addressed(notice), claimed=True)
+        if row is None:
+            return await self.record(notice), await self.deliver(notice.key)
+        if row.status != SENDING:  # recorded failed: it could not be rendered
+            return True, row.status
+        return True, await self._send(row, _Hold(row.notice_key, row.version))
+
+    async def _insert(self, notice: Notice, *, claimed: bool) -> OutboxRow | None:
+        """Render and record an addressed notice; the row as recorded, None if recorded
+        before. A notice that cannot be rendered is recorded failed and raised to operations
+        (once: only by the call that recorded it)."""
         rendered, error = None, None
         try:
             rendered = render_notice(notice, self.settings)
         except RenderError as err:
             error = f"cannot render: {err}"
-            _alert(notice.key, notice.loan_id, notice.borrower.email, error)
-        return await outbox.insert(
+        row = await outbox.insert(
             self.db,
             notice,
             rendered=rendered,
             error=error,
             message_id=message_id_for(notice.key, self.settings.mail_from),
             now=self.clock(),
+            claimed=claimed,
         )
+        if row is not None and error is not None:
+            _alert(notice.key, notice.loan_id, notice.borrower.email, error)
+        return row
 
     async def addressed(self, notice: Notice) -> Notice:
         """The notice with the borrower's contact details, read by borrower id (a notice from

@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, Update, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
-from loanflow.db import Database
+from loanflow.db import Database, check_values
 from loanflow.effects import Notice
 from loanflow.mail.render import RenderedMessage
-from loanflow.notice_schema import FAILED, PENDING, SENT, NoticeRow, OutboxRow
+from loanflow.notice_schema import FAILED, PENDING, SENDING, SENT, NoticeRow, OutboxRow
 
 
 def utcnow() -> datetime:
@@ -36,66 +36,110 @@ async def insert(
     error: str | None,
     message_id: str,
     now: datetime,
-) -> bool:
-    """Record the notice and its outbox row in one transaction; False if the key was already
-    recorded (by an earlier attempt or by a duplicate racing this one). Without a rendered
-    message (`error` says why) the row is recorded as failed at once."""
-    row = OutboxRow(
-        notice_key=notice.key,
-        loan_id=notice.loan_id,
-        kind=notice.kind,
-        to_name=notice.borrower.name,
-        to_address=notice.borrower.email,
-        subject=rendered.subject if rendered else "",
-        html=rendered.html if rendered else "",
-        text=rendered.text if rendered else "",
-        message_id=message_id,
-        status=PENDING if rendered else FAILED,
-        attempts=0,
-        version=0,
-        last_error=error,
-        created_at=now,
-        updated_at=now,
-    )
+    claimed: bool = False,
+) -> OutboxRow | None:
+    """Record the notice and its outbox row in one transaction and return the row as
+    recorded; None if the key was already recorded (by an earlier attempt or by a duplicate
+    racing this one). Without a rendered message (`error` says why) the row is recorded as
+    failed at once. `claimed`: the row is recorded already held by the caller (`sending`,
+    attempt 1, version 1, as if claimed right after), so a new notice's first attempt needs no
+    read and no claim of its own; its hold is `CLAIMED_VERSION`."""
+    claim = claimed and rendered is not None
+    row = {
+        "notice_key": notice.key,
+        "loan_id": notice.loan_id,
+        "kind": notice.kind,
+        "to_name": notice.borrower.name,
+        "to_address": notice.borrower.email,
+        "subject": rendered.subject if rendered else "",
+        "html": rendered.html if rendered else "",
+        "text": rendered.text if rendered else "",
+        "message_id": message_id,
+        "status": (SENDING if claim else PENDING) if rendered else FAILED,
+        "attempts": 1 if claim else 0,
+        "version": CLAIMED_VERSION if claim else 0,
+        "last_error": error,
+        "smtp_response": None,
+        "created_at": now,
+        "updated_at": now,
+        "claimed_at": now if claim else None,
+        "data_started_at": None,
+        "sent_at": None,
+    }
     payload = notice.model_dump(mode="json")
+    recorded = {
+        "key": notice.key,
+        "loan_id": notice.loan_id,
+        "kind": notice.kind,
+        "borrower_id": notice.borrower.id,
+        "created_at": now,
+        "data": payload["data"],
+        "borrower": payload["borrower"],
+    }
+    # Core statements on a plain connection: every notice comes through here, and the ORM's
+    # unit of work cost more CPU than the two INSERTs themselves. The length check its flush
+    # made is made here.
+    check_values(_NOTICES, recorded)
+    check_values(_OUTBOX, row)
     try:
-        async with db.transaction() as session:
-            session.add(
-                NoticeRow(
-                    key=notice.key,
-                    loan_id=notice.loan_id,
-                    kind=notice.kind,
-                    borrower_id=notice.borrower.id,
-                    created_at=now,
-                    data=payload["data"],
-                    borrower=payload["borrower"],
-                )
-            )
-            await session.flush()  # the notice first: the outbox row refers to it
-            session.add(row)
+        async with db.engine.begin() as conn:
+            await conn.execute(_INSERT_NOTICE, recorded)  # first: the outbox row refers to it
+            await conn.execute(_INSERT_OUTBOX, row)
     except IntegrityError:
         if await find(db, notice.key) is None:
             raise
-        return False
-    return True
+        return None
+    return OutboxRow(**row)
+
+
+# The version an outbox row is recorded with when `insert` records it claimed.
+CLAIMED_VERSION = 1
+_NOTICES: Table = NoticeRow.__table__  # type: ignore[assignment]
+_OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
+_INSERT_NOTICE = _NOTICES.insert()
+_INSERT_OUTBOX = _OUTBOX.insert()
 
 
 async def change(db: Database, key: str, seen_version: int, **values: Any) -> int | None:
     """Apply `values` if the row is still at `seen_version`; the new version, or None if
     another attempt changed the row first."""
     values.setdefault("updated_at", utcnow())
-    async with db.transaction() as session:
-        result = await session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.notice_key == key, OutboxRow.version == seen_version)
-            .values(version=seen_version + 1, **values)
+    params = {f"new_{name}": value for name, value in values.items()}
+    async with db.engine.begin() as conn:
+        result = await conn.execute(
+            _change_statement(tuple(values)),
+            {"key": key, "seen": seen_version, "next": seen_version + 1, **params},
         )
-        return seen_version + 1 if result.rowcount == 1 else None  # type: ignore[attr-defined]
+        return seen_version + 1 if result.rowcount == 1 else None
+
+
+# One UPDATE per set of changed columns, built once (the commit before DATA and the claim run
+# for every e-mail): Core, on a connection, without the ORM's bulk-update bookkeeping.
+_CHANGES: dict[tuple[str, ...], Update] = {}
+
+
+def _change_statement(columns: tuple[str, ...]) -> Update:
+    if columns not in _CHANGES:
+        _CHANGES[columns] = (
+            _OUTBOX.update()
+            .where(_OUTBOX.c.notice_key == bindparam("key"),
+                   _OUTBOX.c.version == bindparam("seen"))
+            .values(version=bindparam("next"),
+                    **{name: bindparam(f"new_{name}", type_=_OUTBOX.c[name].type)
+                       for name in columns})
+        )
+    return _CHANGES[columns]
 
 
 async def mark_sent(db: Database, key: str, reply: str, now: datetime) -> bool:
     """Record the server's acceptance whatever the version: the message is out, and no later
     attempt may send it again. False if the row already said sent (a duplicate went out)."""
+    async with db.engine.begin() as conn:
+        # The usual case in one statement: the row is not marked sent yet. Row-locking, so of
+        # two attempts marking at once the second finds it sent and goes the long way below.
+        marked = await conn.execute(_MARK_SENT, {"key": key, "reply": reply, "now": now})
+        if marked.rowcount == 1:
+            return True
     async with db.transaction() as session:
         row = await session.get(OutboxRow, key, with_for_update=True)
         if row is None:
@@ -106,6 +150,17 @@ async def mark_sent(db: Database, key: str, reply: str, now: datetime) -> bool:
         row.version += 1
         row.updated_at = now
     return not already
+
+
+_NOW = bindparam("now", type_=_OUTBOX.c.sent_at.type)
+_MARK_SENT = (
+    _OUTBOX.update()
+    .where(_OUTBOX.c.notice_key == bindparam("key"), _OUTBOX.c.status != SENT)
+    .values(status=SENT, smtp_response=bindparam("reply"),
+            sent_at=func.coalesce(_OUTBOX.c.sent_at, _NOW),
+            claimed_at=None, last_error=None, version=_OUTBOX.c.version + 1,
+            updated_at=_NOW)
+)
 
 
 async def load_notice(db: Database, key: str) -> Notice | None:

@@ -1,0 +1,128 @@
+"""The notice activity alone: N fresh margin-call notices recorded and delivered to the local
+SMTP sink (a separate process, so its CPU is not counted), one after another.
+
+    python -m bench.notice --notices 300                       # SQLite in a temporary dir
+    python -m bench.notice --notices 300 --db postgresql+psycopg://postgres@127.0.0.1:5432/x
+
+Prints wall seconds and this process's CPU seconds per notice (the worker's share of a notice:
+rendering, the database driver, SQLAlchemy, SMTP; the database server's own CPU is not in it),
+and the SQL statements and transactions one notice cost. The database must be empty or new:
+the tables are created, the keys are fresh per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from temporalio.testing import ActivityEnvironment
+
+from activities.notify import NotifyActivities
+from loanflow.db import Database
+from loanflow.effects import Notice
+from loanflow.mail.preview import SAMPLE_BORROWER, sample_data
+from loanflow.mail.sink import list_messages
+from loanflow.ports import free_port
+from loanflow.schema import BorrowerContact
+from loanflow.settings import Settings
+
+
+class StatementCounter:
+    """SQL statements and commits the engine ran (the database work, not its wall time)."""
+
+    def __init__(self, db: Database) -> None:
+        self.statements = self.commits = 0
+        sync = db.engine.sync_engine
+        event.listen(sync, "before_cursor_execute", self._statement)
+        event.listen(sync, "commit", self._commit)
+
+    def _statement(self, *_: Any) -> None:
+        self.statements += 1
+
+    def _commit(self, *_: Any) -> None:
+        self.commits += 1
+
+
+async def run(notices: int, url: str | None, var_dir: Path) -> dict[str, Any]:
+    port = free_port()
+    mail = var_dir / "mail"
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "loanflow.mail.sink", "--dir", str(mail), "serve",
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    db = Database(url or f"sqlite+aiosqlite:///{var_dir / 'bench.db'}")
+    try:
+        await db.create_all()
+        await _wait_for_port(port)
+        settings = Settings(var_dir=var_dir, smtp_host="127.0.0.1", smtp_port=port,
+                            smtp_security="none", mail_from="notices@northwind.example")
+        acts = NotifyActivities(db, settings)
+        borrower = SAMPLE_BORROWER.model_copy(update={"id": f"B-{uuid.uuid4().hex[:8]}"})
+        async with db.transaction() as session:
+            session.add(BorrowerContact(borrower_id=borrower.id, name=borrower.name,
+                                        email=borrower.email, country=borrower.country,
+                                        timezone=borrower.timezone, loan_id="bench-0"))
+        run_id = uuid.uuid4().hex[:8]
+        batch = [Notice(key=f"bench-{run_id}:notice:margin_call:{i}", loan_id=f"bench-{i}",
+                        kind="margin_call", borrower_id=borrower.id,
+                        data=sample_data("margin_call")) for i in range(notices + 5)]
+        env = ActivityEnvironment()
+        for notice in batch[:5]:  # warm-up: templates, statement caches, the pool
+            await env.run(acts.record_notice, notice)
+        counter = StatementCounter(db)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for notice in batch[5:]:
+            receipt = await env.run(acts.record_notice, notice)
+            assert receipt.status == "sent", receipt
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        delivered = len(list_messages(mail))
+    finally:
+        await db.dispose()
+        sink.terminate()
+        sink.wait()
+    return {
+        "notices": notices,
+        "database": db.engine.dialect.name,
+        "delivered": delivered,
+        "wall_ms_per_notice": round(wall / notices * 1000, 2),
+        "cpu_ms_per_notice": round(cpu / notices * 1000, 2),
+        "statements_per_notice": round(counter.statements / notices, 2),
+        "commits_per_notice": round(counter.commits / notices, 2),
+    }
+
+
+async def _wait_for_port(port: int) -> None:
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    raise RuntimeError(f"the mail sink did not listen on port {port}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notices", type=int, default=300)
+    parser.add_argument("--db", help="an async database URL (default: SQLite in a temp dir)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-notice-") as tmp:
+        result = asyncio.run(run(args.notices, args.db, Path(tmp)))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
