@@ -169,7 +169,7 @@ class LoanWorkflow(Servicing):
         problem = self.start_problem
         if problem is not None and problem.startswith("loan_id"):
             # Patched: a run started before the check (its ids may disagree) replays as it ran.
-            if workflow.patched(IDENTITY_CHECK):
+            if self.patched(IDENTITY_CHECK):
                 return self.refuse_identity(problem)
         elif problem is not None:
             self.reject(problem)

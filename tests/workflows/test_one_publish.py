@@ -21,6 +21,7 @@ from tests.workflows.book import table
 from tests.workflows.conftest import Desk
 from tests.workflows.test_import import Ids, handle_of, ids, migrated, run_import  # noqa: F401
 from tests.workflows.test_lifecycle import active_loan, wait_state
+from workflows.base import ONE_PUBLISH
 
 
 async def writes_per_task(handle: Any) -> list[int]:
@@ -38,6 +39,16 @@ async def writes_per_task(handle: Any) -> list[int]:
                 kind = json.loads(details["data"].payloads[0].data)["activity_type"]
                 tasks[-1] += kind == ActivityName.RECORD_LOAN
     return tasks
+
+
+async def patches_asked(handle: Any) -> list[str]:
+    """The patch ids whose markers the run recorded, in order."""
+    history = await handle.fetch_history()
+    return [json.loads(event.marker_recorded_event_attributes.details["patch-data"]
+                       .payloads[0].data)["id"]
+            for event in history.events
+            if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+            and "patch-data" in event.marker_recorded_event_attributes.details]
 
 
 async def audit_trail(desk: Desk, loan_id: str) -> list[tuple[str, str]]:
@@ -74,6 +85,9 @@ async def test_an_imported_loan_writes_its_read_model_once_per_task(desk: Desk,
     async with desk.db.sessions() as s:
         row = await s.get(Loan, ids("ONE1"))
     assert row is not None and row.version == records  # one version per write, none lost
+    # A run started with the patch in asks for no older patch (each asked cost a marker and a
+    # TemporalChangeVersion upsert): 4 more before, in the same first tasks.
+    assert await patches_asked(handle) == [ONE_PUBLISH]
 
 
 async def test_an_onboarded_loan_writes_its_read_model_once_per_task(desk: Desk, ids: Ids) -> None:
