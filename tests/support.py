@@ -38,18 +38,23 @@ OPEN_TASK = (EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType.EVENT_TYPE_
 
 
 async def idle(handle: WorkflowHandle[Any, Any]) -> bool:
-    """Nothing of the loan's in flight: no activity pending, no workflow task open."""
+    """Nothing of the loan's in flight: no activity pending, no workflow task open. The
+    history is read on both sides of the description, and nothing may have happened between:
+    a workflow task that took in one notice and scheduled the next (notices go out one after
+    another) between a description without pending activities and a history read ending in
+    that scheduling passed for idle, and the test read the notices before the last one."""
+    before = await last_event(handle)
     description = await handle.describe()
-    return not description.raw_description.pending_activities and \
-        not await workflow_task_open(handle)
+    if description.raw_description.pending_activities:
+        return False
+    after = await last_event(handle)
+    return after == before and after[1] not in OPEN_TASK
 
 
-async def workflow_task_open(handle: WorkflowHandle[Any, Any]) -> bool:
-    """Is a workflow task of the loan scheduled or running? Then the loan may be about to
-    start an activity: its notices go out one after another, so between two of them none is
-    pending, but a task is (the one that schedules the next). The time-skipping server's
+async def last_event(handle: WorkflowHandle[Any, Any]) -> tuple[int, int]:
+    """The id and type of the loan's newest history event. The time-skipping server's
     description does not show pending workflow tasks; its history does."""
-    last = None
+    last = (0, 0)
     async for event in handle.fetch_history_events():
-        last = event.event_type
-    return last in OPEN_TASK
+        last = (event.event_id, event.event_type)
+    return last

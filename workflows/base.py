@@ -51,6 +51,13 @@ ORDERED_NOTICES = "issue11-ordered-notices"
 # CURE_DEADLINE, so that the operator sees it (`LoanBase.cure_timer`).
 CURE_TIMER = "issue11-cure-deadline-timer"
 CURE_DEADLINE = "cure deadline"
+# Patch of issue 12: `publish()` marks the loan changed, and one flush writes the read model
+# (and upserts the search attributes) once the activation's other work is done and no read of
+# our own database is in flight, instead of once per call (`LoanBase.flush_when_settled`).
+# An imported loan wrote three snapshots in its first tasks, an onboarded one about eight.
+# It is also the mark of a run started by code that has every patch above: such a run asks
+# for no other patch (`LoanBase.patched`).
+ONE_PUBLISH = "issue12-one-publish-per-task"
 
 
 IMMINENT = timedelta(minutes=15)
@@ -79,6 +86,11 @@ class LoanBase:
         self._last_notice: asyncio.Task[None] | None = None
         self._cure_timer: asyncio.Task[None] | None = None
         self._cure_at: datetime | None = None
+        self._current: bool | None = None  # started with ONE_PUBLISH in (`patched`)
+        self._dirty = False  # published but not yet flushed (ONE_PUBLISH)
+        self._reads = 0  # reads of our own database in flight (`read`)
+        self._flusher: asyncio.Task[None] | None = None
+        self._last_record: asyncio.Task[None] | None = None
 
     # --- clock and waiting ------------------------------------------------------------------------
 
@@ -90,9 +102,24 @@ class LoanBase:
         """Something changed: the main loop should look at the loan again."""
         self._wake = True
 
-    @staticmethod
-    def price_rules() -> bool:
-        return workflow.patched(PRICE_RULES)
+    def patched(self, patch_id: str) -> bool:
+        """`workflow.patched`, asked only of runs started before ONE_PUBLISH. The first patch
+        a run asks for is ONE_PUBLISH, so it is asked in the run's first task and never after
+        another patch was answered False: a run that has it was started by code with every
+        older patch, and each of them is on. Asking costs a new run a marker and, on a server
+        with search attributes, an upsert of TemporalChangeVersion per patch: an imported loan
+        asked for 4 patches in its first tasks (8 of its 36 history events), an onboarded one
+        for 7."""
+        return self.current() or workflow.patched(patch_id)
+
+    def current(self) -> bool:
+        """Was this run started with ONE_PUBLISH in (every patch of loanflow on)?"""
+        if self._current is None:
+            self._current = workflow.patched(ONE_PUBLISH)
+        return self._current
+
+    def price_rules(self) -> bool:
+        return self.patched(PRICE_RULES)
 
     def rules_clock(self) -> datetime | None:
         """The loan's clock for the price rules; None in runs recorded before them."""
@@ -102,7 +129,7 @@ class LoanBase:
         """Wait until `until` (a named timer, kept across wake-ups while it is unchanged) or until
         something pokes the loan, then continue as new if history has grown large. While a
         margin call is open its deadline wakes the loan too (`cure_timer`)."""
-        if not workflow.patched(WAKE_KEPT):
+        if not self.patched(WAKE_KEPT):
             self._wake = False  # the old behaviour lost pokes that came while the loan was busy
         if until != self._timer_at:
             self.drop_timer()
@@ -128,7 +155,7 @@ class LoanBase:
         due = due if due is not None and due > self.now() else None
         if due is None and self._cure_timer is None:
             return None
-        if not workflow.patched(CURE_TIMER):
+        if not self.patched(CURE_TIMER):
             return None
         if due != self._cure_at:
             self.release(self._cure_timer, self._cure_at)
@@ -152,7 +179,7 @@ class LoanBase:
         if timer is None:
             return
         imminent = due is not None and due - self.now() <= IMMINENT
-        if imminent and workflow.patched("keep-imminent-timers"):
+        if imminent and self.patched("keep-imminent-timers"):
             return
         timer.cancel()
 
@@ -181,6 +208,7 @@ class LoanBase:
         return task
 
     async def drain(self) -> None:
+        self.flush()  # what was published and not yet written goes before the run ends
         while self._background:
             await asyncio.gather(*list(self._background))
 
@@ -196,7 +224,7 @@ class LoanBase:
             borrower_id=self.app.borrower.id,
             data={k: v for k, v in data.items() if v is not None},
         )
-        if not workflow.patched(ORDERED_NOTICES):
+        if not self.patched(ORDERED_NOTICES):
             self.spawn(self._deliver(notice))  # histories from before: side by side
             return
         # Each notice waits for the one before it; its key still makes it exactly once.
@@ -266,7 +294,7 @@ class LoanBase:
     async def fetch_price(self) -> None:
         """Read the newest stored market observation (the safety net when no signal came)."""
         try:
-            latest = await read(
+            latest = await self.read(
                 ActivityName.LATEST_PRICE,
                 PriceRequest(asset=self.app.collateral_asset, now=self.now()),
                 LatestPrice,
@@ -284,13 +312,66 @@ class LoanBase:
 
     def publish(self) -> None:
         """Publish what changed: read model (with trigger prices and audit entries), search
-        attributes and the Web UI's current details."""
+        attributes and the Web UI's current details. The Web UI's details are set at once (not
+        a command: the UI reads them with a query); the rest is written by one flush per
+        workflow task (`flush_when_settled`), or at once in runs from before ONE_PUBLISH."""
+        workflow.set_current_details(self._details(self._shown_ltv()))
+        if not self.current():
+            self._write()
+            return
+        self._dirty = True
+        if self._flusher is None:
+            # Not a background task: `drain` flushes what is pending instead of waiting for it.
+            self._flusher = asyncio.ensure_future(self.flush_when_settled())
+
+    async def flush_when_settled(self) -> None:
+        """Write what was published, once the loan has settled: the SDK checks conditions only
+        when no workflow coroutine is ready to run, and runs the activation until none is and
+        no condition holds (temporalio `_WorkflowInstanceImpl._run_once`), so this flush comes
+        after the work of the activation that published and before the activation completes.
+        While a read of our own database (a local activity) is in flight the loan is still
+        busy within the same workflow task: the flush waits for the read's outcome rather than
+        write a state about to change. (A condition that holds in the same pass as this one
+        may let another coroutine publish after the flush: that is a second write in the
+        activation, never a lost one.)"""
+        while True:
+            await workflow.wait_condition(lambda: self._dirty and not self._reads)
+            self.flush()
+
+    def flush(self) -> None:
+        """Write now what was published and not yet written (ONE_PUBLISH runs)."""
+        if self._dirty:
+            self._dirty = False
+            self._write()
+
+    async def read(self, *args: Any, **kwargs: Any) -> Any:
+        """`workflows.calls.read`, counted: the deferred flush waits for its outcome."""
+        self._reads += 1
+        try:
+            return await read(*args, **kwargs)
+        finally:
+            self._reads -= 1
+
+    async def written(self) -> None:
+        """Flush, and wait until the last read-model write has landed: a run about to fail
+        (a read that gave up) leaves the read model as it published it, as the runs that
+        wrote at once did. Unpatched runs have nothing pending and the write was started long
+        before: this adds no command to them."""
+        self.flush()
+        last = self._last_record
+        if last is not None and not last.done() and self.current():
+            await asyncio.wait([last])
+
+    def _shown_ltv(self) -> Decimal | None:
+        f = self.f
+        return f.ltv_at(f.price.price) if f.price else None
+
+    def _write(self) -> None:
+        """Write the read model (snapshot and audit entries) and upsert the search attributes,
+        if anything shown changed or there are audit entries to write."""
         f, app = self.f, self.app
-        price = f.price.price if f.price else None
-        ltv = f.ltv_at(price) if price is not None else None
+        ltv = self._shown_ltv()
         shown = (f.state, ltv, f.collateral, f.debt(), f.cure_deadline, f.required_collateral)
-        # Not a command (the UI reads it with a query): kept current at every publish.
-        workflow.set_current_details(self._details(ltv))
         if shown == self._published and not self._audit:
             return
         if shown != self._published and self.search_attributes_enabled():
@@ -328,7 +409,7 @@ class LoanBase:
             else None,
         )
         audit, self._audit = self._audit, []
-        self.spawn(
+        self._last_record = self.spawn(
             record(ActivityName.RECORD_LOAN, LoanRecord(snapshot=snapshot, audit=audit),
                    summary="publish loan")
         )

@@ -169,7 +169,7 @@ class LoanWorkflow(Servicing):
         problem = self.start_problem
         if problem is not None and problem.startswith("loan_id"):
             # Patched: a run started before the check (its ids may disagree) replays as it ran.
-            if workflow.patched(IDENTITY_CHECK):
+            if self.patched(IDENTITY_CHECK):
                 return self.refuse_identity(problem)
         elif problem is not None:
             self.reject(problem)
@@ -179,16 +179,23 @@ class LoanWorkflow(Servicing):
             except (ValueError, pydantic.ValidationError) as err:
                 self.reject(f"policy: {err}")
         self.publish()
+        try:
+            await self.steps()
+        except ActivityError:
+            await self.written()  # a read that gave up fails the loan: not before its record
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self.publish()
+        await self.drain()
+        return self.f.status(self.app, self.now())
+
+    async def steps(self) -> None:
         while not self.f.state.is_final and self.f.step < len(STEPS):
             await getattr(self, f"step_{STEPS[self.f.step]}")()
             self.publish()
             if self.f.state.is_final:
                 break
             self.f.step += 1
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        self.publish()
-        await self.drain()
-        return self.f.status(self.app, self.now())
 
     def refuse_identity(self, problem: str) -> LoanStatus:
         """A start whose loan_id is not its workflow's: REJECTED, and nothing written at all.

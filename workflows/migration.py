@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from loanflow.imported import ImportedLoan, mismatch
     from loanflow.models import LoanState
     from workflows.base import LoanBase, iso, text
-    from workflows.calls import EFFECT_RETRY, effect, read
+    from workflows.calls import EFFECT_RETRY, effect
     from workflows.loan_file import STEPS
 
 
@@ -47,7 +47,7 @@ class Migration(LoanBase):
     async def adopt(self) -> str | None:
         """Open an imported loan ACTIVE from its migration record; why it cannot be, or None."""
         app = self.app
-        found = await read(
+        found = await self.read(
             ActivityName.IMPORTED_LOAN,
             MigrationRequest(loan_id=app.loan_id),
             MigrationRecord,

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from loanflow.money import fmt_ratio, fmt_usd, units_up, wide
     from loanflow.risk import ltv
     from workflows.base import iso, text
-    from workflows.calls import effect, read
+    from workflows.calls import effect
     from workflows.migration import Migration
 
 # While a loan needs a fresh price to go on and none has come, it looks at the stored market
@@ -64,7 +64,7 @@ class Onboarding(Migration):
     async def step_kyc(self) -> None:
         f = self.f
         if not f.awaiting_kyc_decision:
-            result = await read(
+            result = await self.read(
                 ActivityName.SCREEN_BORROWER,
                 ScreeningRequest(
                     loan_id=self.app.loan_id,

@@ -171,7 +171,7 @@ class Servicing(Onboarding):
             self.cure(price, current, cause)
             return
         if f.cure_deadline is not None and now >= f.cure_deadline:
-            if price.disputed and workflow.patched(SALE_NEEDS_AGREEMENT):
+            if price.disputed and self.patched(SALE_NEEDS_AGREEMENT):
                 await self.deadline_sale_waits(price, current, now, cause)
                 return
             f.sale_waits_for = None
@@ -246,7 +246,7 @@ class Servicing(Onboarding):
         """LTV at or past the liquidation level: sell at once past the hard floor, otherwise only
         once a second, later observation confirms it (a one-print wick sells nothing)."""
         f = self.f
-        if price.disputed and workflow.patched(SALE_NEEDS_AGREEMENT):
+        if price.disputed and self.patched(SALE_NEEDS_AGREEMENT):
             await self.disputed_breach(price, current)
             return
         f.sale_waits_for = None
@@ -317,7 +317,7 @@ class Servicing(Onboarding):
         self.publish()
         await self.post_interest()
         first_seq, short = f.liquidation_seq + 1, False
-        if full or not workflow.patched(SALE_SIZING_PATCH):
+        if full or not self.patched(SALE_SIZING_PATCH):
             if full:
                 size = full_liquidation_quantity(
                     app.collateral_asset, f.debt(), f.collateral, price.price,
@@ -544,7 +544,7 @@ class Servicing(Onboarding):
         f, now = self.f, self.now()
         candidates = self.checks(now)
         if f.cure_deadline is not None:
-            if not (f.state == LoanState.MARGIN_CALL and workflow.patched(CURE_TIMER)):
+            if not (f.state == LoanState.MARGIN_CALL and self.patched(CURE_TIMER)):
                 candidates.append((f.cure_deadline, CURE_DEADLINE))  # else: its own timer
             reminder = f.next_reminder()
             if reminder is not None:
@@ -569,18 +569,16 @@ class Servicing(Onboarding):
             checks.append((now + PRICE_RECHECK, "waiting for a fresh price"))
         return [(self.on_the_minute(at), why) for at, why in checks]
 
-    @staticmethod
-    def on_the_minute(at: datetime) -> datetime:
+    def on_the_minute(self, at: datetime) -> datetime:
         """`at`, or the next whole minute after it (loans started after CHECKS_ON_THE_MINUTE)."""
-        if not workflow.patched(CHECKS_ON_THE_MINUTE):
+        if not self.patched(CHECKS_ON_THE_MINUTE):
             return at
         whole = at.replace(second=0, microsecond=0)
         return whole if whole == at else whole + timedelta(minutes=1)
 
-    @staticmethod
-    def confirm_recheck() -> timedelta:
+    def confirm_recheck(self) -> timedelta:
         """How soon a loan waiting for a confirming observation re-reads the store."""
-        return PRICE_RECHECK if workflow.patched(SPARSE_RECHECK) else CONFIRM_RECHECK
+        return PRICE_RECHECK if self.patched(SPARSE_RECHECK) else CONFIRM_RECHECK
 
     def maturity_wakes(self) -> list[tuple[datetime, str]]:
         f = self.f

@@ -271,6 +271,61 @@ async def sparse_checks_on_the_minute(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def one_publish_onboarded(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with the issue-12 patch in (one read-model write per workflow task): onboarded,
+    warned, called, the call extended and cured by a top-up, repaid in full; the updates
+    publish while the main loop runs in the same tasks."""
+    handle = await funded(desk, "HIST-ONEPUB")
+    await desk.price(handle, "BTC", "45500")  # warning
+    await desk.price(handle, "BTC", "42000")  # margin call
+    await until(desk, handle, LoanState.MARGIN_CALL)
+    await handle.execute_update("extend_cure", {"hours": 2, "reason": "wire", "operator": "ops"})
+    await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "HIST-ONEPUB-more"})
+    await until(desk, handle, LoanState.ACTIVE)
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "o1"})
+    return handle
+
+
+async def one_publish_imported(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with the issue-12 patch in: an imported loan whose first revaluation finds the
+    stored price (one write at its start, one once ACTIVE), part repaid, repaid in full."""
+    from loanflow.book_import import store_book
+    from loanflow.imported import ImportedLoan
+    from loanflow.store.prices import store_observation
+
+    now = await desk.now()
+    await store_observation(desk.db, "BTC", Decimal("100000"), now)
+    loan = ImportedLoan(
+        loan_id="HIST-ONEPUB-IMPORT", borrower_id="B-100", borrower_name="Ada Lovelace",
+        borrower_email="ada@example.com", borrower_country="GB", collateral_asset="BTC",
+        collateral_amount=Decimal("1"), principal_usd=Decimal("40000.00"),
+        accrued_interest_usd=Decimal("500.00"), annual_rate=Decimal("0.12"),
+        originated_at=now - timedelta(days=30), maturity_at=now + timedelta(days=335),
+    )
+    await store_book(desk.db, [loan])
+    handle = await desk.open(loan.application())
+    await until(desk, handle, LoanState.ACTIVE)
+    await handle.execute_update("repay", {"amount_usd": "10000.00", "reference": "p1"})
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "p2"})
+    return handle
+
+
+async def one_publish_continued(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with the issue-12 patch in: the first run of a loan that continues as new
+    (what it published is flushed before the run ends)."""
+    handle = await funded(desk, "HIST-ONEPUB-CAN", history_limit=200)
+    first = (await handle.describe()).run_id
+    for tick in range(400):
+        await desk.price(handle, "BTC", str(100000 + tick % 3))
+        if tick % 20 == 19:
+            await desk.env.sleep(timedelta(seconds=1))
+            if (await handle.describe()).run_id != first:
+                break
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -286,6 +341,9 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "hostile_rules": hostile_rules,
     "ordered_notices_cure_timer": ordered_notices_cure_timer,
     "sparse_checks_on_the_minute": sparse_checks_on_the_minute,
+    "one_publish_onboarded": one_publish_onboarded,
+    "one_publish_imported": one_publish_imported,
+    "one_publish_continued": one_publish_continued,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run"}

@@ -1,0 +1,134 @@
+"""One read-model write per workflow task (patch `issue12-one-publish-per-task`): a loan that
+publishes several times while it works through one task writes its snapshot once, when the
+task's work is done, and the read model still ends with the loan's figures and every audit
+entry, once each and in order."""
+
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from temporalio.api.enums.v1 import EventType
+
+from loanflow.effects import ActivityName
+from loanflow.models import LoanState
+from loanflow.schema import Loan
+from loanflow.store.prices import store_observation
+from tests.workflows.book import table
+from tests.workflows.conftest import Desk
+from tests.workflows.test_import import Ids, handle_of, ids, migrated, run_import  # noqa: F401
+from tests.workflows.test_lifecycle import active_loan, wait_state
+from workflows.base import ONE_PUBLISH
+
+
+async def writes_per_task(handle: Any) -> list[int]:
+    """How many read-model writes (RECORD_LOAN local activities) each workflow task of the run
+    made: a task's local activities run before it completes, and their markers follow its
+    completion event."""
+    history = await handle.fetch_history()
+    tasks: list[int] = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            tasks.append(0)
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = event.marker_recorded_event_attributes.details
+            if "data" in details:  # a local activity's marker (a patch's has "patch-data")
+                kind = json.loads(details["data"].payloads[0].data)["activity_type"]
+                tasks[-1] += kind == ActivityName.RECORD_LOAN
+    return tasks
+
+
+async def patches_asked(handle: Any) -> list[str]:
+    """The patch ids whose markers the run recorded, in order."""
+    history = await handle.fetch_history()
+    return [json.loads(event.marker_recorded_event_attributes.details["patch-data"]
+                       .payloads[0].data)["id"]
+            for event in history.events
+            if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+            and "patch-data" in event.marker_recorded_event_attributes.details]
+
+
+async def audit_trail(desk: Desk, loan_id: str) -> list[tuple[str, str]]:
+    """The loan's audit entries as written (by row id): their keys and kinds."""
+    t = table("audit_log")
+    async with desk.db.sessions() as s:
+        rows = await s.execute(select(t.c.key, t.c.kind).where(t.c.loan_id == loan_id)
+                               .order_by(t.c.id))
+        return [(key, kind) for key, kind in rows.all()]
+
+
+async def imported_with_a_stored_price(desk: Desk, loan_id: str) -> Any:
+    """An imported loan whose first revaluation finds a stored price: ACTIVE at 40% LTV."""
+    now = await desk.now()
+    await store_observation(desk.db, "BTC", Decimal("100000"), now)
+    await run_import(desk, [migrated(loan_id, now, principal_usd=Decimal("40000.00"),
+                                     accrued_interest_usd=Decimal("0"),
+                                     collateral_amount=Decimal("1"))])
+    handle = handle_of(desk, loan_id)
+    await wait_state(desk, handle, LoanState.ACTIVE)
+    await desk.settle(handle)
+    return handle
+
+
+async def test_an_imported_loan_writes_its_read_model_once_per_task(desk: Desk,
+                                                                    ids: Ids) -> None:
+    handle = await imported_with_a_stored_price(desk, ids("ONE1"))
+    writes = await writes_per_task(handle)
+    # Before the patch 3: at its start, and twice in the task that takes in its opening effects
+    # (after adopting the migration record, and after the first revaluation's read of the
+    # stored price). Now: at its start, and once ACTIVE with its price.
+    assert [n for n in writes if n] == [1, 1]
+    records = sum(writes)
+    async with desk.db.sessions() as s:
+        row = await s.get(Loan, ids("ONE1"))
+    assert row is not None and row.version == records  # one version per write, none lost
+    # A run started with the patch in asks for no older patch (each asked cost a marker and a
+    # TemporalChangeVersion upsert): 4 more before, in the same first tasks.
+    assert await patches_asked(handle) == [ONE_PUBLISH]
+
+
+async def test_an_onboarded_loan_writes_its_read_model_once_per_task(desk: Desk, ids: Ids) -> None:
+    handle = await active_loan(desk, ids("ONE2"))
+    await desk.settle(handle)
+    writes = await writes_per_task(handle)
+    # Before the patch the first task alone wrote 4 times (opened, screened, approved, waiting
+    # for collateral), 8 writes to ACTIVE in all; now no task writes more than once.
+    assert max(writes) == 1
+    records = sum(writes)
+    async with desk.db.sessions() as s:
+        row = await s.get(Loan, ids("ONE2"))
+    assert row is not None and row.version == records
+
+
+async def test_the_read_model_ends_with_the_figures_and_every_audit_entry(desk: Desk,
+                                                                         ids: Ids) -> None:
+    handle = await imported_with_a_stored_price(desk, ids("ONE3"))
+    status = await desk.status(handle)
+    async with desk.db.sessions() as s:
+        row = await s.get(Loan, ids("ONE3"))
+    assert row is not None
+    assert (row.state, row.debt_usd, row.collateral_amount) == (
+        "ACTIVE", Decimal("40000.00"), Decimal("1"))
+    assert row.ltv == status.ltv == Decimal("0.4")
+    assert row.margin_call_price == status.trigger_prices["margin_call"]
+    assert row.application is not None  # sent with the first snapshot, kept
+    trail = await audit_trail(desk, ids("ONE3"))
+    # Every decision once, in the order it was taken: the keys count up without a gap.
+    assert [key.rsplit(":", 1)[-1] for key, _ in trail] == [
+        str(n) for n in range(1, len(trail) + 1)]
+    assert [kind for _, kind in trail] == ["state", "imported"]
+
+    # A later task (a repayment) is written as well: nothing published waits for another.
+    await handle.execute_update("repay", {"amount_usd": "10000.00", "reference": "r1"})
+    status = await desk.settle(handle)
+    async with desk.db.sessions() as s:
+        row = await s.get(Loan, ids("ONE3"))
+    assert row is not None and row.debt_usd == status.debt_usd
+    assert row.ltv == status.ltv and status.ltv is not None and status.ltv < Decimal("0.4")
+    trail = await audit_trail(desk, ids("ONE3"))
+    assert [key.rsplit(":", 1)[-1] for key, _ in trail] == [
+        str(n) for n in range(1, len(trail) + 1)]
+    assert [kind for _, kind in trail] == ["state", "imported", "repayment"]
