@@ -61,9 +61,7 @@ async def repaid(desk: Desk) -> WorkflowHandle[Any, Any]:
     handle = await funded(desk, "HIST-REPAID")
     await desk.env.sleep(timedelta(days=10))
     await handle.execute_update("repay", {"amount_usd": "5000.00", "reference": "w1"})
-    debt = (await desk.status(handle)).debt_usd
-    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "w2"})
-    return handle
+    return await repay_in_full(desk, handle, "w2")
 
 
 async def called_and_liquidated(desk: Desk) -> WorkflowHandle[Any, Any]:
@@ -91,9 +89,7 @@ async def sold_in_limit_orders(desk: Desk) -> WorkflowHandle[Any, Any]:
         if status.state == LoanState.ACTIVE and status.collateral_amount < 1:
             break
     await desk.settle(handle)
-    debt = (await desk.status(handle)).debt_usd
-    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "w1"})
-    return handle
+    return await repay_in_full(desk, handle, "w1")
 
 
 async def continued(desk: Desk) -> WorkflowHandle[Any, Any]:
@@ -105,28 +101,44 @@ async def continued(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
-async def imported(desk: Desk) -> WorkflowHandle[Any, Any]:
-    """A migrated loan at 75% LTV: margin call on its first price, cured, repaid."""
+async def repay_in_full(desk: Desk, handle: WorkflowHandle[Any, Any],
+                        reference: str) -> WorkflowHandle[Any, Any]:
+    """The loan's whole debt repaid (it closes); its handle."""
+    debt = (await desk.status(handle)).debt_usd
+    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": reference})
+    return handle
+
+
+async def open_imported(desk: Desk, loan_id: str, principal: str,
+                        accrued: str) -> WorkflowHandle[Any, Any]:
+    """A migrated loan of 1 BTC opened 30 days ago at 12%, started and ACTIVE."""
     from loanflow.book_import import store_book
     from loanflow.imported import ImportedLoan
 
     now = await desk.now()
     loan = ImportedLoan(
-        loan_id="HIST-IMPORT", borrower_id="B-100", borrower_name="Ada Lovelace",
+        loan_id=loan_id, borrower_id="B-100", borrower_name="Ada Lovelace",
         borrower_email="ada@example.com", borrower_country="GB", collateral_asset="BTC",
-        collateral_amount=Decimal("1"), principal_usd=Decimal("74000.00"),
-        accrued_interest_usd=Decimal("1000.00"), annual_rate=Decimal("0.12"),
+        collateral_amount=Decimal("1"), principal_usd=Decimal(principal),
+        accrued_interest_usd=Decimal(accrued), annual_rate=Decimal("0.12"),
         originated_at=now - timedelta(days=30), maturity_at=now + timedelta(days=335),
     )
     await store_book(desk.db, [loan])
     handle = await desk.open(loan.application())
     await until(desk, handle, LoanState.ACTIVE)
+    return handle
+
+
+async def imported(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """A migrated loan at 75% LTV: margin call on its first price, cured, repaid."""
+    handle = await open_imported(desk, "HIST-IMPORT", "74000.00", "1000.00")
     await desk.price(handle, "BTC", "100000")
     await until(desk, handle, LoanState.MARGIN_CALL)
     cure = (await desk.status(handle)).cure_repay_usd
     await handle.execute_update("repay", {"amount_usd": str(cure), "reference": "cure"})
-    debt = (await desk.status(handle)).debt_usd
-    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "rest"})
+    return await repay_in_full(desk, handle, "rest")
+
+
 async def kyc_review(desk: Desk) -> WorkflowHandle[Any, Any]:
     """A loan above the review threshold: a person approves it (update `kyc_decision`)."""
     handle = await desk.open(application("HIST-KYC", principal_usd=Decimal("1500000.00"),
@@ -142,9 +154,7 @@ async def kyc_review(desk: Desk) -> WorkflowHandle[Any, Any]:
     await until(desk, handle, LoanState.AWAITING_COLLATERAL)
     await handle.execute_update("confirm_deposit", {"amount": "40", "tx_id": "HIST-KYC-tx"})
     await until(desk, handle, LoanState.ACTIVE)
-    debt = (await desk.status(handle)).debt_usd
-    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "k1"})
-    return handle
+    return await repay_in_full(desk, handle, "k1")
 
 
 async def topped_up(desk: Desk) -> WorkflowHandle[Any, Any]:
@@ -154,9 +164,7 @@ async def topped_up(desk: Desk) -> WorkflowHandle[Any, Any]:
     await until(desk, handle, LoanState.MARGIN_CALL)
     await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "HIST-TOPUP-more"})
     await until(desk, handle, LoanState.ACTIVE)
-    debt = (await desk.status(handle)).debt_usd
-    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "t1"})
-    return handle
+    return await repay_in_full(desk, handle, "t1")
 
 
 async def cancelled(desk: Desk) -> WorkflowHandle[Any, Any]:
@@ -179,17 +187,22 @@ async def matured(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
-async def resumed(desk: Desk) -> WorkflowHandle[Any, Any]:
-    """The run after a continue-as-new (its input carries the state): it goes on to a margin
-    call and a repayment in full."""
-    handle = await funded(desk, "HIST-RESUMED", history_limit=200)
+async def until_continued(desk: Desk, handle: WorkflowHandle[Any, Any]) -> None:
+    """Price the loan (a small history limit) until its run continues as new."""
     first = (await handle.describe()).run_id
     for tick in range(400):
         await desk.price(handle, "BTC", str(100000 + tick % 3))
         if tick % 20 == 19:
             await desk.env.sleep(timedelta(seconds=1))
             if (await handle.describe()).run_id != first:
-                break
+                return
+
+
+async def resumed(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """The run after a continue-as-new (its input carries the state): it goes on to a margin
+    call and a repayment in full."""
+    handle = await funded(desk, "HIST-RESUMED", history_limit=200)
+    await until_continued(desk, handle)
     latest = desk.client.get_workflow_handle(handle.id)
     await desk.price(latest, "BTC", "42000")
     await until(desk, latest, LoanState.MARGIN_CALL)
@@ -235,9 +248,7 @@ async def hostile_rules(desk: Desk) -> WorkflowHandle[Any, Any]:
         await handle.signal("price_update", {"asset": "BTC", "price": "36363.64",
                                              "observed_at": at, "source": "test"})
     await until(desk, handle, LoanState.ACTIVE)
-    debt = (await desk.status(handle)).debt_usd
-    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "h1"})
-    return handle
+    return await repay_in_full(desk, handle, "h1")
 
 
 async def ordered_notices_cure_timer(desk: Desk) -> WorkflowHandle[Any, Any]:
@@ -251,9 +262,7 @@ async def ordered_notices_cure_timer(desk: Desk) -> WorkflowHandle[Any, Any]:
     await desk.price(handle, "BTC", "42000")
     await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "HIST-ISSUE11-more"})
     await until(desk, handle, LoanState.ACTIVE)
-    debt = (await desk.status(handle)).debt_usd
-    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "i1"})
-    return handle
+    return await repay_in_full(desk, handle, "i1")
 
 
 async def sparse_checks_on_the_minute(desk: Desk) -> WorkflowHandle[Any, Any]:
@@ -266,9 +275,7 @@ async def sparse_checks_on_the_minute(desk: Desk) -> WorkflowHandle[Any, Any]:
     await desk.price(handle, "BTC", "36400")  # confirms: sold to the target
     await until(desk, handle, LoanState.ACTIVE)
     await desk.env.sleep(timedelta(days=1, minutes=2))  # one daily revaluation
-    debt = (await desk.status(handle)).debt_usd
-    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "c1"})
-    return handle
+    return await repay_in_full(desk, handle, "c1")
 
 
 async def one_publish_onboarded(desk: Desk) -> WorkflowHandle[Any, Any]:
@@ -282,47 +289,25 @@ async def one_publish_onboarded(desk: Desk) -> WorkflowHandle[Any, Any]:
     await handle.execute_update("extend_cure", {"hours": 2, "reason": "wire", "operator": "ops"})
     await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "HIST-ONEPUB-more"})
     await until(desk, handle, LoanState.ACTIVE)
-    debt = (await desk.status(handle)).debt_usd
-    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "o1"})
-    return handle
+    return await repay_in_full(desk, handle, "o1")
 
 
 async def one_publish_imported(desk: Desk) -> WorkflowHandle[Any, Any]:
     """Recorded with the issue-12 patch in: an imported loan whose first revaluation finds the
     stored price (one write at its start, one once ACTIVE), part repaid, repaid in full."""
-    from loanflow.book_import import store_book
-    from loanflow.imported import ImportedLoan
     from loanflow.store.prices import store_observation
 
-    now = await desk.now()
-    await store_observation(desk.db, "BTC", Decimal("100000"), now)
-    loan = ImportedLoan(
-        loan_id="HIST-ONEPUB-IMPORT", borrower_id="B-100", borrower_name="Ada Lovelace",
-        borrower_email="ada@example.com", borrower_country="GB", collateral_asset="BTC",
-        collateral_amount=Decimal("1"), principal_usd=Decimal("40000.00"),
-        accrued_interest_usd=Decimal("500.00"), annual_rate=Decimal("0.12"),
-        originated_at=now - timedelta(days=30), maturity_at=now + timedelta(days=335),
-    )
-    await store_book(desk.db, [loan])
-    handle = await desk.open(loan.application())
-    await until(desk, handle, LoanState.ACTIVE)
+    await store_observation(desk.db, "BTC", Decimal("100000"), await desk.now())
+    handle = await open_imported(desk, "HIST-ONEPUB-IMPORT", "40000.00", "500.00")
     await handle.execute_update("repay", {"amount_usd": "10000.00", "reference": "p1"})
-    debt = (await desk.status(handle)).debt_usd
-    await handle.execute_update("repay", {"amount_usd": str(debt), "reference": "p2"})
-    return handle
+    return await repay_in_full(desk, handle, "p2")
 
 
 async def one_publish_continued(desk: Desk) -> WorkflowHandle[Any, Any]:
     """Recorded with the issue-12 patch in: the first run of a loan that continues as new
     (what it published is flushed before the run ends)."""
     handle = await funded(desk, "HIST-ONEPUB-CAN", history_limit=200)
-    first = (await handle.describe()).run_id
-    for tick in range(400):
-        await desk.price(handle, "BTC", str(100000 + tick % 3))
-        if tick % 20 == 19:
-            await desk.env.sleep(timedelta(seconds=1))
-            if (await handle.describe()).run_id != first:
-                break
+    await until_continued(desk, handle)
     return handle
 
 
