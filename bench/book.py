@@ -112,8 +112,7 @@ async def fund_loans(client: Client, db: Database, plans: list[Plan], concurrenc
     """Confirm each loan's deposit as soon as the read model shows it waiting for collateral
     (the `confirm_deposit` validator refuses it before), until every loan is ACTIVE."""
     by_id = {p.loan_id: p for p in plans}
-    funded: set[str] = set()
-    accepted = [0]
+    funded: set[str] = set()  # confirmations accepted or in flight
 
     async def confirm(loan_id: str) -> None:
         plan = by_id[loan_id]
@@ -132,14 +131,12 @@ async def fund_loans(client: Client, db: Database, plans: list[Plan], concurrenc
             # for "landed" left one loan of 1,000 unfunded and the seeding waiting forever.)
             funded.discard(loan_id)
             return
-        accepted[0] += 1
         progress.advance("funded")
 
     while True:
         waiting = await loans_in_state(db, "AWAITING_COLLATERAL", by_id)
         todo = [loan_id for loan_id in waiting if loan_id not in funded]
         funded.update(todo)
-        before = accepted[0]
         if todo:
             await bounded(todo, concurrency, confirm)
         active = await count_state(db, "ACTIVE", prefix_of(plans))
@@ -148,8 +145,8 @@ async def fund_loans(client: Client, db: Database, plans: list[Plan], concurrenc
             window.set_active(active)
         if active >= len(plans):
             return
-        if accepted[0] == before:  # nothing new taken: do not hammer a loan that refuses
-            await asyncio.sleep(poll)
+        if not any(loan_id in funded for loan_id in todo):
+            await asyncio.sleep(poll)  # nothing new taken: do not hammer a loan that refuses
 
 
 def prefix_of(plans: list[Plan]) -> str:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy import event
 from temporalio.testing import ActivityEnvironment
 
 from activities.notify import NotifyActivities
+from bench.stack import start_sink_process, wait_for_port
 from loanflow.db import Database
 from loanflow.effects import Notice
 from loanflow.mail.preview import SAMPLE_BORROWER, sample_data
@@ -36,34 +37,36 @@ from loanflow.schema import BorrowerContact
 from loanflow.settings import Settings
 
 
-class StatementCounter:
-    """SQL statements and commits the engine ran (the database work, not its wall time)."""
+@contextmanager
+def counting(db: Database) -> Iterator[dict[str, int]]:
+    """SQL statements and commits the database engine ran inside the block (the database work,
+    not its wall time)."""
+    counts = {"statements": 0, "commits": 0}
 
-    def __init__(self, db: Database) -> None:
-        self.statements = self.commits = 0
-        sync = db.engine.sync_engine
-        event.listen(sync, "before_cursor_execute", self._statement)
-        event.listen(sync, "commit", self._commit)
+    def statement(*_: Any) -> None:
+        counts["statements"] += 1
 
-    def _statement(self, *_: Any) -> None:
-        self.statements += 1
+    def commit(*_: Any) -> None:
+        counts["commits"] += 1
 
-    def _commit(self, *_: Any) -> None:
-        self.commits += 1
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    try:
+        yield counts
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
 
 
 async def run(notices: int, url: str | None, var_dir: Path) -> dict[str, Any]:
     port = free_port()
     mail = var_dir / "mail"
-    sink = subprocess.Popen(
-        [sys.executable, "-m", "loanflow.mail.sink", "--dir", str(mail), "serve",
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    sink = start_sink_process(mail, port, var_dir / "sink.log")
     db = Database(url or f"sqlite+aiosqlite:///{var_dir / 'bench.db'}")
     try:
         await db.create_all()
-        await _wait_for_port(port)
+        await wait_for_port(port)
         settings = Settings(var_dir=var_dir, smtp_host="127.0.0.1", smtp_port=port,
                             smtp_security="none", mail_from="notices@northwind.example")
         acts = NotifyActivities(db, settings)
@@ -79,12 +82,12 @@ async def run(notices: int, url: str | None, var_dir: Path) -> dict[str, Any]:
         env = ActivityEnvironment()
         for notice in batch[:5]:  # warm-up: templates, statement caches, the pool
             await env.run(acts.record_notice, notice)
-        counter = StatementCounter(db)
-        wall, cpu = time.perf_counter(), time.process_time()
-        for notice in batch[5:]:
-            receipt = await env.run(acts.record_notice, notice)
-            assert receipt.status == "sent", receipt
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        with counting(db) as counts:
+            wall, cpu = time.perf_counter(), time.process_time()
+            for notice in batch[5:]:
+                receipt = await env.run(acts.record_notice, notice)
+                assert receipt.status == "sent", receipt
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         delivered = len(list_messages(mail))
     finally:
         await db.dispose()
@@ -96,21 +99,9 @@ async def run(notices: int, url: str | None, var_dir: Path) -> dict[str, Any]:
         "delivered": delivered,
         "wall_ms_per_notice": round(wall / notices * 1000, 2),
         "cpu_ms_per_notice": round(cpu / notices * 1000, 2),
-        "statements_per_notice": round(counter.statements / notices, 2),
-        "commits_per_notice": round(counter.commits / notices, 2),
+        "statements_per_notice": round(counts["statements"] / notices, 2),
+        "commits_per_notice": round(counts["commits"] / notices, 2),
     }
-
-
-async def _wait_for_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        return
-    raise RuntimeError(f"the mail sink did not listen on port {port}")
 
 
 def main(argv: list[str] | None = None) -> int:

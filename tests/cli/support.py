@@ -28,13 +28,13 @@ def clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(_OWN)}
 
 
-
 def ctrl_c_works() -> None:
     """`preexec_fn` of a child the test will stop with Ctrl-C (SIGINT): a suite started in the
     background by a shell without job control (`nohup make test &`) hands its children SIGINT
     ignored, and Python then installs no KeyboardInterrupt: `loanflow worker` and
     `codec-server` ran on after the test's Ctrl-C and the suite hung at its end."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 @dataclass
 class Cli:

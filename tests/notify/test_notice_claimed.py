@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.notify import NotifyActivities
+from bench.notice import counting
 from loanflow.db import Database
 from loanflow.effects import Notice, NoticeReceipt
 from loanflow.mail import delivery, outbox
@@ -34,27 +32,6 @@ async def attempt(acts: NotifyActivities, notice: Notice, number: int = 1) -> No
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, attempt=number)
     return await env.run(acts.record_notice, notice)
-
-
-@contextmanager
-def counting(db: Database) -> Iterator[dict[str, int]]:
-    """SQL statements and commits the database engine ran inside the block."""
-    counts = {"statements": 0, "commits": 0}
-
-    def statement(*_: Any) -> None:
-        counts["statements"] += 1
-
-    def commit(*_: Any) -> None:
-        counts["commits"] += 1
-
-    engine = db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", statement)
-    event.listen(engine, "commit", commit)
-    try:
-        yield counts
-    finally:
-        event.remove(engine, "before_cursor_execute", statement)
-        event.remove(engine, "commit", commit)
 
 
 async def test_a_new_notice_is_recorded_and_sent_in_four_statements(
