@@ -75,6 +75,7 @@ def build_activities(
         exchange_activities.sell_collateral,
         ledger.post_ledger,
         store.record_loan,
+        store.refresh_loan,
         migration.imported_loan,
         *notice_activities,
         *market_activities(db, client),

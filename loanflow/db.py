@@ -11,7 +11,13 @@ from typing import Any
 
 from sqlalchemy import Numeric, String, Table, event
 from sqlalchemy.types import TypeDecorator
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from loanflow.money import WIDE
@@ -56,15 +62,26 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
+        # A second engine for single statements in autocommit (`statement`), SQLite only.
+        self._autocommit: AsyncEngine | None = None
         if url.startswith("sqlite"):
             _ensure_sqlite_dir(url)
             self.engine: AsyncEngine = create_async_engine(
                 url, echo=echo, connect_args={"timeout": 30}
             )
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            self._autocommit = create_async_engine(
+                url, echo=echo, connect_args={"timeout": 30}, isolation_level="AUTOCOMMIT"
+            )
+            self.on_connect(_sqlite_pragmas)
         else:
             self.engine = create_async_engine(url, echo=echo, pool_size=20, max_overflow=20)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def on_connect(self, listener: Any) -> None:
+        """Run `listener(dbapi_connection, record)` on every new connection of every engine."""
+        for engine in (self.engine, self._autocommit):
+            if engine is not None:
+                event.listen(engine.sync_engine, "connect", listener)
 
     @property
     def is_sqlite(self) -> bool:
@@ -76,6 +93,22 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one write statement that is atomic by itself (an upsert). On
+        SQLite it runs in autocommit, so the database's single write lock is held only while
+        the statement runs. In a transaction it is held from the statement until the commit
+        comes back through a busy event loop, and every other writer, in this process or
+        another, sleeps in SQLite's busy handler (1, 2, 5, 10 ms...): in a `loanflow stress`
+        daily wave the read-model writes of 1,000 loans queued that way (a third of the
+        wave). On PostgreSQL, which locks rows, a plain transaction."""
+        if self._autocommit is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._autocommit.connect() as conn:
+            yield conn
+
     async def create_all(self) -> None:
         import loanflow.notice_schema  # noqa: F401  (registers the tables)
         import loanflow.schema  # noqa: F401
@@ -85,6 +118,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._autocommit is not None:
+            await self._autocommit.dispose()
 
 
 def dialect_name(session: AsyncSession) -> str:

@@ -29,6 +29,7 @@ class ActivityName:
     POST_LEDGER = "post_ledger"
     RECORD_NOTICE = "record_notice"
     RECORD_LOAN = "record_loan"
+    REFRESH_LOAN = "refresh_loan"
     IMPORTED_LOAN = "imported_loan"
 
 
@@ -246,6 +247,20 @@ class LoanSnapshot(BaseModel):
 class LoanRecord(BaseModel):
     snapshot: LoanSnapshot
     audit: list[AuditEntry] = Field(default_factory=list)
+
+
+class RefreshRequest(BaseModel):
+    """A loan's daily look in one local activity: publish `record` and read the newest stored
+    observation of `asset` (not after `now`, the loan's clock). The snapshot is written with
+    its LTV at that observation's price (`risk.shown_ltv`), else as sent."""
+
+    asset: str
+    now: datetime
+    record: LoanRecord
+
+
+class Refreshed(BaseModel):
+    observation: PriceUpdate | None = None
 
 
 # --- migrated loans -----------------------------------------------------------------------------

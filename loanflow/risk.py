@@ -31,6 +31,15 @@ def ltv(debt: Decimal, amount: Decimal, price: Decimal) -> Decimal | None:
         return usd_up(debt) / value
 
 
+def shown_ltv(debt: Decimal, amount: Decimal, price: Decimal) -> Decimal | None:
+    """The LTV a loan publishes (read model, search attributes): `ltv`, or None when there is
+    no collateral or it is worth nothing against a debt."""
+    if amount <= 0:
+        return None
+    current = ltv(debt, amount, price)
+    return current if current is not None and current.is_finite() else None
+
+
 def ltv_at_or_above(debt: Decimal, amount: Decimal, price: Decimal, threshold: Decimal) -> bool:
     current = ltv(debt, amount, price)
     return current is not None and current >= threshold

@@ -76,7 +76,7 @@ class Servicing(Onboarding):
         f.accrue(self.app, now)
         if f.last_revaluation is None or now >= f.last_revaluation + DAY:
             # The daily safety net: a loan that heard no signal still looks at the market.
-            await self.fetch_price()
+            await (self.refresh() if self.one_look() else self.fetch_price())
             f.last_revaluation = now
         await self.maturity_duties(now)
         if f.state in SERVING:

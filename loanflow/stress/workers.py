@@ -21,7 +21,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import UnsandboxedWorkflowRunner
@@ -46,7 +45,7 @@ def private_database(workdir: Path) -> Database:
         cursor.execute("PRAGMA synchronous=OFF")
         cursor.close()
 
-    event.listen(db.engine.sync_engine, "connect", no_fsync)
+    db.on_connect(no_fsync)
     return db
 
 

@@ -311,6 +311,24 @@ async def one_publish_continued(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def one_look_daily(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with the issue-9 patch in (the daily look in one local activity): an imported
+    loan looks at a stored price once a day (one quiet look, one that warns), part repaid,
+    repaid in full."""
+    from loanflow.store.prices import store_observation
+
+    now = await desk.now()
+    await store_observation(desk.db, "BTC", Decimal("100000"), now)
+    handle = await open_imported(desk, "HIST-ONELOOK", "40000.00", "500.00")
+    await store_observation(desk.db, "BTC", Decimal("90000"), now + timedelta(hours=23, minutes=58))
+    await desk.env.sleep(timedelta(days=1, minutes=2))  # a quiet look: LTV about 45%
+    await store_observation(desk.db, "BTC", Decimal("62000"), now + timedelta(days=1, hours=23,
+                                                                            minutes=58))
+    await desk.env.sleep(timedelta(days=1))  # a look that warns: LTV about 65.5%
+    await handle.execute_update("repay", {"amount_usd": "10000.00", "reference": "l1"})
+    return await repay_in_full(desk, handle, "l2")
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -329,6 +347,7 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "one_publish_onboarded": one_publish_onboarded,
     "one_publish_imported": one_publish_imported,
     "one_publish_continued": one_publish_continued,
+    "one_look_daily": one_look_daily,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run"}

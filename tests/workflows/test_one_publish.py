@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,13 +22,13 @@ from tests.workflows.book import table
 from tests.workflows.conftest import Desk
 from tests.workflows.test_import import Ids, handle_of, ids, migrated, run_import  # noqa: F401
 from tests.workflows.test_lifecycle import active_loan, wait_state
-from workflows.base import ONE_PUBLISH
+from workflows.base import ONE_LOOK
 
 
 async def writes_per_task(handle: Any) -> list[int]:
-    """How many read-model writes (RECORD_LOAN local activities) each workflow task of the run
-    made: a task's local activities run before it completes, and their markers follow its
-    completion event."""
+    """How many read-model writes (RECORD_LOAN local activities, and REFRESH_LOAN: the daily
+    look's write with its read) each workflow task of the run made: a task's local activities
+    run before it completes, and their markers follow its completion event."""
     history = await handle.fetch_history()
     tasks: list[int] = []
     for event in history.events:
@@ -37,7 +38,7 @@ async def writes_per_task(handle: Any) -> list[int]:
             details = event.marker_recorded_event_attributes.details
             if "data" in details:  # a local activity's marker (a patch's has "patch-data")
                 kind = json.loads(details["data"].payloads[0].data)["activity_type"]
-                tasks[-1] += kind == ActivityName.RECORD_LOAN
+                tasks[-1] += kind in (ActivityName.RECORD_LOAN, ActivityName.REFRESH_LOAN)
     return tasks
 
 
@@ -85,9 +86,9 @@ async def test_an_imported_loan_writes_its_read_model_once_per_task(desk: Desk,
     async with desk.db.sessions() as s:
         row = await s.get(Loan, ids("ONE1"))
     assert row is not None and row.version == records  # one version per write, none lost
-    # A run started with the patch in asks for no older patch (each asked cost a marker and a
-    # TemporalChangeVersion upsert): 4 more before, in the same first tasks.
-    assert await patches_asked(handle) == [ONE_PUBLISH]
+    # A run started with the newest patch in asks for no older patch (each asked cost a marker
+    # and a TemporalChangeVersion upsert): 4 more before ONE_PUBLISH, in the same first tasks.
+    assert await patches_asked(handle) == [ONE_LOOK]
 
 
 async def test_an_onboarded_loan_writes_its_read_model_once_per_task(desk: Desk, ids: Ids) -> None:
@@ -132,3 +133,39 @@ async def test_the_read_model_ends_with_the_figures_and_every_audit_entry(desk: 
     assert [key.rsplit(":", 1)[-1] for key, _ in trail] == [
         str(n) for n in range(1, len(trail) + 1)]
     assert [kind for _, kind in trail] == ["state", "imported", "repayment"]
+
+
+async def local_activities_since_last_timer(handle: Any) -> list[str]:
+    """The local activities the run ran after its last timer fired, by type."""
+    history = await handle.fetch_history()
+    kinds: list[str] = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
+            kinds = []
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = event.marker_recorded_event_attributes.details
+            if "data" in details:
+                kinds.append(json.loads(details["data"].payloads[0].data)["activity_type"])
+    return kinds
+
+
+async def test_a_daily_look_is_one_local_activity_and_publishes_the_new_price(
+        desk: Desk, ids: Ids) -> None:
+    """Patch `issue9-one-local-activity-per-look`: the daily revaluation reads the stored
+    price and writes the read model in one local activity, and the snapshot it wrote is the
+    loan's own view at that price (the task's flush finds nothing more to write)."""
+    handle = await imported_with_a_stored_price(desk, ids("ONE4"))
+    now = await desk.now()
+    # Fresh at the daily look (24 h on, on the minute): LTV about 57%, nothing to decide.
+    await store_observation(desk.db, "BTC", Decimal("70000"), now + timedelta(hours=23, minutes=59))
+    await desk.env.sleep(timedelta(days=1, minutes=2))
+    status = await desk.settle(handle)
+    assert await local_activities_since_last_timer(handle) == [ActivityName.REFRESH_LOAN]
+    async with desk.db.sessions() as s:
+        row = await s.get(Loan, ids("ONE4"))
+    assert row is not None and status.ltv is not None
+    # A day's interest on 40,000 over 1 BTC at 70,000, worked apart from the loan's code.
+    assert row.debt_usd == status.debt_usd and Decimal("40000") < row.debt_usd < Decimal("40020")
+    # (PostgreSQL keeps 18 places of the loan's exact figure.)
+    assert abs(row.ltv - status.ltv) < Decimal("1e-17")
+    assert abs(row.ltv - row.debt_usd / Decimal("70000")) < Decimal("1e-15")
