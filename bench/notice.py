@@ -49,14 +49,18 @@ def counting(db: Database) -> Iterator[dict[str, int]]:
     def commit(*_: Any) -> None:
         counts["commits"] += 1
 
-    engine = db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", statement)
-    event.listen(engine, "commit", commit)
+    # A statement in autocommit (`Database.statement`, SQLite) is a commit of its own.
+    listeners = [(engine.sync_engine, "before_cursor_execute", statement) for engine in db.engines]
+    listeners.append((db.engine.sync_engine, "commit", commit))
+    if db.autocommit is not None:
+        listeners.append((db.autocommit.sync_engine, "before_cursor_execute", commit))
+    for target, name, fn in listeners:
+        event.listen(target, name, fn)
     try:
         yield counts
     finally:
-        event.remove(engine, "before_cursor_execute", statement)
-        event.remove(engine, "commit", commit)
+        for target, name, fn in listeners:
+            event.remove(target, name, fn)
 
 
 async def run(notices: int, url: str | None, var_dir: Path) -> dict[str, Any]:

@@ -63,13 +63,13 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         # A second engine for single statements in autocommit (`statement`), SQLite only.
-        self._autocommit: AsyncEngine | None = None
+        self.autocommit: AsyncEngine | None = None
         if url.startswith("sqlite"):
             _ensure_sqlite_dir(url)
             self.engine: AsyncEngine = create_async_engine(
                 url, echo=echo, connect_args={"timeout": 30}
             )
-            self._autocommit = create_async_engine(
+            self.autocommit = create_async_engine(
                 url, echo=echo, connect_args={"timeout": 30}, isolation_level="AUTOCOMMIT"
             )
             self.on_connect(_sqlite_pragmas)
@@ -77,11 +77,14 @@ class Database:
             self.engine = create_async_engine(url, echo=echo, pool_size=20, max_overflow=20)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
+    @property
+    def engines(self) -> tuple[AsyncEngine, ...]:
+        return (self.engine,) if self.autocommit is None else (self.engine, self.autocommit)
+
     def on_connect(self, listener: Any) -> None:
         """Run `listener(dbapi_connection, record)` on every new connection of every engine."""
-        for engine in (self.engine, self._autocommit):
-            if engine is not None:
-                event.listen(engine.sync_engine, "connect", listener)
+        for engine in self.engines:
+            event.listen(engine.sync_engine, "connect", listener)
 
     @property
     def is_sqlite(self) -> bool:
@@ -102,11 +105,11 @@ class Database:
         another, sleeps in SQLite's busy handler (1, 2, 5, 10 ms...): in a `loanflow stress`
         daily wave the read-model writes of 1,000 loans queued that way (a third of the
         wave). On PostgreSQL, which locks rows, a plain transaction."""
-        if self._autocommit is None:
+        if self.autocommit is None:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._autocommit.connect() as conn:
+        async with self.autocommit.connect() as conn:
             yield conn
 
     async def create_all(self) -> None:
@@ -118,8 +121,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self._autocommit is not None:
-            await self._autocommit.dispose()
+        if self.autocommit is not None:
+            await self.autocommit.dispose()
 
 
 def dialect_name(session: AsyncSession) -> str:

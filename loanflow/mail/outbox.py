@@ -105,7 +105,7 @@ async def change(db: Database, key: str, seen_version: int, **values: Any) -> in
     another attempt changed the row first."""
     values.setdefault("updated_at", utcnow())
     params = {f"new_{name}": value for name, value in values.items()}
-    async with db.engine.begin() as conn:
+    async with db.statement() as conn:  # one UPDATE, atomic by itself
         result = await conn.execute(
             _change_statement(tuple(values)),
             {"key": key, "seen": seen_version, "next": seen_version + 1, **params},
@@ -134,7 +134,7 @@ def _change_statement(columns: tuple[str, ...]) -> Update:
 async def mark_sent(db: Database, key: str, reply: str, now: datetime) -> bool:
     """Record the server's acceptance whatever the version: the message is out, and no later
     attempt may send it again. False if the row already said sent (a duplicate went out)."""
-    async with db.engine.begin() as conn:
+    async with db.statement() as conn:
         # The usual case in one statement: the row is not marked sent yet. Row-locking, so of
         # two attempts marking at once the second finds it sent and goes the long way below.
         marked = await conn.execute(_MARK_SENT, {"key": key, "reply": reply, "now": now})
