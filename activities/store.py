@@ -45,7 +45,7 @@ class StoreActivities:
     @activity.defn(name=ActivityName.RECORD_LOAN)
     async def record_loan(self, record: LoanRecord) -> None:
         """Publish a snapshot (ignored unless its version is newer than the stored one) and
-        append its audit entries (each once by key), in one transaction."""
+        append its audit entries (each once by key); see `write`."""
         await self.write(record)
 
     @activity.defn(name=ActivityName.REFRESH_LOAN)
@@ -69,21 +69,38 @@ class StoreActivities:
         return Refreshed(observation=observation)
 
     async def write(self, record: LoanRecord) -> None:
-        if not record.audit and record.snapshot.application is None:
-            # The snapshot alone (a daily look, most changes): one statement, no transaction
-            # to hold SQLite's write lock open (`Database.statement`).
-            async with self.db.statement() as conn:
-                await execute_snapshot_upsert(conn, record.snapshot)
+        """The snapshot, the borrower's contact (first snapshot) and the audit entries. On
+        SQLite each is a lone upsert in autocommit (`Database.statement`), so that SQLite's
+        single write lock is held only while a statement runs, not until a commit comes back
+        through a busy worker's event loop; a record written in part (the worker died between
+        two statements) is completed by the retry, which writes the same keys again and which
+        the loan's local activity makes until it lands. On PostgreSQL one transaction."""
+        snapshot, loan_id = record.snapshot, record.snapshot.loan_id
+        if self.db.autocommit is None and (record.audit or snapshot.application is not None):
+            async with self.db.transaction() as session:
+                await upsert_snapshot(session, snapshot)
+                await upsert_borrower(session, snapshot)
+                await append_audit(session, loan_id, record.audit)
             return
-        async with self.db.transaction() as session:
-            await upsert_snapshot(session, record.snapshot)
-            await upsert_borrower(session, record.snapshot)
-            await append_audit(session, record.snapshot.loan_id, record.audit)
+        async with self.db.statement() as conn:
+            await execute_snapshot_upsert(conn, snapshot)
+        if snapshot.application is not None:
+            async with self.db.statement() as conn:
+                await upsert_borrower(conn, snapshot)
+        if record.audit:
+            async with self.db.statement() as conn:
+                await append_audit(conn, loan_id, record.audit)
 
 
-def _insert(session: AsyncSession | str, table: Any) -> Any:
+def _dialect(target: AsyncSession | AsyncConnection | str) -> str:
+    if isinstance(target, str):
+        return target
+    return target.dialect.name if isinstance(target, AsyncConnection) else dialect_name(target)
+
+
+def _insert(session: AsyncSession | AsyncConnection | str, table: Any) -> Any:
     """INSERT with ON CONFLICT support for the session's database (both spell it the same)."""
-    dialect = session if isinstance(session, str) else dialect_name(session)
+    dialect = _dialect(session)
     if dialect == "postgresql":
         return postgresql.insert(table)
     if dialect == "sqlite":
@@ -125,7 +142,8 @@ def _snapshot_upsert(dialect: str, columns: tuple[str, ...]) -> Any:
     return _SNAPSHOT_UPSERTS[key]
 
 
-async def append_audit(session: AsyncSession, loan_id: str, entries: list[AuditEntry]) -> None:
+async def append_audit(session: AsyncSession | AsyncConnection, loan_id: str,
+                       entries: list[AuditEntry]) -> None:
     """Upsert the audit entries by key: a key written again comes from a retried workflow task
     and says what the committed history says, so it replaces an earlier attempt's row."""
     if not entries:
@@ -150,7 +168,8 @@ async def append_audit(session: AsyncSession, loan_id: str, entries: list[AuditE
     )
 
 
-async def upsert_borrower(session: AsyncSession, snapshot: LoanSnapshot) -> None:
+async def upsert_borrower(session: AsyncSession | AsyncConnection,
+                          snapshot: LoanSnapshot) -> None:
     """Keep the borrower's contact details from the application a loan opens with (the first
     snapshot carries it): notices carry only the borrower id and are addressed from here.
     The same application written again changes nothing; a newer loan's details replace an
