@@ -329,6 +329,24 @@ async def one_look_daily(desk: Desk) -> WorkflowHandle[Any, Any]:
     return await repay_in_full(desk, handle, "l2")
 
 
+async def reminder_reads_store(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with the issue-9 patches in: a margin call at a steady market that is stored
+    but never signalled; both reminders read the store for their price; a top-up cures the
+    call; repaid in full."""
+    from loanflow.store.prices import store_observation
+
+    handle = await funded(desk, "HIST-REMIND")
+    await desk.price(handle, "BTC", "42000")  # margin call
+    await until(desk, handle, LoanState.MARGIN_CALL)
+    for _ in range(4 * 45):  # the monitor's ticks every 15 minutes, no loan signalled
+        await store_observation(desk.db, "BTC", Decimal("42000"), await desk.now())
+        await desk.env.sleep(timedelta(minutes=15))
+    await desk.price(handle, "BTC", "42000")  # a signal: the cure below acts on it
+    await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "HIST-REMIND-more"})
+    await until(desk, handle, LoanState.ACTIVE)
+    return await repay_in_full(desk, handle, "m1")
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -348,6 +366,7 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "one_publish_imported": one_publish_imported,
     "one_publish_continued": one_publish_continued,
     "one_look_daily": one_look_daily,
+    "reminder_reads_store": reminder_reads_store,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run"}
