@@ -4,13 +4,14 @@ shared with the CLI and the market monitor."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from temporalio import activity
 
 from activities.support import refuse
 from loanflow.db import Database
 from loanflow.effects import ActivityName, LatestPrice, PriceRequest
+from loanflow.models import PriceUpdate
 from loanflow.money import ASSETS
 from loanflow.store.prices import latest_observation
 
@@ -24,7 +25,12 @@ class PricingActivities:
         """The newest usable stored price of the asset, or `observation=None` if there is none
         yet. "Future" is judged by the loan's own clock (`request.now`: also right on a
         time-skipping server, whose clock is not this worker's), else by the wall clock."""
-        if request.asset not in ASSETS:
-            raise refuse(f"unknown asset {request.asset!r}", "UnknownAsset")
-        now = request.now or datetime.now(timezone.utc)
-        return LatestPrice(observation=await latest_observation(self.db, request.asset, now))
+        return LatestPrice(observation=await stored_price(self.db, request.asset, request.now))
+
+
+async def stored_price(db: Database, asset: str, now: datetime | None) -> PriceUpdate | None:
+    """The newest usable stored observation of a known asset (`latest_observation`, judged
+    by `now`, else the wall clock); an unknown asset is refused, not retried."""
+    if asset not in ASSETS:
+        raise refuse(f"unknown asset {asset!r}", "UnknownAsset")
+    return await latest_observation(db, asset, now)

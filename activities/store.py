@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from temporalio import activity
 
-from activities.support import refuse
+from activities.pricing import stored_price
 from loanflow.db import Database, dialect_name
 from loanflow.effects import (
     ActivityName,
@@ -32,9 +32,7 @@ from loanflow.effects import (
     RefreshRequest,
 )
 from loanflow.models import Borrower
-from loanflow.money import ASSETS
 from loanflow.risk import shown_ltv
-from loanflow.store.prices import latest_observation
 from loanflow.schema import AuditRecord, BorrowerContact, Loan, utcnow
 
 
@@ -50,15 +48,13 @@ class StoreActivities:
 
     @activity.defn(name=ActivityName.REFRESH_LOAN)
     async def refresh_loan(self, request: RefreshRequest) -> Refreshed:
-        """A loan's daily look: read the newest stored observation (as `latest_price`), then
-        publish the snapshot with its LTV at that price. One local activity where the daily
-        wake-up ran two (the read, then the write): each cost a stress run's daily wave of
-        1,000 loans about 2.5 s of worker time. The read and the write are two transactions:
+        """A loan's daily look: read the newest stored observation (`stored_price`, as
+        `latest_price` does), then publish the snapshot with its LTV at that price. One local
+        activity where the daily wake-up ran two (the read, then the write): each cost a
+        stress run's daily wave of 1,000 loans about 2.5 s of worker time. The read and the write are two transactions:
         in SQLite a read transaction that turns into a write fails at once, without waiting,
         if another writer committed in between."""
-        if request.asset not in ASSETS:
-            raise refuse(f"unknown asset {request.asset!r}", "UnknownAsset")
-        observation = await latest_observation(self.db, request.asset, request.now)
+        observation = await stored_price(self.db, request.asset, request.now)
         record = request.record
         if observation is not None:
             snapshot = record.snapshot
@@ -92,15 +88,8 @@ class StoreActivities:
                 await append_audit(conn, loan_id, record.audit)
 
 
-def _dialect(target: AsyncSession | AsyncConnection | str) -> str:
-    if isinstance(target, str):
-        return target
-    return target.dialect.name if isinstance(target, AsyncConnection) else dialect_name(target)
-
-
-def _insert(session: AsyncSession | AsyncConnection | str, table: Any) -> Any:
-    """INSERT with ON CONFLICT support for the session's database (both spell it the same)."""
-    dialect = _dialect(session)
+def _insert(dialect: str, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the database (both spell it the same)."""
     if dialect == "postgresql":
         return postgresql.insert(table)
     if dialect == "sqlite":
@@ -118,7 +107,7 @@ async def execute_snapshot_upsert(conn: AsyncConnection, snapshot: LoanSnapshot)
     values = snapshot.model_dump()
     # JSON columns get JSON values (a Decimal inside the application would not serialise).
     values["application"] = snapshot.model_dump(mode="json")["application"]
-    await conn.execute(_snapshot_upsert(conn.dialect.name, tuple(values)), values)
+    await conn.execute(_snapshot_upsert(dialect_name(conn), tuple(values)), values)
 
 
 # Every loan publishes at each change and at its daily revaluation: building the statement
@@ -161,7 +150,7 @@ async def append_audit(session: AsyncSession | AsyncConnection, loan_id: str,
         }
         for e in entries
     ]
-    insert = _insert(session, AuditRecord).values(rows)
+    insert = _insert(dialect_name(session), AuditRecord).values(rows)
     replaced = {name: insert.excluded[name] for name in rows[0] if name != "key"}
     await session.execute(
         insert.on_conflict_do_update(index_elements=[AuditRecord.key], set_=replaced)
@@ -184,7 +173,7 @@ async def upsert_borrower(session: AsyncSession | AsyncConnection,
     values = {"borrower_id": contact.id, "name": contact.name, "email": contact.email,
               "country": contact.country, "timezone": contact.timezone,
               "loan_id": snapshot.loan_id, "updated_at": utcnow()}
-    insert = _insert(session, BorrowerContact).values(**values)
+    insert = _insert(dialect_name(session), BorrowerContact).values(**values)
     await session.execute(insert.on_conflict_do_update(
         index_elements=[BorrowerContact.borrower_id],
         set_={name: insert.excluded[name] for name in values if name != "borrower_id"},

@@ -125,9 +125,11 @@ class Database:
             await self.autocommit.dispose()
 
 
-def dialect_name(session: AsyncSession) -> str:
-    """'sqlite' or 'postgresql': the database behind a session."""
-    return session.get_bind().dialect.name
+def dialect_name(target: AsyncSession | AsyncConnection) -> str:
+    """'sqlite' or 'postgresql': the database behind a session or a connection."""
+    if isinstance(target, AsyncConnection):
+        return target.dialect.name
+    return target.get_bind().dialect.name
 
 
 class ValueTooLong(ValueError):

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from loanflow.models import LoanApplication, LoanState
     from loanflow.money import usd_up
     from loanflow.risk import ltv as ltv_of
+    from loanflow.risk import shown_ltv
     from workflows.calls import NOTICE_HEARTBEAT, NOTICE_TIMEOUT, effect, read, record
     from workflows.loan_file import CarriedState, LoanFile
 
@@ -425,7 +426,8 @@ class LoanBase:
     def _record(self) -> LoanRecord:
         """The next snapshot of the loan as it stands, with the audit entries not yet written."""
         f, app = self.f, self.app
-        ltv = self._shown_ltv()
+        # The same function as `refresh_loan`'s, so that both publish the same figure.
+        ltv = shown_ltv(f.debt(), f.collateral, f.price.price) if f.price else None
         f.snapshot_version += 1
         triggers = f.triggers()
         snapshot = LoanSnapshot(
@@ -437,7 +439,7 @@ class LoanBase:
             collateral_amount=f.collateral,
             principal_usd=f.principal,
             debt_usd=f.debt(),
-            ltv=ltv if ltv is not None and ltv.is_finite() else None,
+            ltv=ltv,
             cure_deadline=f.cure_deadline,
             warning_price=triggers["warning"],
             margin_call_price=triggers["margin_call"],
