@@ -100,7 +100,7 @@ def _insert(dialect: str, table: Any) -> Any:
 async def upsert_snapshot(session: AsyncSession, snapshot: LoanSnapshot) -> None:
     """Insert the loan, or update it unless the stored snapshot is newer than this one (the
     same version again is a retried workflow task re-writing it: it wins)."""
-    await execute_snapshot_upsert(await session.connection(), snapshot)
+    await execute_snapshot_upsert(await _connection(session), snapshot)
 
 
 async def execute_snapshot_upsert(conn: AsyncConnection, snapshot: LoanSnapshot) -> None:
@@ -110,25 +110,32 @@ async def execute_snapshot_upsert(conn: AsyncConnection, snapshot: LoanSnapshot)
     await conn.execute(_snapshot_upsert(dialect_name(conn), tuple(values)), values)
 
 
-# Every loan publishes at each change and at its daily revaluation: building the statement
-# (and going through the ORM's bulk-insert path) for each write was most of this activity's
-# time. The statement depends only on the dialect and the snapshot's fields: built once each.
-_SNAPSHOT_UPSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
+# Every loan publishes at each change and at its daily revaluation: building a statement with
+# its values inlined (and SQLAlchemy's cache key for it) for each write was most of these
+# activities' time. Each upsert depends only on the dialect, the table and the columns written:
+# built once each, executed with the values as parameters (a list of them: one executemany).
+_UPSERTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+
+
+def _upsert(dialect: str, model: Any, key: str, columns: tuple[str, ...],
+            *, keep: tuple[str, ...] = (), newer_only: bool = False) -> Any:
+    """INSERT, or on a conflict of `key` UPDATE every other column; `keep` columns are kept
+    when the new value is NULL; `newer_only`: not over a row of a higher `version`."""
+    cache_key = (dialect, model.__tablename__, columns)
+    if cache_key not in _UPSERTS:
+        insert = _insert(dialect, model)
+        updated = {name: insert.excluded[name] for name in columns if name != key}
+        for name in keep:
+            updated[name] = func.coalesce(insert.excluded[name], getattr(model, name))
+        _UPSERTS[cache_key] = insert.on_conflict_do_update(
+            index_elements=[getattr(model, key)], set_=updated,
+            where=(model.version <= insert.excluded.version) if newer_only else None)
+    return _UPSERTS[cache_key]
 
 
 def _snapshot_upsert(dialect: str, columns: tuple[str, ...]) -> Any:
-    key = (dialect, columns)
-    if key not in _SNAPSHOT_UPSERTS:
-        insert = _insert(dialect, Loan)
-        updated = {name: insert.excluded[name] for name in columns if name != "loan_id"}
-        # Only the first snapshot carries the application: keep it when later ones do not.
-        updated["application"] = func.coalesce(insert.excluded.application, Loan.application)
-        _SNAPSHOT_UPSERTS[key] = insert.on_conflict_do_update(
-            index_elements=[Loan.loan_id],
-            set_=updated,
-            where=Loan.version <= insert.excluded.version,
-        )
-    return _SNAPSHOT_UPSERTS[key]
+    # Only the first snapshot carries the application: keep it when later ones do not.
+    return _upsert(dialect, Loan, "loan_id", columns, keep=("application",), newer_only=True)
 
 
 async def append_audit(session: AsyncSession | AsyncConnection, loan_id: str,
@@ -150,11 +157,8 @@ async def append_audit(session: AsyncSession | AsyncConnection, loan_id: str,
         }
         for e in entries
     ]
-    insert = _insert(dialect_name(session), AuditRecord).values(rows)
-    replaced = {name: insert.excluded[name] for name in rows[0] if name != "key"}
-    await session.execute(
-        insert.on_conflict_do_update(index_elements=[AuditRecord.key], set_=replaced)
-    )
+    conn = await _connection(session)
+    await conn.execute(_upsert(dialect_name(conn), AuditRecord, "key", tuple(rows[0])), rows)
 
 
 async def upsert_borrower(session: AsyncSession | AsyncConnection,
@@ -173,8 +177,12 @@ async def upsert_borrower(session: AsyncSession | AsyncConnection,
     values = {"borrower_id": contact.id, "name": contact.name, "email": contact.email,
               "country": contact.country, "timezone": contact.timezone,
               "loan_id": snapshot.loan_id, "updated_at": utcnow()}
-    insert = _insert(dialect_name(session), BorrowerContact).values(**values)
-    await session.execute(insert.on_conflict_do_update(
-        index_elements=[BorrowerContact.borrower_id],
-        set_={name: insert.excluded[name] for name in values if name != "borrower_id"},
-    ))
+    conn = await _connection(session)
+    await conn.execute(_upsert(dialect_name(conn), BorrowerContact, "borrower_id", tuple(values)),
+                       values)
+
+
+async def _connection(target: AsyncSession | AsyncConnection) -> AsyncConnection:
+    """The connection (a session's, in its transaction): Core statements skip the ORM's bulk
+    path, which a list of parameters would otherwise take."""
+    return target if isinstance(target, AsyncConnection) else await target.connection()
