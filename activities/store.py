@@ -51,9 +51,9 @@ class StoreActivities:
         """A loan's daily look: read the newest stored observation (`stored_price`, as
         `latest_price` does), then publish the snapshot with its LTV at that price. One local
         activity where the daily wake-up ran two (the read, then the write): each cost a
-        stress run's daily wave of 1,000 loans about 2.5 s of worker time. The read and the write are two transactions:
-        in SQLite a read transaction that turns into a write fails at once, without waiting,
-        if another writer committed in between."""
+        stress run's daily wave of 1,000 loans about 2.5 s of worker time. The read and the
+        write are two transactions: in SQLite a read transaction that turns into a write fails
+        at once, without waiting, if another writer committed in between."""
         observation = await stored_price(self.db, request.asset, request.now)
         record = request.record
         if observation is not None:
