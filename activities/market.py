@@ -19,12 +19,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -69,8 +69,15 @@ TRANSIENT_RPC = {RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE,
 T = TypeVar("T")
 
 
+class Signaller(Protocol):
+    """What the fan-out signals loans through: a Temporal `Client`, or anything else that
+    hands out a loan's workflow handle (a stress run reaches loans on several servers)."""
+
+    def get_workflow_handle(self, workflow_id: str) -> WorkflowHandle[Any, Any]: ...
+
+
 class MarketActivities:
-    def __init__(self, db: Database, client: Client | None = None, *,
+    def __init__(self, db: Database, client: Signaller | None = None, *,
                  data_dir: Path | None = None, http_timeout: float = 5.0) -> None:
         self.db = db
         self.client = client
@@ -386,7 +393,7 @@ def loan_workflow_id(loan_id: str) -> str:
 
 
 async def signal_loans(
-    client: Client, loan_ids: Sequence[str], payload: dict[str, Any], concurrency: int
+    client: Signaller, loan_ids: Sequence[str], payload: dict[str, Any], concurrency: int
 ) -> FanOutResult:
     """`price_update` to every loan, at most `concurrency` in flight, heartbeating progress."""
     result = FanOutResult()

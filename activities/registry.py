@@ -23,8 +23,7 @@ from loanflow.db import Database
 from loanflow.settings import Settings
 
 if TYPE_CHECKING:
-    from temporalio.client import Client
-
+    from activities.market import Signaller
     from activities.notify import NotifyActivities
 
 
@@ -36,7 +35,7 @@ def build_activities(
     custodian: Custodian | None = None,
     exchange: Exchange | None = None,
     payout_rail: PayoutRail | None = None,
-    client: Client | None = None,
+    client: Signaller | None = None,
 ) -> list[Callable[..., Any]]:
     """The bound activity methods for a `Worker`, one per name in `ActivityName`.
 
@@ -46,8 +45,9 @@ def build_activities(
     `activities.notify.NotifyActivities(db, settings).record_notice` if that module is there;
     pass a list to register those instead (`[]` for none).
 
-    With a Temporal `client`, the market monitor's activities are added too (`market_observe`,
-    `market_fan_out`): the fan-out signals loans through that client.
+    With a Temporal `client` (or another `activities.market.Signaller`), the market monitor's
+    activities are added too (`market_observe`, `market_fan_out`): the fan-out signals loans
+    through it.
     """
 
     def faults(name: str) -> FakeFaults:
@@ -82,7 +82,7 @@ def build_activities(
     ]
 
 
-def market_activities(db: Database, client: Client | None) -> list[Callable[..., Any]]:
+def market_activities(db: Database, client: Signaller | None) -> list[Callable[..., Any]]:
     if client is None:
         return []
     from activities.market import MarketActivities

@@ -55,6 +55,9 @@ def stress(
     workers: int = typer.Option(1, "--workers", metavar="N", min=1, max=16,
                                 help="Worker processes (one per core helps a large book; "
                                      "the results do not depend on it)."),
+    servers: int = typer.Option(None, "--servers", metavar="N", min=1, max=8,
+                                help="Private test servers sharing the book (default: one per "
+                                     "250 loans, at most 8; the results do not depend on it)."),
     keep_workdir: bool = typer.Option(False, "--keep-workdir",
                                       help="Keep the private database and mail for a look."),
     as_json: AsJson = False,
@@ -74,7 +77,7 @@ def stress(
         window=window, price_files=[*(prices or []), *(more_prices or [])], book_file=book,
         ltvs=ltv, assets=assets, loans_per_bucket=loans_per_bucket, seed=seed,
         principal=_principal(principal), policy_files=policy or [], out=out,
-        keep_workdir=keep_workdir, processes=workers,
+        keep_workdir=keep_workdir, processes=workers, servers=servers,
     )
     try:
         prepared = prepare(options)  # every input checked before anything starts

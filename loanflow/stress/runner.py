@@ -1,7 +1,7 @@
-"""One stress run: a private time-skipping Temporal server, a private SQLite database and mail
-sink, the production worker (loans and market monitor), the book imported ACTIVE, and the
-monitor replaying the window on the window's own clock (`clock`). Nothing here talks to the
-live desk: every address and file is this run's own.
+"""One stress run: private time-skipping Temporal servers (`shards`), a private SQLite database
+and mail sink, the production workers (loans and market monitor), the book imported ACTIVE,
+and the monitor replaying the window on the window's own clock (`clock`). Nothing here talks to
+the live desk: every address and file is this run's own.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-from temporalio.client import Client, WorkflowHandle
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.mail.sink import MailSink
+from loanflow.models import workflow_id as loan_workflow_id
 from loanflow.schema import MarketTick
 from loanflow.prices.messages import (
     MONITOR_WORKFLOW,
@@ -38,15 +37,16 @@ from loanflow.stress import importing
 from loanflow.stress.book import BookLoan
 from loanflow.stress.clock import IMPORT_BUDGET, Clock
 from loanflow.stress.policies import NamedPolicy
+from loanflow.stress.prices import PriceSet
+from loanflow.stress.shards import Shards, servers_for
 from loanflow.stress.workers import (
+    MARKET_QUEUE,
     TASK_QUEUE,
     extra_workers,
     private_database,
     stress_settings,
-    stress_worker,
+    stress_workers,
 )
-from loanflow.stress.prices import PriceSet
-from loanflow.worker import Workers
 
 MONITOR_ID = "stress-market"
 # The price "before the window": above every trigger, so the first tick's move reaches every
@@ -59,6 +59,9 @@ LAST_HOUR_TAIL = timedelta(minutes=59)
 # No hour replayed for this long (real time) means something is wedged, not slow: the busiest
 # crash hour of a 1,000-loan book takes well under a minute.
 STALL_SECONDS = 600
+# How often the runner looks whether the monitor has taken a tick (real time, while every
+# server waits at the tick hour).
+POLL_SECONDS = 0.01
 
 
 class StressError(RuntimeError):
@@ -94,10 +97,11 @@ def policy_book(book: Sequence[BookLoan], policies: Sequence[NamedPolicy]) -> li
 async def run(
     prices: PriceSet, book: Sequence[BookLoan], policies: Sequence[NamedPolicy], *, seed: int,
     workdir: Path, on_progress: Callable[[Progress], None] = lambda p: None,
-    processes: int = 1,
+    processes: int = 1, servers: int | None = None,
 ) -> RunOutcome:
     """Run the book through the window; returns where the private database is, for `results`.
-    The caller disposes of `outcome.db`."""
+    The caller disposes of `outcome.db`. `servers`: how many private servers share the book
+    (default `shards.servers_for` the book's size)."""
     workdir.mkdir(parents=True, exist_ok=True)
     db = private_database(workdir)
     await db.create_all()
@@ -105,49 +109,54 @@ async def run(
     outcome = RunOutcome(clock=Clock(timedelta(0)), db=db, workdir=workdir, loans=loans)
     with MailSink(workdir / "mail", port=0) as sink:
         settings = stress_settings(seed, sink.port, workdir)
-        env = await WorkflowEnvironment.start_time_skipping(
-            data_converter=pydantic_data_converter, test_server_existing_path=test_server())
+        servers = servers or servers_for(len(loans))
+        shards = await Shards.start(servers, data_converter=pydantic_data_converter)
         try:
-            cache = len(loans) + 100
-            workers = stress_worker(env.client, db, settings, seed, cache)
-            address = env.client.service_client.config.target_host
-            more = extra_workers(processes - 1, address, workdir, sink.port, seed, cache)
-            await _drive(env, db, prices, book, policies, workers, more, outcome, on_progress)
+            # Room for every loan of the busiest server (see `stress_worker`).
+            cache = max(map(len, shards.split([loan_workflow_id(x.loan_id) for x in loans])))
+            cache += 100
+            workers = stress_workers(shards.router, db, settings, seed, cache)
+            more = extra_workers(processes - 1, shards.addresses, workdir, sink.port, seed,
+                                 cache)
+            await _drive(shards, db, prices, book, policies, workers, more, outcome,
+                         on_progress)
         finally:
-            await env.shutdown()
+            await shards.shutdown()
     return outcome
 
 
 async def _drive(
-    env: WorkflowEnvironment, db: Database, prices: PriceSet, book: Sequence[BookLoan],
-    policies: Sequence[NamedPolicy], workers: Workers, more: AbstractAsyncContextManager[None],
-    outcome: RunOutcome, on_progress: Callable[[Progress], None],
+    shards: Shards, db: Database, prices: PriceSet, book: Sequence[BookLoan],
+    policies: Sequence[NamedPolicy], workers: AbstractAsyncContextManager[Any],
+    more: AbstractAsyncContextManager[None], outcome: RunOutcome,
+    on_progress: Callable[[Progress], None],
 ) -> None:
     started = time.monotonic()
-    clock = outcome.clock = Clock.lay(await env.get_current_time(), prices.first_tick)
-    # The worker starts once the whole book is in: the loans' first looks at themselves (and
-    # so their daily revaluations) then fall as close together as the worker can take them,
+    clock = outcome.clock = Clock.lay(await shards.now(), prices.first_tick)
+    # The workers start once the whole book is in: the loans' first looks at themselves (and
+    # so their daily revaluations) then fall as close together as the workers can take them,
     # instead of spread over the import; each simulated day costs the work, not the spread.
-    await _import(env.client, db, book, policies, clock, on_progress)
+    await _import(shards, db, book, policies, clock, on_progress)
     outcome.seconds["import"] = time.monotonic() - started
     async with workers, more:
-        await _loans_settled(env, prices, clock, outcome, on_progress)
+        await _loans_settled(shards, prices, clock, outcome, on_progress)
         replay_started = time.monotonic()
-        monitor = await _start_monitor(env.client, prices, clock, workers.market_queue)
-        await _follow(db, monitor, len(prices.ticks()), on_progress)
+        monitor = await _start_monitor(shards.first.client, prices, clock)
+        await _replay(shards, db, prices, clock, on_progress)
         on_progress(Progress("last hour", len(prices.ticks()), len(prices.ticks()),
                              prices.last_tick))
-        await env.sleep(LAST_HOUR_TAIL)
-        await _settle(env.client, [loan.loan_id for loan in outcome.loans], on_progress)
+        await shards.advance_to(clock.to_server(prices.last_tick) + LAST_HOUR_TAIL)
+        await _settle(shards, [loan.loan_id for loan in outcome.loans], on_progress)
+        await _monitor_finished(monitor)
         outcome.seconds["replay"] = time.monotonic() - replay_started
     outcome.simulated_hours = len(prices.ticks())
 
 
-async def _loans_settled(env: WorkflowEnvironment, prices: PriceSet, clock: Clock,
+async def _loans_settled(shards: Shards, prices: PriceSet, clock: Clock,
                          outcome: RunOutcome, on_progress: Callable[[Progress], None]) -> None:
     """Every imported loan has taken its first look at itself, before the first tick."""
-    await _settle(env.client, [loan.loan_id for loan in outcome.loans], on_progress)
-    ready_at = await env.get_current_time()
+    await _settle(shards, [loan.loan_id for loan in outcome.loans], on_progress)
+    ready_at = await shards.now()
     if ready_at >= clock.to_server(prices.first_tick):
         raise StressError("importing the book took longer than an hour of real time: "
                           "try fewer loans")
@@ -158,29 +167,31 @@ async def _loans_settled(env: WorkflowEnvironment, prices: PriceSet, clock: Cloc
 
 
 async def _import(
-    client: Client, db: Database, book: Sequence[BookLoan], policies: Sequence[NamedPolicy],
+    shards: Shards, db: Database, book: Sequence[BookLoan], policies: Sequence[NamedPolicy],
     clock: Clock, on_progress: Callable[[Progress], None],
 ) -> None:
-    total = len(book) * len(policies)
-    for index, policy in enumerate(policies):
-        base, calls = index * len(book), 0
+    total, done = len(book) * len(policies), 0
 
-        def progress(*_: Any) -> None:  # whatever the importer reports: one call per loan
-            nonlocal calls
-            calls += 1
-            on_progress(Progress("import", base + min(calls, len(book)), total))
+    def progress(*_: Any) -> None:  # whatever the importer reports: one call per loan
+        nonlocal done
+        done += 1
+        on_progress(Progress("import", min(done, total), total))
 
+    for policy in policies:
         overrides = policy.overrides
         if overrides is not None and not overrides.model_dump(exclude_none=True):
             overrides = None  # the desk's defaults: nothing to override
-        await importing.start(client, db, [loan.for_policy(policy.name) for loan in book],
-                              clock, task_queue=TASK_QUEUE, policy=overrides,
-                              on_progress=progress)
+        loans = [loan.for_policy(policy.name) for loan in book]
+        parts = shards.split([loan_workflow_id(loan.loan_id) for loan in loans])
+        await asyncio.gather(*(
+            importing.start(env.client, db, [loans[i] for i in part], clock,
+                            task_queue=TASK_QUEUE, policy=overrides, on_progress=progress)
+            for env, part in zip(shards.envs, parts) if part))
     on_progress(Progress("import", total, total))
 
 
 async def _start_monitor(
-    client: Client, prices: PriceSet, clock: Clock, queue: str
+    client: Client, prices: PriceSet, clock: Clock
 ) -> WorkflowHandle[Any, Any]:
     before = clock.to_server(prices.start)
     spec = MonitorInput(
@@ -192,44 +203,58 @@ async def _start_monitor(
         state=MonitorState(last={a: LastPrice(price=CEILING, observation_id=0, observed_at=before)
                                  for a in prices.assets()}),
     )
-    return await client.start_workflow(MONITOR_WORKFLOW, spec, id=MONITOR_ID, task_queue=queue)
+    return await client.start_workflow(MONITOR_WORKFLOW, spec, id=MONITOR_ID,
+                                       task_queue=MARKET_QUEUE)
 
 
-async def _follow(db: Database, monitor: WorkflowHandle[Any, Any], total: int,
+async def _replay(shards: Shards, db: Database, prices: PriceSet, clock: Clock,
                   on_progress: Callable[[Progress], None]) -> None:
-    """Wait for the replay to end (the server skips time while everything waits on a timer),
-    reporting its progress from the ticks the monitor stored. Not by querying the monitor: a
-    query that met the monitor's continue-as-new now and then left the time-skipping server
-    holding a time lock, so that its clock crept at real time and the replay stalled."""
-    result = asyncio.ensure_future(monitor.result())
-    seen, since = -1, time.monotonic()
-    while not result.done():
-        await asyncio.wait([result], timeout=0.5)
-        index, replay_at = await _replayed(db)
-        on_progress(Progress("replay", index, total, replay_at))
-        if index != seen:
-            seen, since = index, time.monotonic()
-        elif time.monotonic() - since > STALL_SECONDS:
-            result.cancel()
+    """Hour by hour: every server to the tick hour, then the tick taken and its signals sent,
+    before any server may go on into the hour (see `shards`)."""
+    ticks = prices.ticks()
+    for index, tick_at in enumerate(ticks, start=1):
+        hour = _tick_hour(shards, db, clock.to_server(tick_at), index, len(prices.assets()))
+        try:
+            await asyncio.wait_for(hour, STALL_SECONDS)
+        except TimeoutError:
             raise StressError(f"the replay made no progress for {STALL_SECONDS // 60} minutes "
-                              f"at {replay_at}: a loan's workflow task is stuck on the test "
-                              f"server (run again with fewer loans)")
-    result.result()
+                              f"at {tick_at}: a loan's workflow task is stuck on the test "
+                              f"server (run again with fewer loans)") from None
+        on_progress(Progress("replay", index, len(ticks), tick_at))
 
 
-async def _replayed(db: Database) -> tuple[int, datetime | None]:
-    """How many ticks the stress monitor has stored, and the window hour of the last."""
+async def _tick_hour(shards: Shards, db: Database, at: datetime, index: int,
+                     assets: int) -> None:
+    await shards.advance_to(at, tick=True)
+    # Every server now waits at the tick hour (its clock creeping at real time) until the
+    # monitor has stored this tick and signalled every loan it selected.
+    while not await _tick_taken(db, index, assets):
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _tick_taken(db: Database, index: int, assets: int) -> bool:
+    """The tick is stored for every asset, and each that selected loans has signalled them.
+    (Read from the database: the test server's describe shows no workflow tasks, and a query
+    that met the monitor's continue-as-new once left its clock locked.)"""
     async with db.transaction() as session:
-        row = (await session.execute(
-            select(func.max(MarketTick.seq), func.max(MarketTick.replay_at))
-            .where(MarketTick.monitor_id == MONITOR_ID))).one()
-    return int(row[0] or 0), row[1]
+        rows = (await session.execute(
+            select(MarketTick.target_count, MarketTick.fanned_out_at)
+            .where(MarketTick.monitor_id == MONITOR_ID, MarketTick.seq == index))).all()
+    return len(rows) == assets and all(n == 0 or done is not None for n, done in rows)
 
 
-async def _settle(client: Client, loan_ids: Sequence[str],
+async def _monitor_finished(monitor: WorkflowHandle[Any, Any]) -> None:
+    description = await monitor.describe()
+    if description.status != WorkflowExecutionStatus.COMPLETED:
+        raise StressError(f"the market monitor ended {description.status}: see its history "
+                          f"(--keep-workdir keeps the database)")
+
+
+async def _settle(shards: Shards, loan_ids: Sequence[str],
                   on_progress: Callable[[Progress], None], limit: float = 600) -> None:
-    """Until no loan has a workflow task or an activity (a notice, a read-model write) in
-    flight: what the window decided is then all in the database."""
+    """Until no loan has an activity (a notice, a sale) in flight: what the window decided is
+    then all in the database. (The test server's describe shows activities but not workflow
+    tasks; its clock does wait for those, so a server that has reached an hour has run them.)"""
     deadline = time.monotonic() + limit
     pending = list(loan_ids)
     while pending:
@@ -237,8 +262,10 @@ async def _settle(client: Client, loan_ids: Sequence[str],
         gate = asyncio.Semaphore(32)  # a bounded number of describe calls in flight
 
         async def busy_one(loan_id: str) -> bool:
+            workflow_id = loan_workflow_id(loan_id)
             async with gate:
-                return await _busy(client, loan_id)
+                return await _busy(shards.client_for(workflow_id).get_workflow_handle(
+                    workflow_id))
 
         busy = await asyncio.gather(*(busy_one(loan_id) for loan_id in pending))
         pending = [loan_id for loan_id, b in zip(pending, busy) if b]
@@ -249,7 +276,6 @@ async def _settle(client: Client, loan_ids: Sequence[str],
             await asyncio.sleep(0.1)
 
 
-async def _busy(client: Client, loan_id: str) -> bool:
-    description = await client.get_workflow_handle(f"loan-{loan_id}").describe()
-    raw = description.raw_description
+async def _busy(handle: WorkflowHandle[Any, Any]) -> bool:
+    raw = (await handle.describe()).raw_description
     return bool(raw.pending_activities) or raw.HasField("pending_workflow_task")

@@ -34,6 +34,7 @@ class StressOptions:
     out: Path = Path("stress-results")
     keep_workdir: bool = False
     processes: int = 1
+    servers: int | None = None  # private test servers; None: one per 250 loans, at most 8
 
 
 @dataclass
@@ -107,7 +108,7 @@ async def execute(prepared: Prepared,
         options.out.mkdir(parents=True, exist_ok=True)
         outcome = await run(prices, prepared.book, policies, seed=options.seed,
                             workdir=prepared.workdir, on_progress=on_progress,
-                            processes=options.processes)
+                            processes=options.processes, servers=options.servers)
         try:
             found = await results.collect(outcome.db, outcome.clock, prices, outcome.loans,
                                           policies)

@@ -1,12 +1,14 @@
 """The stress run's workers: the production worker (loans and market monitor, every activity)
-wired to the run's private database, mail sink and seeded fake exchange (`SeededExchange`). One runs in the
+wired to the run's private database, mail sink and seeded fake exchange (`SeededExchange`), one
+per private server (`shards`), the market fan-out reaching every server. One set runs in the
 stress process; `extra` more run as processes of their own (a Python process works on one
-core at a time), polling the same private server:
+core at a time), polling the same private servers:
 
-    python -m loanflow.stress.workers --address HOST:PORT --workdir DIR --smtp-port N
-                                      --seed S --cache N
+    python -m loanflow.stress.workers --address HOST:PORT[,HOST:PORT...] --workdir DIR
+                                      --smtp-port N --seed S --cache N
 
-prints `ready` once it polls and stops cleanly on SIGTERM.
+(the servers' addresses in the runner's order) prints `ready` once it polls and stops cleanly
+on SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import argparse
 import asyncio
 import random
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,14 @@ from activities.registry import build_activities
 from activities.support import FakeFaults
 from loanflow.db import Database
 from loanflow.settings import Settings
+from loanflow.stress.shards import ShardRouter
 from loanflow.worker import Workers, build_worker
 
 TASK_QUEUE = "stress-loans"
+MARKET_QUEUE = f"{TASK_QUEUE}-market"
+# A stress process's slots, whatever the number of servers: the SDK's defaults for workflow
+# tasks and local activities, and the desk worker's for activities.
+SLOTS = {"workflow": 100, "local": 100, "activity": 200}
 
 
 def private_database(workdir: Path) -> Database:
@@ -71,22 +78,30 @@ def stress_settings(seed: int, smtp_port: int, workdir: Path) -> Settings:
     nothing depends on timing), and the seed. Nothing is read from the desk's environment that
     could point elsewhere."""
     return Settings(
-        task_queue=TASK_QUEUE, market_task_queue=f"{TASK_QUEUE}-market", var_dir=workdir,
+        task_queue=TASK_QUEUE, market_task_queue=MARKET_QUEUE, var_dir=workdir,
         database_url=None, smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_security="none",
         smtp_username=None, smtp_password=None, fake_latency_ms=0,
         fake_failure_rate=Decimal(0), fake_seed=seed,
     )
 
 
-def stress_worker(client: Client, db: Database, settings: Settings, seed: int,
-                  cache: int) -> Workers:
-    activities = build_activities(db, settings, client=client,
+def stress_worker(client: Client, router: ShardRouter, db: Database, settings: Settings,
+                  seed: int, cache: int) -> Workers:
+    """The workers of one private server; the market fan-out signals through `router`."""
+    activities = build_activities(db, settings, client=router,
                                   exchange=SeededExchange(db, seed))
+    # One process serves every server: its slots are shared out between them, so that it
+    # takes no more work at once than one worker would (the extra work in flight only queued
+    # for the database's connections, and read-model writes timed out waiting).
+    share = len(router.clients)
     return build_worker(
         client, db, settings, activities=activities, task_queue=TASK_QUEUE,
         # Every loan stays in the cache: an evicted loan replays its whole history on its
         # next wake-up.
         max_cached_workflows=cache,
+        max_concurrent_workflow_tasks=max(SLOTS["workflow"] // share, 5),
+        max_concurrent_local_activities=max(SLOTS["local"] // share, 5),
+        max_concurrent_activities=max(SLOTS["activity"] // share, 10),
         # Without the workflow sandbox: building it costs tens of milliseconds per loan and it
         # guards against non-determinism, which the replay tests (tests/replay) guard for the
         # same code. The decisions are the same code either way.
@@ -95,14 +110,25 @@ def stress_worker(client: Client, db: Database, settings: Settings, seed: int,
 
 
 @asynccontextmanager
-async def extra_workers(count: int, address: str, workdir: Path, smtp_port: int, seed: int,
-                        cache: int) -> AsyncIterator[None]:
+async def stress_workers(router: ShardRouter, db: Database, settings: Settings, seed: int,
+                         cache: int) -> AsyncIterator[None]:
+    """One process's workers for every private server, started and stopped together."""
+    async with AsyncExitStack() as stack:
+        for client in router.clients:
+            await stack.enter_async_context(
+                stress_worker(client, router, db, settings, seed, cache))
+        yield
+
+
+@asynccontextmanager
+async def extra_workers(count: int, addresses: Sequence[str], workdir: Path, smtp_port: int,
+                        seed: int, cache: int) -> AsyncIterator[None]:
     """`count` worker processes for the run, stopped (SIGTERM, then waited for) on the way out."""
     procs: list[asyncio.subprocess.Process] = []
     try:
         for _ in range(count):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "loanflow.stress.workers", "--address", address,
+                sys.executable, "-m", "loanflow.stress.workers", "--address", ",".join(addresses),
                 "--workdir", str(workdir), "--smtp-port", str(smtp_port), "--seed", str(seed),
                 "--cache", str(cache), stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL)
@@ -129,11 +155,12 @@ async def serve(args: argparse.Namespace) -> None:
     from loanflow.stack import stop_event
 
     stop = stop_event()
-    client = await Client.connect(args.address, data_converter=pydantic_data_converter)
+    clients = [await Client.connect(address, data_converter=pydantic_data_converter)
+               for address in args.address.split(",")]
     db = private_database(args.workdir)
     settings = stress_settings(args.seed, args.smtp_port, args.workdir)
     try:
-        async with stress_worker(client, db, settings, args.seed, args.cache):
+        async with stress_workers(ShardRouter(clients), db, settings, args.seed, args.cache):
             print("ready", flush=True)
             await stop.wait()
     finally:

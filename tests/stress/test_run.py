@@ -42,14 +42,15 @@ CRASH_AT = tick_at(82)   # the first 10,000 close
 HOUR = timedelta(hours=1)
 
 
-def options(prices: Path, out: Path, keep: bool = False, processes: int = 1) -> StressOptions:
+def options(prices: Path, out: Path, keep: bool = False, processes: int = 1,
+            servers: int | None = None) -> StressOptions:
     policies = out.parent / "policies"
     policies.mkdir(exist_ok=True)
     (policies / "default.toml").write_text("")
     (policies / "patient.json").write_text('{"cure_period_hours": 72}')
     return StressOptions(price_files=[str(prices)], ltvs="0.50,0.60", assets="BTC",
                          loans_per_bucket=1, seed=3, out=out, keep_workdir=keep,
-                         processes=processes,
+                         processes=processes, servers=servers,
                          policy_files=[policies / "default.toml", policies / "patient.json"])
 
 
@@ -100,9 +101,10 @@ async def test_a_call_not_cured_is_sold_at_its_deadline_hour_and_runs_are_identi
 
     await check_interest(first.workdir, loans)
 
-    # The same inputs again, on a new private server and with a second worker process taking
-    # part of the work: byte for byte the same results.
-    second = await stress(options(crafted_prices, tmp_path / "b", processes=2))
+    # The same inputs again, with the book split over three new private servers (the monitor's
+    # server runs one loan, the others one and two) and a second worker process taking part
+    # of the work: byte for byte the same results.
+    second = await stress(options(crafted_prices, tmp_path / "b", processes=2, servers=3))
     assert second.workdir is None
     assert (tmp_path / "a" / "results.json").read_bytes() == (
         tmp_path / "b" / "results.json").read_bytes()
