@@ -30,13 +30,16 @@ def main() -> None:
     parser.add_argument("--window", default="2022-11")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one per core)")
+    parser.add_argument("--servers", type=int, default=None,
+                        help="private test servers (default: one per 250 loans, at most 8)")
     args = parser.parse_args()
     per_bucket = max(args.loans // (len(ASSETS) * len(DEFAULT_LTVS)), 1)
     Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
         filter=TelemetryFilter(core_level="ERROR", other_level="WARN")))),
         error_if_already_set=False)
     options = StressOptions(window=args.window, loans_per_bucket=per_bucket, seed=1,
-                            out=args.out / f"stress-{args.loans}", processes=args.workers)
+                            out=args.out / f"stress-{args.loans}", processes=args.workers,
+                            servers=args.servers)
     started, last = time.monotonic(), [0.0]
 
     def show(p: Progress) -> None:
@@ -49,7 +52,7 @@ def main() -> None:
     hours = summary["hours"]
     figures = {
         "loans": summary["loans"], "window": args.window, "hours": hours,
-        "worker_processes": args.workers,
+        "worker_processes": args.workers, "servers": args.servers or "default",
         "seconds": {k: round(v, 1) for k, v in run.seconds.items()},
         "simulated_hours_per_second": round(hours / run.seconds["replay"], 2),
         "by_policy": summary["by_policy"],
