@@ -6,8 +6,6 @@ the same file started nothing. Plus the generated book: valid for the importer, 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -17,8 +15,9 @@ import pytest
 from bench.book import SEED_PRICES
 from bench.book_import import book_rows, write_book
 from loanflow.book_import import read_book
+from tests.bench.running import run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
+
 LOANS = 20
 
 
@@ -38,10 +37,8 @@ def test_the_generated_book_is_valid_seeded_and_under_the_maximum_ltv(tmp_path: 
 
 @pytest.mark.timeout(180)
 def test_book_import_benchmark_runs_end_to_end(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "bench.book_import", "--loans", str(LOANS), "--no-progress",
-               "--timeout", "120", "--out", str(tmp_path)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_bench("bench.book_import", "--loans", str(LOANS), "--no-progress", "--timeout",
+                     "120", "--out", str(tmp_path), timeout=170)
     results = json.loads((tmp_path / f"book-import-{LOANS}.json").read_text())
 
     imported = results["import"]

@@ -5,21 +5,17 @@ through every day, and the figures must be the ones the JSON derives them from."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.running import run_bench
 
 
 @pytest.mark.timeout(300)
 def test_day_floor_benchmark_runs(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "bench.day_floor", "--loans", "4", "--days", "2",
-               "--out", str(tmp_path)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_bench("bench.day_floor", "--loans", "4", "--days", "2", "--out", str(tmp_path),
+                     timeout=280)
     results = json.loads((tmp_path / "day-floor-4.json").read_text())
     assert [s["local_activities"] for s in results["shapes"]] == [0, 2]
     for shape in results["shapes"]:

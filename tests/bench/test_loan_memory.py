@@ -5,21 +5,16 @@ step and the projection must follow from the measured points."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.running import run_bench
 
 
 @pytest.mark.timeout(400)
 def test_loan_memory_benchmark_runs(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "bench.loan_memory", "--steps", "3,6", "--out",
-               str(tmp_path)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=380)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_bench("bench.loan_memory", "--steps", "3,6", "--out", str(tmp_path), timeout=380)
     results = json.loads((tmp_path / "loan-memory.json").read_text())
     assert [r["runner"] for r in results["runners"]] == ["sandboxed", "unsandboxed"]
     for runner in results["runners"]:

@@ -5,21 +5,17 @@ asked for and each ratio the one its milliseconds give."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.running import run_bench
 
 
 @pytest.mark.timeout(300)
 def test_lock_list_probe_runs(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "bench.lock_list", "--steps", "5", "--inflate", "50",
-               "--rounds", "1", "--out", str(tmp_path)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_bench("bench.lock_list", "--steps", "5", "--inflate", "50", "--rounds", "1", "--out",
+                     str(tmp_path), timeout=280)
     rounds = json.loads((tmp_path / "lock-list.json").read_text())["rounds"]
     assert [r["entries_added"] for r in rounds] == [0, 100]
     fresh = rounds[0]["ms_per_step"]
