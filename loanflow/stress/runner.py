@@ -262,10 +262,8 @@ async def _settle(shards: Shards, loan_ids: Sequence[str],
         gate = asyncio.Semaphore(32)  # a bounded number of describe calls in flight
 
         async def busy_one(loan_id: str) -> bool:
-            workflow_id = loan_workflow_id(loan_id)
             async with gate:
-                return await _busy(shards.client_for(workflow_id).get_workflow_handle(
-                    workflow_id))
+                return await _busy(shards.router.get_workflow_handle(loan_workflow_id(loan_id)))
 
         busy = await asyncio.gather(*(busy_one(loan_id) for loan_id in pending))
         pending = [loan_id for loan_id, b in zip(pending, busy) if b]

@@ -94,9 +94,6 @@ class Shards:
     def addresses(self) -> list[str]:
         return [env.client.service_client.config.target_host for env in self.envs]
 
-    def client_for(self, workflow_id: str) -> Client:
-        return self.router.client_for(workflow_id)
-
     def split(self, workflow_ids: Sequence[str]) -> list[list[int]]:
         """Positions of `workflow_ids` per server, in order."""
         parts: list[list[int]] = [[] for _ in self.envs]

@@ -43,7 +43,7 @@ async def test_servers_advance_together_and_the_router_finds_each_workflow() -> 
         async with Worker(shards.envs[0].client, task_queue="q", workflows=[Sleeper]), \
                 Worker(shards.envs[1].client, task_queue="q", workflows=[Sleeper]):
             for workflow_id in ids:
-                await shards.client_for(workflow_id).start_workflow(
+                await shards.router.client_for(workflow_id).start_workflow(
                     Sleeper.run, 2, id=workflow_id, task_queue="q")
             start = await shards.now()
 
