@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     market_task_queue: str | None = Field(
         None, validation_alias=_env("LOANFLOW_MARKET_TASK_QUEUE"), min_length=1)
     var_dir: Path = Field(DEFAULT_VAR_DIR, validation_alias=_env("LOANFLOW_VAR_DIR"))
+    # Run workflow code inside the SDK's sandbox (README, "The workflow sandbox"). Off in
+    # production: in a crash the sandbox cost each margin call about a fifth of the worker's
+    # CPU. The test suite turns it on, so workflow code is still checked under it.
+    workflow_sandbox: bool = Field(False, validation_alias=_env("LOANFLOW_WORKFLOW_SANDBOX"))
     # How long the CLI waits for a worker to answer a query or an update. Nobody answers when
     # no worker polls the loan's task queue, and Temporal would keep the call waiting.
     cli_answer_seconds: float = Field(

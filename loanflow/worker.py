@@ -14,7 +14,8 @@ from typing import Any, Self
 
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from loanflow import failures
 from loanflow.db import Database
@@ -113,12 +114,30 @@ def build_worker(
 
         activities = build_activities(db, settings, client=client)
     options.setdefault("max_concurrent_activities", 200)
+    shared = workflow_options(settings)
     loans = Worker(client, task_queue=settings.task_queue, workflows=list(WORKFLOWS),
-                   activities=list(activities), **options)
+                   activities=list(activities), **shared, **options)
     market = Worker(client, task_queue=settings.market_queue, workflows=list(MARKET_WORKFLOWS),
                     activities=list(activities), max_cached_workflows=20,
-                    max_concurrent_activities=20)
+                    max_concurrent_activities=20, **shared)
     return Workers(loans, market)
+
+
+def workflow_options(settings: Settings) -> dict[str, Any]:
+    """How the workers run workflow code; measured in bench/README.md ("The workflow sandbox").
+
+    - The sandbox only when asked for (`LOANFLOW_WORKFLOW_SANDBOX`; the test suite runs under
+      it). Besides building a copy of the workflow modules for every new loan, it re-enters
+      itself for every payload of every activation and completion (the SDK asks the workflow
+      for the payload's serialization context, once per pass of its payload visitor): in a
+      crash a fifth of the workers' CPU, for checks the test suite already makes.
+    - Payload visits one at a time: the SDK's default visits each payload in a task of its own,
+      so that payloads kept in external storage load in parallel; loanflow keeps none, and the
+      tasks were 8% of the workers' CPU in a crash.
+    """
+    runner: WorkflowRunner = (SandboxedWorkflowRunner() if settings.workflow_sandbox
+                              else UnsandboxedWorkflowRunner())
+    return {"workflow_runner": runner, "max_workflow_task_external_storage_concurrency": 1}
 
 
 def shown_url(url: str) -> str:

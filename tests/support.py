@@ -17,8 +17,11 @@ TEST_CODEC_KEYS = ("test-current:ePqUZZ2PG1055OzHhzJSWn+jVK2quTPf+JEi/dp+yJw=,"
 
 
 def quiet_settings(**overrides: Any) -> Settings:
-    """Built-in fakes without latency or random failures: tests decide every failure."""
-    values: dict[str, Any] = {"fake_latency_ms": 0, "fake_failure_rate": Decimal(0), "fake_seed": 7}
+    """Built-in fakes without latency or random failures: tests decide every failure. Workflow
+    code runs in the SDK's sandbox here, which production skips for speed: the suite is where
+    a non-deterministic call in workflow code is caught."""
+    values: dict[str, Any] = {"fake_latency_ms": 0, "fake_failure_rate": Decimal(0), "fake_seed": 7,
+                              "workflow_sandbox": True}
     values.update(overrides)
     return Settings(**values)
 
