@@ -248,6 +248,23 @@ def test_the_message_is_multipart_alternative_with_a_deterministic_message_id() 
     assert message_id_for("L1:notice:a:1", "x@y") != message_id_for("L1:notice:a:2", "x@y")
 
 
+def test_a_message_in_other_scripts_goes_out_in_seven_bits_and_reads_back_the_same() -> None:
+    subject = "Appel de marge sur votre prêt — déposez 0,25 BTC avant le 5 déc. " * 3
+    text, html = "Chère Zoë Müller,\n€ 1 234,56 à régler.\n" * 20, "<p>Zoë — €</p>\n"
+    raw = to_bytes(build_message(notice_key="L1:notice:margin_call:1", subject=subject,
+                                 text=text, html=html, to_name="Zoë Müller, \"née\" Ōta",
+                                 to_address="zoe@example.com", settings=SETTINGS,
+                                 date=datetime(2022, 11, 9, tzinfo=timezone.utc)))
+    assert raw.isascii()  # any relay takes it, 8BITMIME or not
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n")[:12])  # headers folded
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF line ends only
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    assert msg["Subject"] == " ".join(subject.split())
+    assert msg["To"].addresses[0].display_name == "Zoë Müller, \"née\" Ōta"
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+    assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == html
+
+
 def test_preview_writes_every_kind_to_html_and_text(tmp_path: Path) -> None:
     assert preview.main(["--out", str(tmp_path), "--timezone", "Europe/Zurich"]) == 0
     for kind in KINDS:
