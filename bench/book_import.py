@@ -38,7 +38,7 @@ from bench.book import SEED_PRICES, count_state, plan_book
 from bench.histories import IMPORT_NOTICE, import_window, sample_cost, whole_history
 from bench.market import Monitor, wait_until_quiet
 from bench.profiling import (ATTACH_SECONDS, Processes, cpu_share, share_line, snapshot,
-                             stack_processes, start_py_spy, stop_py_spy)
+                             resident_mib, stack_processes, start_py_spy, stop_py_spy)
 from bench.report import Bar, console, count_in_log, load, machine, quiet_logs, write_json
 from bench.stack import Stack, Tuning, bench_stack, worker_processes
 from loanflow.book_import import FIELDS, START_CONCURRENCY
@@ -326,17 +326,6 @@ async def second_import(stack: Stack, book: Path, n: int, timeout: float) -> dic
     if run.exit_code:
         raise RuntimeError(f"the second import failed ({run.exit_code}): {run.stderr}")
     return command_figures(run, n)
-
-
-def resident_mib(pid: int) -> float | None:
-    """VmRSS of a process, in MiB (None if it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
 
 
 # --- the run --------------------------------------------------------------------------------------

@@ -34,10 +34,11 @@ from typing import Any
 
 from bench.baseline import run_baseline, workflow_ids
 from bench.book import START_PRICES, SEED_PRICES, Window, fund_loans, plan_book, start_loans
-from bench.crashes import CrashResult, gradual_crash, one_tick_crash, quiet_tick, restore
+from bench.crashes import (CrashResult, gradual_crash, mail_figures, one_tick_crash, quiet_tick,
+                            restore)
 from bench.histories import baseline_window, comparison_line, margin_call_window, sample_cost
 from bench.market import Monitor, wait_until_quiet
-from bench.profiling import measured, share_line, stack_processes
+from bench.profiling import measured, resident_mib, share_line, stack_processes
 from bench.quiet import SUGGEST_CONTINUE_AS_NEW, QuietResult, quiet_month
 from bench.report import (Bar, console, count_in_log, load, machine, plot, quiet_logs, spread,
                           write_json)
@@ -151,6 +152,8 @@ async def desk_phases(stack: Stack, workers: list[int], args: argparse.Namespace
     gradual = await gradual_crash(stack.db, monitor, start, PREFIX, bar, args.tick_spacing,
                                   args.timeout)
     await wait_until_quiet(stack.db, seconds=3, timeout=args.timeout)
+    # Every loan has run in both crashes, so each worker's cache holds all it was given.
+    results["worker_rss_mib"] = {f"worker-{i}": resident_mib(pid) for i, pid in enumerate(workers)}
     results["failed_workflows"] = await failed_workflows(stack)
     same = results["baseline_same_work"]["seconds"]
     results["crash_one_tick"] = crash_summary(one, total, same)
@@ -168,6 +171,7 @@ async def one_tick_phase(stack: Stack, workers: list[int], monitor: Monitor, sta
     async with measured(stack_processes(stack, workers), names, args.profile) as cpu:
         one = await one_tick_crash(stack.db, monitor, start, PREFIX, bar, args.timeout)
     results["cpu_share"] = cpu
+    await mail_figures(stack.db, one, args.timeout)  # after the clock, as the CPU window ends
     await wait_until_quiet(stack.db, seconds=3, timeout=args.timeout)
     results["cost_per_margin_call"] = await sample_cost(
         stack.client, [f"loan-{loan}" for loan in one.called], margin_call_window,
@@ -276,6 +280,9 @@ def print_figures(results: dict[str, Any]) -> None:
             f"[bold]{c['ratio_to_baseline']}[/]{same_work_text(c)}; per loan {c['per_loan']}; exactly one each: "
             f"{c['exactly_one_notice_per_affected_loan']}; liquidations {c['liquidations']}/"
             f"{c['expected_liquidations']}; delivery failures {c['notice_delivery_failures']}")
+        console.print(f"  their e-mails accepted by the relay: last after "
+                      f"{c['timeline_seconds']['last_email_accepted']} s, per loan "
+                      f"{c['email_accepted_per_loan']}; not accepted {c['emails_not_accepted']}")
     console.print(comparison_line(results["cost_per_margin_call"],
                                   results["cost_per_baseline_workflow"]))
     console.print(share_line(results["cpu_share"]))
@@ -286,6 +293,7 @@ def print_figures(results: dict[str, Any]) -> None:
                   f"{g['actual_tick_spacing_seconds']} s apart; a tick answered in "
                   f"{g['tick_answered_seconds']} s (monitor queue: "
                   f"{results['config']['monitor_queue']})")
+    console.print(f"worker resident memory (MiB): {results['worker_rss_mib']}")
     console.print(f"failed workflows: {results['failed_workflows']}; slow workflow tasks (> 5 s): "
                   f"{results['log']['slow_workflow_tasks']}; failed activity attempts (retried): "
                   f"{results['log']['failed_activity_attempts']}; load {results['load_before']} -> "

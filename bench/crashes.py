@@ -19,6 +19,7 @@ from bench.market import (
     delivery_failures,
     notices_since,
     tick_rows,
+    wait_for_mail,
     wait_for_notices,
     wait_until_quiet,
 )
@@ -45,6 +46,9 @@ class CrashResult:
     delivery_failures: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     called: list[str] = field(default_factory=list)  # affected loans that got their notice
+    since: datetime | None = None  # notices recorded from here on are the crash's
+    crossed_at: dict[str, float] = field(default_factory=dict)  # as `latencies` counts from
+    first: float = 0.0  # the (first) tick
 
     @property
     def exact(self) -> bool:
@@ -146,6 +150,7 @@ async def gradual_crash(db: Database, monitor: Monitor, start: Decimal, prefix: 
     await wait_for_notices(db, "margin_call", since, len(affected), progress,
                            "25 x 1%: margin calls", timeout)
     result = await measure(db, "25 ticks of -1%", since, crossed_at, tick_times[0], *tick_ids)
+    await mail_figures(db, result, timeout)
     result.ticks = len(prices)
     result.expected_liquidations = expected_liquidations
     result.extra["seconds_after_last_tick"] = round(
@@ -159,6 +164,22 @@ async def gradual_crash(db: Database, monitor: Monitor, start: Decimal, prefix: 
                            "25 x 1%: liquidations", timeout)
     result.liquidations = len(await notices_since(db, "liquidation_executed", since))
     return result
+
+
+async def mail_figures(db: Database, result: CrashResult, timeout: float) -> None:
+    """When the borrowers' e-mails were accepted by the relay, beside when the notices were
+    recorded (the figure of merit): per loan from its crossing tick, and the last. Waits for
+    them first (the notice activity sends right after recording)."""
+    assert result.since is not None
+    mailed = await wait_for_mail(db, "margin_call", result.since, len(result.crossed_at),
+                                 timeout)
+    sent = {loan: at.timestamp() for loan, at in mailed
+            if at is not None and loan in result.crossed_at}
+    result.extra["email_accepted_per_loan"] = spread(
+        [at - result.crossed_at[loan] for loan, at in sent.items()])
+    result.extra["timeline_seconds"]["last_email_accepted"] = (
+        round(max(sent.values()) - result.first, 3) if sent else None)
+    result.extra["emails_not_accepted"] = len(result.crossed_at) - len(sent)
 
 
 def first_below(prices: list[Decimal], level: Decimal | None) -> int:
@@ -203,4 +224,7 @@ async def measure(db: Database, name: str, since: datetime, crossed_at: dict[str
         delivery_failures=await delivery_failures(db),
         extra={"timeline_seconds": timeline},
         called=sorted(set(crossed_at) & set(seen)),
+        since=since,
+        crossed_at=crossed_at,
+        first=first,
     )

@@ -81,6 +81,27 @@ async def notices_since(db: Database, kind: str, since: datetime,
     return rows
 
 
+async def mailed_since(db: Database, kind: str, since: datetime) -> list[tuple[str, datetime | None]]:
+    """(loan_id, sent_at) of the e-mail of every notice of `kind` recorded since `since`; None
+    while the relay has not accepted it."""
+    query = select(OutboxRow.loan_id, OutboxRow.sent_at).where(
+        OutboxRow.kind == kind, OutboxRow.created_at >= since)
+    async with db.transaction() as s:
+        return [(r[0], r[1]) for r in await s.execute(query)]
+
+
+async def wait_for_mail(db: Database, kind: str, since: datetime, expected: int,
+                        timeout: float) -> list[tuple[str, datetime | None]]:
+    """Poll until the e-mails of `expected` notices of `kind` since `since` are accepted by the
+    relay (or the timeout); the rows as `mailed_since` gives them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await mailed_since(db, kind, since)
+        if sum(1 for _, at in rows if at) >= expected or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.1)
+
+
 async def count_notices(db: Database, kind: str, since: datetime) -> int:
     async with db.transaction() as s:
         query = select(func.count()).where(NoticeRow.kind == kind, NoticeRow.created_at >= since)

@@ -188,3 +188,14 @@ def stack_processes(stack: Stack, workers: list[int]) -> Processes:
     return Processes(kinds, find_more=lambda: pg_backends(stack.db), notes=[
         "postgresql: backends of the bench database at the start and end of the phase; one "
         "that ended within it is missing, one that started counts from zero"])
+
+
+def resident_mib(pid: int) -> float | None:
+    """VmRSS of a process, in MiB (None if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None

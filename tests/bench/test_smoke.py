@@ -42,9 +42,16 @@ def test_crash_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         assert crash["margin_call_notices"] == crash["affected_loans"]
         assert crash["notice_delivery_failures"] == 0
         assert crash["signals_to_ended_loans"] == 0
+        # Every called borrower's e-mail was accepted, never before its notice was recorded.
+        assert crash["emails_not_accepted"] == 0
+        mailed, noticed = crash["email_accepted_per_loan"], crash["per_loan"]
+        assert mailed["max"] >= noticed["max"] > 0
+        assert crash["timeline_seconds"]["last_email_accepted"] >= crash["seconds_to_last_notice"]
     gradual = results["crash_25_ticks"]
     assert gradual["liquidations"] == gradual["expected_liquidations"]
     assert results["failed_workflows"] == 0
+    assert sorted(results["worker_rss_mib"]) == ["worker-0", "worker-1"]
+    assert all(mib > 50 for mib in results["worker_rss_mib"].values())  # a live Python worker
     quiet = results["quiet_month"]
     # Two days, so that every loan's first daily revaluation (a day after it was funded, just
     # before the replay began) falls well inside the replay: over one day it fell at the
