@@ -144,7 +144,9 @@ async def desk_phases(stack: Stack, workers: list[int], args: argparse.Namespace
     results["quiet_tick"] = await quiet_tick(stack.db, stack.client, monitor, start, PREFIX,
                                              sample=min(args.loans, 300))
     one = await one_tick_phase(stack, workers, monitor, start, args, bar, results)
-    results["baseline_same_work"] = await same_work_baseline(stack, one.signalled, args, bar)
+    results["baseline_same_work"] = await same_work_baseline(stack, workers, one.signalled,
+                                                             args, bar)
+    results["cpu_ms_per_signalled_loan"] = cpu_per(results["cpu_share"], one.signalled)
     results["cost_per_baseline_workflow"] = await sample_cost(
         stack.client, workflow_ids(SAME_WORK, one.signalled), baseline_window,
         sample=min(HISTORY_SAMPLE, len(one.called)))
@@ -179,17 +181,27 @@ async def one_tick_phase(stack: Stack, workers: list[int], monitor: Monitor, sta
     return one
 
 
-async def same_work_baseline(stack: Stack, signalled: int, args: argparse.Namespace,
-                             bar: Bar) -> dict[str, Any]:
+async def same_work_baseline(stack: Stack, workers: list[int], signalled: int,
+                             args: argparse.Namespace, bar: Bar) -> dict[str, Any]:
     """The honest denominator: as many signal + no-op activity workflows as the one-tick crash
     signalled loans (the N-workflow baseline does several times the crash's work and flatters
-    it)."""
+    it), with each process's CPU while it runs, as the crash's."""
     bar.add("same-work baseline started", signalled)
     bar.add("same-work baseline done", signalled)
-    seconds, latencies = await run_baseline(stack.client, signalled, args.concurrency, bar,
-                                            prefix=SAME_WORK, bar="same-work baseline")
+    names = {f"worker-{i}": pid for i, pid in enumerate(workers)}
+    async with measured(stack_processes(stack, workers), names, None) as cpu:
+        seconds, latencies = await run_baseline(stack.client, signalled, args.concurrency, bar,
+                                                prefix=SAME_WORK, bar="same-work baseline")
     return {"workflows": signalled, "seconds": round(seconds, 3),
-            "per_workflow": spread(latencies)}
+            "per_workflow": spread(latencies), "cpu_share": cpu,
+            "cpu_ms_per_workflow": cpu_per(cpu, signalled)}
+
+
+def cpu_per(report: dict[str, Any], units: int) -> dict[str, float]:
+    """CPU milliseconds per unit of work (a signalled loan, a baseline workflow), per kind of
+    process: what one costs the machine, whatever the wall clock did."""
+    return {kind: round(v["cpu_seconds"] * 1000 / max(units, 1), 1)
+            for kind, v in report["by_kind"].items() if v["processes"]}
 
 
 async def seed(stack: Stack, monitor: Monitor, args: argparse.Namespace, bar: Bar) -> dict[str, Any]:
@@ -286,6 +298,9 @@ def print_figures(results: dict[str, Any]) -> None:
     console.print(comparison_line(results["cost_per_margin_call"],
                                   results["cost_per_baseline_workflow"]))
     console.print(share_line(results["cpu_share"]))
+    console.print(share_line(same["cpu_share"], "the same-work baseline"))
+    console.print(f"CPU ms per signalled loan {results['cpu_ms_per_signalled_loan']}; per "
+                  f"same-work baseline workflow {same['cpu_ms_per_workflow']}")
     if "profile" in results["cpu_share"]:
         console.print(f"profile: python -m bench.profile_summary {results['cpu_share']['profile']['dir']}")
     g = results["crash_25_ticks"]

@@ -86,6 +86,12 @@ def check_cpu_and_profile(results: dict[str, Any], stdout: str, profile: Path) -
         assert kinds["postgresql"]["processes"] >= 1
     assert abs(sum(k["share"] for k in kinds.values()) - 1) < 0.01 and cpu["wall_seconds"] > 0
     assert "CPU during the one-tick crash" in stdout
+    # The same CPU accounting over the same-work baseline, and both per unit of work.
+    same = results["baseline_same_work"]
+    assert same["cpu_share"]["by_kind"]["worker"]["cpu_seconds"] > 0
+    for per_unit in (results["cpu_ms_per_signalled_loan"], same["cpu_ms_per_workflow"]):
+        assert per_unit["worker"] > 0 and per_unit["temporal_server"] > 0
+    assert "per same-work baseline workflow" in stdout
     # A crash of one or two calls is a fraction of a second of CPU: a handful of samples, in no
     # category for sure; that the files are there and read is what this run can show.
     samples, files = summarise_dir(profile)
