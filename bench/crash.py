@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -189,9 +191,17 @@ async def same_work_baseline(stack: Stack, workers: list[int], signalled: int,
     bar.add("same-work baseline started", signalled)
     bar.add("same-work baseline done", signalled)
     names = {f"worker-{i}": pid for i, pid in enumerate(workers)}
-    async with measured(stack_processes(stack, workers), names, None) as cpu:
-        seconds, latencies = await run_baseline(stack.client, signalled, args.concurrency, bar,
-                                                prefix=SAME_WORK, bar="same-work baseline")
+    cpu: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def clock() -> AsyncIterator[None]:  # from the first signal to the last completion
+        async with measured(stack_processes(stack, workers), names, None) as report:
+            yield
+        cpu.update(report)
+
+    seconds, latencies = await run_baseline(stack.client, signalled, args.concurrency, bar,
+                                            prefix=SAME_WORK, bar="same-work baseline",
+                                            clock=clock())
     return {"workflows": signalled, "seconds": round(seconds, 3),
             "per_workflow": spread(latencies), "cpu_share": cpu,
             "cpu_ms_per_workflow": cpu_per(cpu, signalled)}
