@@ -11,8 +11,9 @@ it reads its VmRSS. The figure of merit is the marginal cost between the last tw
 first loans also pay for one-off imports and caches), and the resident memory it projects for
 a worker process holding 5,000 loans (10,000 on the two worker processes of this machine).
 
-Runners: `sandboxed` (the production worker's default: each loan in the SDK's workflow
-sandbox) and `unsandboxed` (as `loanflow stress` runs them). Writes
+Runners: `sandboxed` (each loan in the SDK's workflow sandbox, as the test suite runs them,
+`LOANFLOW_WORKFLOW_SANDBOX=true`) and `unsandboxed` (the production worker's default since
+2026-12-03, and `loanflow stress`). Writes
 bench/results/loan-memory.json.
 """
 
@@ -78,7 +79,6 @@ async def all_active(db: Any, count: int, limit: float = 600) -> int:
 async def child(runner: str, steps: list[int]) -> None:
     """One worker process's measurements, one JSON line per step on stdout."""
     from temporalio.testing import WorkflowEnvironment
-    from temporalio.worker import UnsandboxedWorkflowRunner
 
     from activities.registry import build_activities
     from bench.report import quiet_logs
@@ -98,12 +98,10 @@ async def child(runner: str, steps: list[int]) -> None:
     db = Database(f"sqlite+aiosqlite:///{work / 'memory.db'}")
     await db.create_all()
     settings = Settings(smtp_port=port, fake_latency_ms=0, fake_failure_rate=Decimal(0),
-                        var_dir=work)
+                        var_dir=work, workflow_sandbox=runner == "sandboxed")
     env = await WorkflowEnvironment.start_time_skipping(data_converter=data_converter(settings),
                                                         test_server_existing_path=test_server())
     options: dict[str, Any] = {"max_cached_workflows": max(steps) + 100}
-    if runner == "unsandboxed":
-        options["workflow_runner"] = UnsandboxedWorkflowRunner()
     try:
         async with build_worker(env.client, db, settings, task_queue=QUEUE,
                                 activities=build_activities(db, settings), **options):
