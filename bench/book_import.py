@@ -38,7 +38,8 @@ from bench.book import SEED_PRICES, count_state, plan_book
 from bench.histories import IMPORT_NOTICE, import_window, sample_cost, whole_history
 from bench.market import Monitor, wait_until_quiet
 from bench.profiling import (ATTACH_SECONDS, Processes, cpu_share, share_line, snapshot,
-                             resident_mib, stack_processes, start_py_spy, stop_py_spy)
+                             stack_processes, start_py_spy, stop_py_spy, worker_names,
+                             worker_rss)
 from bench.report import Bar, console, count_in_log, load, machine, quiet_logs, write_json
 from bench.stack import Stack, Tuning, bench_stack, worker_processes
 from loanflow.book_import import FIELDS, START_CONCURRENCY
@@ -289,7 +290,7 @@ async def profiling(workers: list[int], out: Path | None) -> list[Any]:
     """With `--profile DIR`: one py-spy per worker process (`bench.profiling`), attached."""
     if out is None:
         return []
-    spies = start_py_spy({f"worker-{i}": pid for i, pid in enumerate(workers)}, out)
+    spies = start_py_spy(worker_names(workers), out)
     await asyncio.sleep(ATTACH_SECONDS)
     return spies
 
@@ -382,7 +383,7 @@ async def desk_phases(stack: Stack, workers: list[int], args: argparse.Namespace
     results["second_import"] = await second_import(stack, book, args.loans, args.timeout)
     await wait_until_quiet(stack.db, seconds=2, timeout=args.timeout)
     results["check"] = await exactly_once(stack, args.loans)
-    results["worker_rss_mib"] = {f"worker-{i}": resident_mib(pid) for i, pid in enumerate(workers)}
+    results["worker_rss_mib"] = worker_rss(workers)
     results["cost_per_imported_loan"] = await import_costs(stack, rows)
 
 

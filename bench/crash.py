@@ -40,7 +40,7 @@ from bench.crashes import (CrashResult, gradual_crash, mail_figures, one_tick_cr
                             restore)
 from bench.histories import baseline_window, comparison_line, margin_call_window, sample_cost
 from bench.market import Monitor, wait_until_quiet
-from bench.profiling import measured, resident_mib, share_line, stack_processes
+from bench.profiling import measured, share_line, stack_processes, worker_names, worker_rss
 from bench.quiet import SUGGEST_CONTINUE_AS_NEW, QuietResult, quiet_month
 from bench.report import (Bar, console, count_in_log, load, machine, plot, quiet_logs, spread,
                           write_json)
@@ -157,7 +157,7 @@ async def desk_phases(stack: Stack, workers: list[int], args: argparse.Namespace
                                   args.timeout)
     await wait_until_quiet(stack.db, seconds=3, timeout=args.timeout)
     # Every loan has run in both crashes, so each worker's cache holds all it was given.
-    results["worker_rss_mib"] = {f"worker-{i}": resident_mib(pid) for i, pid in enumerate(workers)}
+    results["worker_rss_mib"] = worker_rss(workers)
     results["failed_workflows"] = await failed_workflows(stack)
     same = results["baseline_same_work"]["seconds"]
     results["crash_one_tick"] = crash_summary(one, total, same)
@@ -171,8 +171,8 @@ async def one_tick_phase(stack: Stack, workers: list[int], monitor: Monitor, sta
                          results: dict[str, Any]) -> CrashResult:
     """The one-tick crash, with each process's CPU (and, on request, a profile of each worker)
     while it runs, then what a margin call cost in Temporal terms (read after the clock)."""
-    names = {f"worker-{i}": pid for i, pid in enumerate(workers)}
-    async with measured(stack_processes(stack, workers), names, args.profile) as cpu:
+    processes, names = stack_processes(stack, workers), worker_names(workers)
+    async with measured(processes, names, args.profile) as cpu:
         one = await one_tick_crash(stack.db, monitor, start, PREFIX, bar, args.timeout)
     results["cpu_share"] = cpu
     await mail_figures(stack.db, one, args.timeout)  # after the clock, as the CPU window ends
@@ -190,12 +190,12 @@ async def same_work_baseline(stack: Stack, workers: list[int], signalled: int,
     it), with each process's CPU while it runs, as the crash's."""
     bar.add("same-work baseline started", signalled)
     bar.add("same-work baseline done", signalled)
-    names = {f"worker-{i}": pid for i, pid in enumerate(workers)}
     cpu: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
     async def clock() -> AsyncIterator[None]:  # from the first signal to the last completion
-        async with measured(stack_processes(stack, workers), names, None) as report:
+        processes = stack_processes(stack, workers)
+        async with measured(processes, worker_names(workers), None) as report:
             yield
         cpu.update(report)
 

@@ -199,3 +199,13 @@ def resident_mib(pid: int) -> float | None:
     except OSError:
         pass
     return None
+
+
+def worker_names(workers: list[int]) -> dict[str, int]:
+    """The benchmark's worker processes by name (`worker-0`, ...), as the reports show them."""
+    return {f"worker-{i}": pid for i, pid in enumerate(workers)}
+
+
+def worker_rss(workers: list[int]) -> dict[str, float | None]:
+    """Each worker process's VmRSS in MiB, by name."""
+    return {name: resident_mib(pid) for name, pid in worker_names(workers).items()}

@@ -115,7 +115,6 @@ def build_worker(
         activities = build_activities(db, settings, client=client)
     options.setdefault("max_concurrent_activities", 200)
     shared = workflow_options(settings)
-    shared.update((key, options.pop(key)) for key in list(shared) if key in options)  # a caller's own
     loans = Worker(client, task_queue=settings.task_queue, workflows=list(WORKFLOWS),
                    activities=list(activities), **shared, **options)
     market = Worker(client, task_queue=settings.market_queue, workflows=list(MARKET_WORKFLOWS),

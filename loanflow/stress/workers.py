@@ -25,7 +25,6 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import UnsandboxedWorkflowRunner
 
 from activities.exchange import FakeExchange
 from activities.registry import build_activities
@@ -82,6 +81,10 @@ def stress_settings(seed: int, smtp_port: int, workdir: Path) -> Settings:
         database_url=None, smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_security="none",
         smtp_username=None, smtp_password=None, fake_latency_ms=0,
         fake_failure_rate=Decimal(0), fake_seed=seed,
+        # Without the workflow sandbox, whatever the desk's environment says: building it
+        # costs tens of milliseconds per loan and it guards against non-determinism, which the
+        # test suite and the replay tests guard for the same code.
+        workflow_sandbox=False,
     )
 
 
@@ -102,10 +105,6 @@ def stress_worker(client: Client, router: ShardRouter, db: Database, settings: S
         max_concurrent_workflow_tasks=max(SLOTS["workflow"] // share, 5),
         max_concurrent_local_activities=max(SLOTS["local"] // share, 5),
         max_concurrent_activities=max(SLOTS["activity"] // share, 10),
-        # Without the workflow sandbox: building it costs tens of milliseconds per loan and it
-        # guards against non-determinism, which the replay tests (tests/replay) guard for the
-        # same code. The decisions are the same code either way.
-        workflow_runner=UnsandboxedWorkflowRunner(),
     )
 
 
