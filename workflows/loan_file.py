@@ -228,6 +228,21 @@ class LoanFile(BaseModel):
                 first = None
         return first
 
+    def call_level_seen(self, latest: PriceUpdate, now: datetime) -> PriceUpdate | None:
+        """The newest fresh observation at the margin-call level but short of liquidation that
+        came after the last look and before `latest`: one the loan never acted on because a
+        later price reached it in the same workflow task (behind a backlog in a crash)."""
+        call, floor = self.policy.margin_call_ltv, self.policy.liquidation_ltv
+        seen: PriceUpdate | None = None
+        for o in self.evidence:
+            if not (self.looked_at is None or self.looked_at < o.observed_at < latest.observed_at):
+                continue
+            current = self.ltv_at(o.price) if self.fresh_price_at(o, now) else None
+            if current is not None and call <= current < floor and (
+                    seen is None or o.observed_at > seen.observed_at):
+                seen = o
+        return seen
+
     def fresh_price_at(self, update: PriceUpdate, now: datetime) -> PriceUpdate | None:
         age = now - update.observed_at
         return None if age > timedelta(minutes=self.policy.price_staleness_minutes) else update

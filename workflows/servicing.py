@@ -61,6 +61,14 @@ REMINDER_READS = "issue9-reminder-reads-the-store"
 # Partial liquidations sell in limit orders sized to land in [target - 1 pp, target]
 # (`risk.sale_step`); histories recorded before sold one market order sized with the buffer.
 SALE_SIZING_PATCH = "sale-sizing-limit"
+# A loan that takes several prices in one workflow task (its task waited behind a backlog)
+# acts on the newest. When that one is past the liquidation level and an earlier one it never
+# looked at was at the margin-call level, the borrower was owed a margin call: it is opened
+# (with the newest figures, the price the desk now acts on) before the breach waits for its
+# confirmation. Before it, such a loan was sold without a call, and its sale notice said the
+# price had passed both levels "between two of our price observations": at 10,000 loans,
+# 35 loans of the 25-tick crash. Asked only when it applies, so it marks only those runs.
+CALL_AFTER_BACKLOG = "issue12-call-after-backlog"
 
 
 class Servicing(Onboarding):
@@ -111,6 +119,7 @@ class Servicing(Onboarding):
         rules = self.price_rules()
         if current >= p.liquidation_ltv:
             if rules:
+                self.call_passed_in_backlog(price, current, now)
                 self.breach_from_evidence(price, now)
             await self.liquidation_breach(price, current)
             return
@@ -141,6 +150,18 @@ class Servicing(Onboarding):
         reminder = self.f.next_reminder()
         due = reminder is not None and now >= reminder[0]
         return due and (self.one_look() or workflow.patched(REMINDER_READS))
+
+    def call_passed_in_backlog(self, price: PriceUpdate, current: Decimal, now: datetime) -> None:
+        """An ACTIVE loan at the liquidation level whose unread observations crossed the
+        margin-call level first: open the call it was owed (CALL_AFTER_BACKLOG)."""
+        f = self.f
+        if f.state != LoanState.ACTIVE:
+            return
+        seen = f.call_level_seen(price, now)
+        if seen is None or not workflow.patched(CALL_AFTER_BACKLOG):
+            return
+        self.audit("margin_call_level_observed", price=seen, ltv=f.ltv_at(seen.price))
+        self.open_margin_call(price, current, now)
 
     def warn(self, price: PriceUpdate, current: Decimal) -> None:
         f = self.f

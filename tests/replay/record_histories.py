@@ -31,7 +31,7 @@ from loanflow.models import LoanState
 from loanflow.ports import free_port
 from loanflow.prices.messages import ManualTick, MonitorInput, TickSummary
 from loanflow.prices.sources import Quote
-from loanflow.worker import build_worker
+from loanflow.worker import Workers, build_worker
 from tests.support import Inbox, quiet_settings
 from tests.workflows.book import application
 from tests.workflows.conftest import Desk
@@ -347,6 +347,25 @@ async def reminder_reads_store(desk: Desk) -> WorkflowHandle[Any, Any]:
     return await repay_in_full(desk, handle, "m1")
 
 
+async def sold_after_backlog(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded before issue12-call-after-backlog: a call-level and a liquidation-level price
+    reach the loan in one workflow task (it opened no call), a later one confirms the breach,
+    a sale; repaid in full."""
+    handle = await funded(desk, "HIST-BACKLOG")
+    await desk.price(handle, "BTC", "50000")
+    await desk.settle(handle)
+    await desk.backlogged_prices(handle, "BTC", "41000", "36500")
+    await desk.settle(handle)
+    await desk.price(handle, "BTC", "36400")
+    for _ in range(60):
+        await desk.env.sleep(timedelta(seconds=1))
+        status = await desk.status(handle)
+        if status.state == LoanState.ACTIVE and status.collateral_amount < 1:
+            break
+    await desk.settle(handle)
+    return await repay_in_full(desk, handle, "b1")
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -367,9 +386,23 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "one_publish_continued": one_publish_continued,
     "one_look_daily": one_look_daily,
     "reminder_reads_store": reminder_reads_store,
+    "sold_after_backlog": sold_after_backlog,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run"}
+# Scenarios that stop and restart the worker (`Desk.backlog`): theirs caches no workflows.
+BACKLOG = {"sold_after_backlog"}
+
+
+async def record_one(desk: Desk, name: str) -> None:
+    handle = await SCENARIOS[name](desk)
+    await desk.settle(handle)
+    if handle.id.startswith("loan-"):
+        await desk.settle(handle)
+    run_id = None if name in LATEST_RUN else handle.first_execution_run_id
+    history = await desk.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(history.events)} events")
 
 
 async def record(names: list[str]) -> None:
@@ -384,22 +417,16 @@ async def record(names: list[str]) -> None:
         db = Database(f"sqlite+aiosqlite:///{tmp}/replay.db")
         await db.create_all()
         settings = quiet_settings(smtp_port=port, var_dir=Path(tmp))
-        worker = build_worker(env.client, db, settings, task_queue="replay",
-                              activities=build_activities(db, settings, client=env.client))
-        async with worker:
-            desk = Desk(env, db, "replay")
-            for name in names:
-                handle = await SCENARIOS[name](desk)
-                await desk.settle(handle)
-                if handle.id.startswith("loan-"):
-                    await desk.settle(handle)
-                run_id = None if name in LATEST_RUN else handle.first_execution_run_id
-                history = await env.client.get_workflow_handle(
-                    handle.id, run_id=run_id
-                ).fetch_history()
-                (HISTORIES / f"{name}.json").write_text(history.to_json())
-                print(f"recorded {name}: {len(history.events)} events")
-            await desk.close()
+        for name in names:
+            options = {"max_cached_workflows": 0} if name in BACKLOG else {}
+
+            def workers(options: dict[str, Any] = options) -> Workers:
+                return build_worker(env.client, db, settings, task_queue="replay",
+                                    activities=build_activities(db, settings, client=env.client),
+                                    **options)
+
+            async with Desk(env, db, "replay", workers) as desk:
+                await record_one(desk, name)
         await db.dispose()
     await env.shutdown()
     smtp.stop()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.models import LoanApplication, LoanStatus
 from loanflow.temporal_client import data_converter
-from loanflow.worker import build_worker
+from loanflow.worker import Workers, build_worker
 from tests.support import Inbox, idle, quiet_settings
 from workflows.loan import LoanWorkflow
 
@@ -36,10 +37,44 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 class Desk:
     """A loan desk for one test: client, worker task queue and database."""
 
-    def __init__(self, env: WorkflowEnvironment, db: Database, task_queue: str) -> None:
+    def __init__(self, env: WorkflowEnvironment, db: Database, task_queue: str,
+                 workers: Callable[[], Workers] | None = None) -> None:
         self.env, self.db, self.task_queue = env, db, task_queue
         self.handles: list[WorkflowHandle[Any, Any]] = []
         self._observed: dict[str, datetime] = {}  # the last observation time sent, per loan
+        self._new_workers, self._workers = workers, None
+
+    async def __aenter__(self) -> Desk:
+        """Start the desk's workers (a desk made with `workers`)."""
+        await self._start_workers()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+        await self._stop_workers()
+
+    @asynccontextmanager
+    async def backlog(self) -> AsyncIterator[None]:
+        """Inside, no worker polls the desk's queue: whatever is sent to a loan meanwhile
+        reaches it together, in one workflow task, as behind a backlog in a crash. Only on a
+        desk whose workers cache no workflows (`backlog_desk`): a cached loan's next task
+        would wait on the stopped worker's own (sticky) queue for a timeout that the
+        time-skipping server counts on a clock it does not move while a task waits."""
+        await self._stop_workers()
+        try:
+            yield
+        finally:
+            await self._start_workers()
+
+    async def _start_workers(self) -> None:
+        if self._new_workers is None:
+            raise RuntimeError("this desk was made without workers it can start")
+        self._workers = await self._new_workers().__aenter__()
+
+    async def _stop_workers(self) -> None:
+        if self._workers is not None:
+            workers, self._workers = self._workers, None
+            await workers.__aexit__(None, None, None)
 
     @property
     def client(self) -> Client:
@@ -90,6 +125,19 @@ class Desk:
                                         "observed_at": at.isoformat(), "source": "test"})
             last = self._observed[handle.id] = at
 
+    async def backlogged_prices(self, handle: WorkflowHandle[Any, Any], asset: str,
+                                *prices: str) -> None:
+        """Observations ten seconds apart, all newer than any the loan had, that reach it
+        together, in one workflow task (`backlog`)."""
+        await self.env.sleep(timedelta(seconds=10 * len(prices)))
+        now = await self.now()
+        async with self.backlog():
+            for age, price in zip(range(len(prices) - 1, -1, -1), prices, strict=True):
+                at = now - timedelta(seconds=10 * age)
+                await self.observe(handle, {"asset": asset, "price": price,
+                                            "observed_at": at.isoformat(), "source": "test"})
+        self._observed[handle.id] = now
+
     async def observe(self, handle: WorkflowHandle[Any, Any], update: dict[str, Any]) -> None:
         for attempt in range(3):
             try:
@@ -129,13 +177,27 @@ class Desk:
 async def desk(
     ts_env: WorkflowEnvironment, db: Database, smtp_server: tuple[Inbox, int]
 ) -> AsyncIterator[Desk]:
-    task_queue = f"loans-{uuid.uuid4().hex[:8]}"
-    settings = quiet_settings(smtp_port=smtp_server[1])
-    worker = build_worker(
-        ts_env.client, db, settings, activities=build_activities(db, settings),
-        task_queue=task_queue,
-    )
-    async with worker:
-        desk = Desk(ts_env, db, task_queue)
+    async with new_desk(ts_env, db, smtp_server[1]) as desk:
         yield desk
-        await desk.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def backlog_desk(
+    ts_env: WorkflowEnvironment, db: Database, smtp_server: tuple[Inbox, int]
+) -> AsyncIterator[Desk]:
+    """A desk whose workers cache no workflows (every task replays the loan's history), so
+    that `Desk.backlog` can stop and restart them."""
+    async with new_desk(ts_env, db, smtp_server[1], max_cached_workflows=0) as desk:
+        yield desk
+
+
+def new_desk(env: WorkflowEnvironment, db: Database, smtp_port: int, **options: Any) -> Desk:
+    """A desk on a queue of its own, its workers (with `options`) started when entered."""
+    task_queue = f"loans-{uuid.uuid4().hex[:8]}"
+    settings = quiet_settings(smtp_port=smtp_port)
+
+    def workers() -> Workers:
+        return build_worker(env.client, db, settings, task_queue=task_queue,
+                            activities=build_activities(db, settings), **options)
+
+    return Desk(env, db, task_queue, workers)

@@ -219,6 +219,47 @@ async def test_liquidation_waits_for_a_second_observation(desk: Desk) -> None:
     assert mail is not None and "there was no margin call before this sale" in mail.text
 
 
+async def backlogged_prices(desk: Desk, handle, *prices: str) -> None:  # type: ignore[no-untyped-def]
+    """After a look at 50,000 (60% LTV: no move below needs confirmation as a jump),
+    observations that reach the loan together, in one workflow task."""
+    await desk.price(handle, "BTC", "50000")
+    await desk.settle(handle)
+    await desk.backlogged_prices(handle, "BTC", *prices)
+
+
+async def test_a_backlog_does_not_skip_the_margin_call(backlog_desk: Desk) -> None:
+    desk = backlog_desk
+    handle = await active_loan(desk, "L1B")
+    # 30,000 / 41,000 = 73.2% (a call), then 30,000 / 36,500 = 82.2% (liquidation level), both
+    # unread when the loan next runs: it is owed the call the first one made.
+    await backlogged_prices(desk, handle, "41000", "36500")
+    status = await wait_state(desk, handle, LoanState.MARGIN_CALL)
+    await desk.settle(handle)
+    [call] = await notice_data(desk.db, "L1B", "margin_call")
+    # The call tells the price the desk now acts on, not the older one.
+    assert call["price"] == "36500" and Decimal(call["ltv"]) == status.ltv >= Decimal("0.80")
+    assert "margin_call_level_observed" in await audit_kinds(desk.db, "L1B")
+    assert await sales(desk.db, "L1B") == []  # the breach still waits for its confirmation
+    await desk.price(handle, "BTC", "36400")
+    await wait_state(desk, handle, LoanState.ACTIVE)
+    await desk.settle(handle)
+    [sold] = await notice_data(desk.db, "L1B", "liquidation_executed")
+    assert sold["cause"] == "liquidation_level" and sold["cure_deadline"] == call["cure_deadline"]
+    mail = await outbox.find(desk.db, "L1B:notice:liquidation_executed:1")
+    assert mail is not None and "there was no margin call" not in mail.text
+
+
+async def test_a_backlog_that_recovers_opens_no_call(backlog_desk: Desk) -> None:
+    """Unread observations count only on the way to a breach: a loan whose newest price is
+    back below the call level acts on that price."""
+    desk = backlog_desk
+    handle = await active_loan(desk, "L1C")
+    await backlogged_prices(desk, handle, "41000", "52000")
+    await desk.settle(handle)
+    assert (await desk.status(handle)).state == LoanState.ACTIVE
+    assert await notices(desk.db, "L1C", "margin_call") == []
+
+
 async def test_wick_that_recovers_sells_nothing(desk: Desk) -> None:
     handle = await active_loan(desk, "L2")
     await desk.price(handle, "BTC", "36500", confirmed=False)
