@@ -87,6 +87,48 @@ def cpu_share(kinds: dict[str, list[int]], before: dict[int, float], after: dict
             for kind, seconds in spent.items()}
 
 
+@dataclass
+class CpuTrail:
+    """Every process's CPU seconds, read every few tenths of a second through a phase
+    (`trail`), so that a window ending at an instant known only afterwards can be cut out."""
+
+    kinds: dict[str, list[int]]
+    samples: list[tuple[float, dict[int, float]]]  # (wall clock, readings)
+
+    def report(self, start: float, end: float) -> dict[str, Any]:
+        """CPU per kind (as `measured` reports it) from the last reading at or before `start`
+        to the first at or after `end`: the window, widened by at most one interval a side."""
+        before = max((s for s in self.samples if s[0] <= start), key=lambda s: s[0],
+                     default=self.samples[0])
+        after = min((s for s in self.samples if s[0] >= end), key=lambda s: s[0],
+                    default=self.samples[-1])
+        wall = after[0] - before[0]
+        return {"wall_seconds": round(wall, 3), "cores": os.cpu_count(),
+                "by_kind": cpu_share(self.kinds, before[1], after[1], wall), "notes": []}
+
+
+@contextlib.asynccontextmanager
+async def trail(processes: Processes, every: float = 0.1) -> AsyncIterator[CpuTrail]:
+    """Read every process's CPU seconds every `every` seconds while inside (a few /proc files:
+    the driver's cost is negligible and counted as its own)."""
+    kinds = await processes.current()
+    found = CpuTrail(kinds, [(time.time(), snapshot(kinds))])
+
+    async def sample() -> None:
+        while True:
+            await asyncio.sleep(every)
+            found.samples.append((time.time(), snapshot(kinds)))
+
+    sampler = asyncio.create_task(sample())
+    try:
+        yield found
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        found.samples.append((time.time(), snapshot(kinds)))
+
+
 def py_spy() -> str | None:
     """py-spy from this interpreter's environment (the bench extras), else from PATH."""
     beside = Path(sys.executable).with_name("py-spy")

@@ -89,6 +89,12 @@ def check_cpu_and_profile(results: dict[str, Any], stdout: str, profile: Path) -
     # The same CPU accounting over the same-work baseline, and both per unit of work.
     same = results["baseline_same_work"]
     assert same["cpu_share"]["by_kind"]["worker"]["cpu_seconds"] > 0
+    # Its CPU is over exactly its timed part (to a reading either side), inside the window
+    # that runs on to the visibility count.
+    timed, to_count = same["cpu_share"], same["cpu_share_to_visibility"]
+    assert same["seconds"] <= timed["wall_seconds"] <= to_count["wall_seconds"] + 0.5
+    for kind, v in timed["by_kind"].items():
+        assert v["cpu_seconds"] <= to_count["by_kind"][kind]["cpu_seconds"] + 0.05, kind
     for per_unit in (results["cpu_ms_per_signalled_loan"], same["cpu_ms_per_workflow"]):
         assert per_unit["worker"] > 0 and per_unit["temporal_server"] > 0
     assert "per same-work baseline workflow" in stdout
