@@ -235,7 +235,8 @@ class LoanFile(BaseModel):
         call, floor = self.policy.margin_call_ltv, self.policy.liquidation_ltv
         seen: PriceUpdate | None = None
         for o in self.evidence:
-            if not (self.looked_at is None or self.looked_at < o.observed_at < latest.observed_at):
+            if o.observed_at >= latest.observed_at or (
+                    self.looked_at is not None and o.observed_at <= self.looked_at):
                 continue
             current = self.ltv_at(o.price) if self.fresh_price_at(o, now) else None
             if current is not None and call <= current < floor and (
