@@ -83,13 +83,18 @@ async def sold_in_limit_orders(desk: Desk) -> WorkflowHandle[Any, Any]:
     """A hard-floor sale in two limit orders (patch "sale-sizing-limit"), then repaid."""
     handle = await funded(desk, "HIST-LIMIT")
     await desk.price(handle, "BTC", "33000")  # 90.9%: past the hard floor
+    await until_sold(desk, handle)
+    return await repay_in_full(desk, handle, "w1")
+
+
+async def until_sold(desk: Desk, handle: WorkflowHandle[Any, Any]) -> None:
+    """Until a partial sale has left the loan ACTIVE with less than its 1 BTC."""
     for _ in range(60):
         await desk.env.sleep(timedelta(seconds=1))
         status = await desk.status(handle)
         if status.state == LoanState.ACTIVE and status.collateral_amount < 1:
             break
     await desk.settle(handle)
-    return await repay_in_full(desk, handle, "w1")
 
 
 async def continued(desk: Desk) -> WorkflowHandle[Any, Any]:
@@ -357,12 +362,7 @@ async def sold_after_backlog(desk: Desk) -> WorkflowHandle[Any, Any]:
     await desk.backlogged_prices(handle, "BTC", "41000", "36500")
     await desk.settle(handle)
     await desk.price(handle, "BTC", "36400")
-    for _ in range(60):
-        await desk.env.sleep(timedelta(seconds=1))
-        status = await desk.status(handle)
-        if status.state == LoanState.ACTIVE and status.collateral_amount < 1:
-            break
-    await desk.settle(handle)
+    await until_sold(desk, handle)
     return await repay_in_full(desk, handle, "b1")
 
 
