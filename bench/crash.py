@@ -40,7 +40,7 @@ from bench.crashes import (CrashResult, gradual_crash, mail_figures, one_tick_cr
                             restore)
 from bench.histories import baseline_window, comparison_line, margin_call_window, sample_cost
 from bench.market import Monitor, wait_until_quiet
-from bench.profiling import (CpuTrail, measured, share_line, stack_processes, trail, worker_names,
+from bench.profiling import (measured, share_line, stack_processes, trail, worker_names,
                              worker_rss)
 from bench.quiet import SUGGEST_CONTINUE_AS_NEW, QuietResult, quiet_month
 from bench.report import (Bar, console, count_in_log, load, machine, plot, quiet_logs, spread,
@@ -197,27 +197,23 @@ async def same_work_baseline(stack: Stack, workers: list[int], signalled: int,
     `cpu_share_to_visibility`, holds the server's work of those seconds too.)"""
     bar.add("same-work baseline started", signalled)
     bar.add("same-work baseline done", signalled)
-    cpu: dict[str, Any] = {}
-    trails: list[CpuTrail] = []
-    began: list[float] = []
+    processes, trails = stack_processes(stack, workers), []
 
     @contextlib.asynccontextmanager
     async def clock() -> AsyncIterator[None]:  # from the first signal to the visibility count
-        processes = stack_processes(stack, workers)
-        async with measured(processes, worker_names(workers), None) as report, \
-                trail(processes) as readings:
-            began.append(time.time())
+        async with trail(processes) as readings:
+            trails.append(readings)
             yield
-        cpu.update(report)
-        trails.append(readings)
 
     seconds, latencies = await run_baseline(stack.client, signalled, args.concurrency, bar,
                                             prefix=SAME_WORK, bar="same-work baseline",
                                             clock=clock())
-    timed = trails[0].report(began[0], began[0] + seconds)
+    [readings] = trails
+    began, ended = readings.samples[0][0], readings.samples[-1][0]
+    timed = readings.report(began, began + seconds)
     return {"workflows": signalled, "seconds": round(seconds, 3),
             "per_workflow": spread(latencies), "cpu_share": timed,
-            "cpu_share_to_visibility": cpu,
+            "cpu_share_to_visibility": readings.report(began, ended),
             "cpu_ms_per_workflow": cpu_per(timed, signalled)}
 
 

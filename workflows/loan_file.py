@@ -233,16 +233,15 @@ class LoanFile(BaseModel):
         came after the last look and before `latest`: one the loan never acted on because a
         later price reached it in the same workflow task (behind a backlog in a crash)."""
         call, floor = self.policy.margin_call_ltv, self.policy.liquidation_ltv
-        seen: PriceUpdate | None = None
-        for o in self.evidence:
+
+        def owed(o: PriceUpdate) -> bool:
             if o.observed_at >= latest.observed_at or (
                     self.looked_at is not None and o.observed_at <= self.looked_at):
-                continue
+                return False
             current = self.ltv_at(o.price) if self.fresh_price_at(o, now) else None
-            if current is not None and call <= current < floor and (
-                    seen is None or o.observed_at > seen.observed_at):
-                seen = o
-        return seen
+            return current is not None and call <= current < floor
+
+        return max(filter(owed, self.evidence), key=lambda o: o.observed_at, default=None)
 
     def fresh_price_at(self, update: PriceUpdate, now: datetime) -> PriceUpdate | None:
         age = now - update.observed_at
