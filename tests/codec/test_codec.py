@@ -90,6 +90,20 @@ async def test_plain_json_from_the_stock_cli_is_still_read() -> None:
     assert await converter.decode([payload], [Borrower]) == [GRACE]
 
 
+def test_the_converters_of_every_run_share_one_set_of_encodings() -> None:
+    """The SDK builds a payload converter for each workflow run it holds; a private pydantic
+    adapter cache in each cost every cached loan about 6 KiB (bench/README, memory)."""
+    make = encrypted_converter(parse_keys(NEW)).payload_converter_class
+    one_run, another = make(), make()
+    assert one_run is not another
+    assert set(one_run.converters) == set(another.converters) >= {b"json/plain",
+                                                                  b"binary/undecryptable"}
+    for encoding, converter in one_run.converters.items():
+        assert another.converters[encoding] is converter
+    [payload] = one_run.to_payloads([GRACE])
+    assert another.from_payloads([payload], [Borrower]) == [GRACE]
+
+
 @pytest.mark.parametrize("text, problem", [
     ("", "no key given"),
     ("k1", "not `id:base64key`"),
