@@ -35,7 +35,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bench.book import SEED_PRICES, count_state, plan_book
-from bench.histories import IMPORT_NOTICE, import_window, sample_cost, whole_history
+from bench.histories import (IMPORT_NOTICE, cost_line, import_window, sample_cost,
+                             whole_history)
 from bench.market import Monitor, wait_until_quiet
 from bench.profiling import (ATTACH_SECONDS, Processes, cpu_share, share_line, snapshot,
                              stack_processes, start_py_spy, stop_py_spy, worker_names,
@@ -422,8 +423,7 @@ def print_figures(results: dict[str, Any]) -> None:
                   f"{check['import_notices']} import notices)")
     console.print(f"worker resident memory (MiB): {results['worker_rss_mib']}")
     for window, cost in results["cost_per_imported_loan"].items():
-        console.print(f"cost per imported loan, {window.replace('_', ' ')} (mean of "
-                      f"{cost['workflows']}): {cost['mean']}")
+        console.print(cost_line(cost, f"an imported loan, {window.replace('_', ' ')}"))
 
 
 def log_file(args: argparse.Namespace) -> Path:

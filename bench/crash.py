@@ -38,7 +38,8 @@ from bench.baseline import run_baseline, workflow_ids
 from bench.book import START_PRICES, SEED_PRICES, Window, fund_loans, plan_book, start_loans
 from bench.crashes import (CrashResult, gradual_crash, mail_figures, one_tick_crash, quiet_tick,
                             restore)
-from bench.histories import baseline_window, comparison_line, margin_call_window, sample_cost
+from bench.histories import (baseline_window, comparison_line, cost_line, margin_call_window,
+                             sample_cost, whole_history)
 from bench.market import Monitor, wait_until_quiet
 from bench.profiling import (measured, share_line, stack_processes, trail, worker_names,
                              worker_rss)
@@ -85,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy each worker process during the one-tick crash, raw stacks "
                              "into DIR (summary: python -m bench.profile_summary DIR)")
+    parser.add_argument("--profile-seed", type=Path, metavar="DIR",
+                        help="py-spy each worker process during seeding (the onboarding of "
+                             "the book), raw stacks into DIR")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--no-progress", action="store_true")
@@ -136,7 +140,7 @@ async def desk_phases(stack: Stack, workers: list[int], args: argparse.Namespace
                       results: dict[str, Any]) -> None:
     queue = stack.settings.market_queue if args.monitor_queue == "own" else stack.settings.task_queue
     monitor = await Monitor.start(stack.client, queue, args.concurrency)
-    results["seed"] = await seed(stack, monitor, args, bar)
+    results["seed"] = await seed_phase(stack, workers, monitor, args, bar)
     # Every loan is cached now and nothing else is (the baselines' workflows come next, on
     # the same workers): the figure issue 12 asks for.
     results["worker_rss_mib_after_seeding"] = worker_rss(workers)
@@ -224,6 +228,22 @@ def cpu_per(report: dict[str, Any], units: int) -> dict[str, float]:
             for kind, v in report["by_kind"].items() if v["processes"]}
 
 
+async def seed_phase(stack: Stack, workers: list[int], monitor: Monitor,
+                     args: argparse.Namespace, bar: Bar) -> dict[str, Any]:
+    """Seeding is the real onboarding of N loans (issue 12's 20 loans a second): with each
+    process's CPU while it runs (and, on request, a profile of each worker), then what one
+    onboarded loan cost Temporal, from the histories of the first loans (start to ACTIVE,
+    plus the price ticks of the seed that woke it)."""
+    processes, names = stack_processes(stack, workers), worker_names(workers)
+    async with measured(processes, names, args.profile_seed) as cpu:
+        figures = await seed(stack, monitor, args, bar)
+    ids = [f"loan-{PREFIX}{i:06d}" for i in range(args.loans)]
+    return figures | {
+        "cpu_share": cpu, "cpu_ms_per_loan": cpu_per(cpu, args.loans),
+        "cost_per_loan": await sample_cost(stack.client, ids, whole_history,
+                                           sample=HISTORY_SAMPLE)}
+
+
 async def seed(stack: Stack, monitor: Monitor, args: argparse.Namespace, bar: Bar) -> dict[str, Any]:
     began = time.monotonic()
     for asset, price in SEED_PRICES.items():
@@ -292,8 +312,11 @@ def print_figures(results: dict[str, Any]) -> None:
     console.print(f"\n[bold]loanflow crash benchmark[/]  {results['command']}")
     m = results["machine"]
     console.print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['temporal']}")
-    console.print(f"seed: {results['seed']['loans']} loans ({results['seed']['btc_loans']} BTC) "
-                  f"in {results['seed']['seconds']} s")
+    seeded = results["seed"]
+    console.print(f"seed: {seeded['loans']} loans ({seeded['btc_loans']} BTC) in "
+                  f"{seeded['seconds']} s; CPU ms per onboarded loan {seeded['cpu_ms_per_loan']}")
+    console.print(share_line(seeded["cpu_share"], "seeding"))
+    console.print(cost_line(seeded["cost_per_loan"], "an onboarded loan's history after seeding"))
     console.print(f"baseline: {base['seconds']} s for {results['config']['loans']} "
                   f"signal + no-op activity workflows; per workflow {base['per_workflow']}")
     same = results["baseline_same_work"]
@@ -367,6 +390,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
         parts.append(f"--monitor-queue {args.monitor_queue}")
     if args.profile is not None:
         parts.append(f"--profile {args.profile}")
+    if args.profile_seed is not None:
+        parts.append(f"--profile-seed {args.profile_seed}")
     return parts
 
 

@@ -191,3 +191,11 @@ def comparison_line(call: dict[str, Any], base: dict[str, Any]) -> str:
              for kind in [*KINDS, TOTAL]]
     return (f"cost per margin call vs per baseline workflow (mean of {call['workflows']} / "
             f"{base['workflows']}): " + "; ".join(parts))
+
+
+def cost_line(cost: dict[str, Any], what: str) -> str:
+    """One line: the mean per kind over the sampled workflows of one window."""
+    if not cost["mean"]:
+        return f"cost of {what}: no sample"
+    parts = [f"{kind.replace('_', ' ')} {cost['mean'][kind]:g}" for kind in [*KINDS, TOTAL]]
+    return f"cost of {what} (mean of {cost['workflows']}): " + "; ".join(parts)

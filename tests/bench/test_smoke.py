@@ -18,7 +18,8 @@ from tests.bench.running import run_bench
 def test_crash_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     done = run_bench("bench.crash", "--loans", "8", "--quiet-loans", "3", "--quiet-days", "2",
                      "--tick-spacing", "0", "--no-progress", "--out", str(tmp_path), "--profile",
-                     str(tmp_path / "profile"), timeout=580)
+                     str(tmp_path / "profile"), "--profile-seed", str(tmp_path / "seed"),
+                     timeout=580)
     assert "ratio to baseline" in done.stdout
     results = json.loads((tmp_path / "crash-8.json").read_text())
     assert (tmp_path / "crash-8.png").stat().st_size > 0
@@ -61,6 +62,7 @@ def test_crash_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert gradual["actual_tick_spacing_seconds"] > 0 and gradual["tick_answered_seconds"]["max"] > 0
     check_costs(results, done.stdout)
     check_cpu_and_profile(results, done.stdout, tmp_path / "profile")
+    check_seeding_costs(results["seed"], done.stdout, tmp_path / "seed")
 
 
 def check_costs(results: dict[str, Any], stdout: str) -> None:
@@ -104,6 +106,26 @@ def check_cpu_and_profile(results: dict[str, Any], stdout: str, profile: Path) -
     samples, files = summarise_dir(profile)
     assert [f.name for f in files] == ["worker-0.txt", "worker-1.txt"]
     assert all(count >= 0 for count in samples.values())
+
+
+def check_seeding_costs(seed: dict[str, Any], stdout: str, profile: Path) -> None:
+    """What onboarding one loan costs: every process's CPU over the seeding, per loan, and the
+    histories of the seeded loans (each went through KYC, approval, funding and disbursement,
+    so at least those tasks, its deposit address, KYC and payout activities and its notices)."""
+    kinds = seed["cpu_share"]["by_kind"]
+    assert kinds["worker"]["processes"] == 2 and kinds["temporal_server"]["cpu_seconds"] > 0
+    per_loan = seed["cpu_ms_per_loan"]
+    assert per_loan["worker"] > 0 and per_loan["temporal_server"] > 0
+    # One history per loan, each from its start to ACTIVE: 8 loans, all sampled.
+    cost = seed["cost_per_loan"]
+    assert cost["workflows"] == 8 and cost["without_window"] == 0
+    # Activities: the deposit address, the payout and four notices (application received, KYC
+    # approved, deposit instructions, loan disbursed) at least; KYC is a local activity.
+    assert cost["mean"]["activities"] >= 6 and cost["mean"]["local_activities"] >= 1
+    assert cost["mean"]["workflow_tasks"] >= 4
+    assert "CPU during seeding" in stdout and "an onboarded loan's history" in stdout
+    _, files = summarise_dir(profile)
+    assert [f.name for f in files] == ["worker-0.txt", "worker-1.txt"]
 
 
 @pytest.mark.timeout(300)
