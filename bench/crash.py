@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import run_baseline, workflow_ids
-from bench.book import START_PRICES, SEED_PRICES, Window, fund_loans, plan_book, start_loans
+from bench.book import (START_PRICES, SEED_PRICES, Plan, Window, fund_loans, plan_book,
+                        start_loans)
 from bench.crashes import (CrashResult, gradual_crash, mail_figures, one_tick_crash, quiet_tick,
                             restore)
 from bench.histories import (baseline_window, comparison_line, cost_line, margin_call_window,
@@ -235,20 +236,21 @@ async def seed_phase(stack: Stack, workers: list[int], monitor: Monitor,
     onboarded loan cost Temporal, from the histories of the first loans (start to ACTIVE,
     plus the price ticks of the seed that woke it)."""
     processes, names = stack_processes(stack, workers), worker_names(workers)
+    plans = plan_book(args.loans)
     async with measured(processes, names, args.profile_seed) as cpu:
-        figures = await seed(stack, monitor, args, bar)
-    ids = [f"loan-{PREFIX}{i:06d}" for i in range(args.loans)]
+        figures = await seed(stack, monitor, plans, args, bar)
+    ids = [f"loan-{plan.loan_id}" for plan in plans]
     return figures | {
         "cpu_share": cpu, "cpu_ms_per_loan": cpu_per(cpu, args.loans),
         "cost_per_loan": await sample_cost(stack.client, ids, whole_history,
                                            sample=HISTORY_SAMPLE)}
 
 
-async def seed(stack: Stack, monitor: Monitor, args: argparse.Namespace, bar: Bar) -> dict[str, Any]:
+async def seed(stack: Stack, monitor: Monitor, plans: list[Plan], args: argparse.Namespace,
+               bar: Bar) -> dict[str, Any]:
     began = time.monotonic()
     for asset, price in SEED_PRICES.items():
         await monitor.tick(asset, price)
-    plans = plan_book(args.loans)
     for name in ("started", "funded", "active"):
         bar.add(name, args.loans)
     refresher = asyncio.create_task(refresh_prices(monitor))

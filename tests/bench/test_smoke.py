@@ -111,7 +111,7 @@ def check_cpu_and_profile(results: dict[str, Any], stdout: str, profile: Path) -
 def check_seeding_costs(seed: dict[str, Any], stdout: str, profile: Path) -> None:
     """What onboarding one loan costs: every process's CPU over the seeding, per loan, and the
     histories of the seeded loans (each went through KYC, approval, funding and disbursement,
-    so at least those tasks, its deposit address, KYC and payout activities and its notices)."""
+    so at least those tasks, its KYC read, its deposit address and payout, and its notices)."""
     kinds = seed["cpu_share"]["by_kind"]
     assert kinds["worker"]["processes"] == 2 and kinds["temporal_server"]["cpu_seconds"] > 0
     per_loan = seed["cpu_ms_per_loan"]
