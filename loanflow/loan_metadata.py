@@ -52,13 +52,17 @@ def start_metadata(app: LoanApplication) -> dict[str, Any]:
 
 def current_details(*, state: str, ltv: Decimal | None, debt: Decimal, collateral: Decimal,
                     asset: str, deadlines: list[tuple[str, datetime]],
-                    reason: str | None) -> str:
+                    reason: str | None, started: LoanApplication | None = None) -> str:
     """The loan now (markdown): state, LTV, debt and collateral, and the deadlines that
-    matter in this state, in people's formats."""
+    matter in this state, in people's formats; last, for a run that continued as new (the
+    SDK cannot give such a run a summary of its own), the summary and terms its loan was
+    started with (`started`)."""
     lines = [f"**{state}**",
              f"LTV {fmt_ratio(ltv)} · debt {fmt_usd(debt)} · "
              f"collateral {fmt_units(asset, collateral)}"]
     lines += [f"{name}: {people_time(at)}" for name, at in deadlines]
     if reason:
         lines.append(f"reason: {reason}")
+    if started is not None:
+        lines += [static_summary(started), static_details(started)]
     return "\n\n".join(lines)

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from loanflow.risk import ltv as ltv_of
     from loanflow.risk import shown_ltv
     from workflows.calls import NOTICE_HEARTBEAT, NOTICE_TIMEOUT, effect, read, record
-    from workflows.loan_file import CarriedState, LoanFile
+    from workflows.loan_file import STEPS, CarriedState, LoanFile
 
 # Patches (workflow.patched) of issue 10; loans started before them replay without them.
 # The loan-side price rules: future-dated observations dropped, jumps held for confirmation,
@@ -68,9 +68,21 @@ ONE_PUBLISH = "issue12-one-publish-per-task"
 # a 1,000-loan wave about 2.5 s. Like ONE_PUBLISH before it, it is the first patch a new run
 # asks for, and the only one: it implies every patch above.
 ONE_LOOK = "issue9-one-local-activity-per-look"
+# Patch of issue 12: a run that took a loan through its onboarding continues as new once the
+# loan is serving and the run's effects have landed (`LoanBase.fresh_run_due`), so that the run
+# a worker keeps cached for the loan's months of servicing starts from the loan's file instead
+# of carrying the SDK core's state for its onboarding's 60-odd events (the machines of every
+# activity, local activity, timer and upsert, with their payloads). At 10,000 onboarded loans
+# that state put each worker process over 1 GiB. A continued run of a run with it does not
+# write again what its previous run wrote just before continuing (`LoanBase.shown_as_carried`).
+# The first patch a new run asks for, and the only one: it implies every patch above.
+FRESH_RUN = "issue12-fresh-run-once-serving"
+# The patches a run's `level` is read from, newest (highest level) first.
+LEVELS = (FRESH_RUN, ONE_LOOK, ONE_PUBLISH)
 
 
 IMMINENT = timedelta(minutes=15)
+SERVE = STEPS.index("serve")
 
 
 def iso(at: datetime | None) -> str | None:
@@ -101,6 +113,7 @@ class LoanBase:
         self._reads = 0  # reads of our own database in flight (`read`)
         self._flusher: asyncio.Task[None] | None = None
         self._last_record: asyncio.Task[None] | None = None
+        self._onboarding_run = False  # this run took the loan through onboarding (FRESH_RUN)
 
     # --- clock and waiting ------------------------------------------------------------------------
 
@@ -132,15 +145,17 @@ class LoanBase:
 
     def level(self) -> int:
         """Which of the patches that imply all older ones this run was started with, asked
-        once, in the run's first task, newest first: a new run records only ONE_LOOK's marker;
-        a run recorded with ONE_PUBLISH has no ONE_LOOK marker, so the first question is
-        answered False (no command) and the second as it was when the run started."""
+        once, in the run's first task, newest first: a new run records only FRESH_RUN's
+        marker; a run recorded with ONE_LOOK has no FRESH_RUN marker, so the first question is
+        answered False (no command) and the next as it was when the run started."""
         if self._level is None:
-            if workflow.patched(ONE_LOOK):
-                self._level = 2
-            else:
-                self._level = 1 if workflow.patched(ONE_PUBLISH) else 0
+            self._level = next((len(LEVELS) - n for n, patch in enumerate(LEVELS)
+                                if workflow.patched(patch)), 0)
         return self._level
+
+    def fresh_run(self) -> bool:
+        """Was this run started with FRESH_RUN in (a new run once onboarding is done)?"""
+        return self.level() >= 3
 
     def price_rules(self) -> bool:
         return self.patched(PRICE_RULES)
@@ -163,7 +178,8 @@ class LoanBase:
                 self._timer = asyncio.ensure_future(workflow.sleep(delay, summary=why))
         timer, deadline = self._timer, self.cure_timer()
         await workflow.wait_condition(lambda: self._wake or (timer is not None and timer.done())
-                                      or (deadline is not None and deadline.done()))
+                                      or (deadline is not None and deadline.done())
+                                      or self.fresh_run_due())
         self._wake = False
         if timer is not None and timer.done():
             self._timer, self._timer_at = None, None
@@ -211,7 +227,7 @@ class LoanBase:
         info = workflow.info()
         limit = self.app.history_limit
         too_long = limit is not None and info.get_current_history_length() >= limit
-        if not (info.is_continue_as_new_suggested() or too_long):
+        if not (info.is_continue_as_new_suggested() or too_long or self.fresh_run_due()):
             return
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self.drain()
@@ -220,6 +236,25 @@ class LoanBase:
         workflow.logger.info("continuing as new at %s events", info.get_current_history_length())
         carried = CarriedState(from_run=info.run_id, file=self.f.model_dump(mode="json"))
         workflow.continue_as_new(args=[self.app, carried], memo=workflow.memo())
+
+    def fresh_run_due(self) -> bool:
+        """FRESH_RUN: this run took the loan through its onboarding, the loan is serving (its
+        next step is servicing: a run continued there starts with a look at the loan) and
+        everything the run started has landed (no notice, write or read out; nothing
+        published and unwritten), so continuing now hands the next run a loan at rest. An
+        SMTP outage that holds the disbursement notice only delays it: the loan serves
+        meanwhile in this run."""
+        return (self._onboarding_run and self.f.step == SERVE and not self.f.state.is_final
+                and not self._background and not self._dirty and not self._reads
+                and self.fresh_run())
+
+    def shown_as_carried(self) -> None:
+        """In a run continued by a run with FRESH_RUN: its previous run wrote the read model
+        and upserted the search attributes (which a continued run inherits) before it
+        continued, so what the loan shows is already published: the first flush writes only
+        what changes from here."""
+        if workflow.info().continued_run_id is not None and self.fresh_run():
+            self._published = self._shown()
 
     # --- background effects (notices, read model) -----------------------------------------------
 
@@ -489,9 +524,11 @@ class LoanBase:
 
     def _details(self, ltv: Decimal | None) -> str:
         f = self.f
+        continued = workflow.info().continued_run_id is not None
         return current_details(state=f.state.value, ltv=ltv, debt=f.debt(),
                                collateral=f.collateral, asset=self.app.collateral_asset,
-                               deadlines=self._deadlines(), reason=f.reason)
+                               deadlines=self._deadlines(), reason=f.reason,
+                               started=self.app if continued else None)
 
     def _deadlines(self) -> list[tuple[str, datetime]]:
         """The deadlines an operator looks for in the loan's present state."""

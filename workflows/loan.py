@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from loanflow.money import fmt_usd, is_whole_units
     from loanflow.policy import RiskPolicy
-    from workflows.base import iso
+    from workflows.base import SERVE, iso
     from workflows.loan_file import STEPS, CarriedState, LoanFile
     from workflows.servicing import SERVING, Servicing
 
@@ -178,6 +178,8 @@ class LoanWorkflow(Servicing):
                 app.policy.apply(RiskPolicy())
             except (ValueError, pydantic.ValidationError) as err:
                 self.reject(f"policy: {err}")
+        self._onboarding_run = self.f.step < SERVE and not self.is_imported()
+        self.shown_as_carried()
         self.publish()
         try:
             await self.steps()

@@ -14,6 +14,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import RawValue
 
+from bench.histories import runs
 from loanflow import codec_keys
 from loanflow.codec import ENCRYPTED, KEY_ID, EncryptionCodec, PayloadKeyError, encrypted_converter
 from loanflow.effects import ActivityName, Notice
@@ -48,8 +49,11 @@ async def test_the_raw_history_holds_no_borrower_data(desk: Desk) -> None:
     await wait_state(desk, handle, LoanState.MARGIN_CALL)
     await desk.settle(handle)
 
-    history = await plain_client(desk.client).get_workflow_handle(handle.id).fetch_history()
-    found = [(f"event {event.event_id}{where}", payload)
+    # Every run: the loan continued as new once ACTIVE, handing its file to the next run.
+    histories = await runs(plain_client(desk.client), handle.id)
+    assert len(histories) == 2
+    found = [(f"run {n} event {event.event_id}{where}", payload)
+             for n, history in enumerate(histories)
              for event in history.events for where, payload in payloads_in(event)]
     assert len(found) > 20
     codec = EncryptionCodec(get_settings().keyring())
@@ -74,15 +78,17 @@ async def test_the_raw_history_holds_no_borrower_data(desk: Desk) -> None:
         assert payload.metadata[KEY_ID] == b"test-current"
         codec.decrypt(payload)  # real ciphertext under our key (raises otherwise)
     # The JSON an operator downloads from the Web UI: no plain grep finds them either.
-    text = history.to_json()
-    for secret in SECRETS:
-        assert secret.decode() not in text
+    for history in histories:
+        text = history.to_json()
+        for secret in SECRETS:
+            assert secret.decode() not in text
 
     # With the codec: the start input is the real application; notices carry only the id.
-    started = history.events[0].workflow_execution_started_event_attributes
+    events = [event for history in histories for event in history.events]
+    started = events[0].workflow_execution_started_event_attributes
     [app] = await desk.client.data_converter.decode(started.input.payloads, [LoanApplication])
     assert app.borrower == BORROWER
-    notices = [e.activity_task_scheduled_event_attributes for e in history.events
+    notices = [e.activity_task_scheduled_event_attributes for e in events
                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
                and e.activity_task_scheduled_event_attributes.activity_type.name
                == ActivityName.RECORD_NOTICE]

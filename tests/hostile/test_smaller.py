@@ -14,6 +14,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.notify import NotifyActivities
 from activities.support import heartbeating
+from bench.histories import every_run
 from loanflow.db import Database, ValueTooLong
 from loanflow.effects import Notice
 from loanflow.mail.preview import SAMPLE_BORROWER, sample_data
@@ -58,8 +59,8 @@ async def test_heartbeating_beats_while_the_body_runs() -> None:
 async def test_notices_are_scheduled_with_a_short_heartbeat_timeout(desk: Desk) -> None:
     handle = await active_loan(desk, "HB1")
     await desk.settle(handle)
-    history = await handle.fetch_history()
-    notices = [e.activity_task_scheduled_event_attributes for e in history.events
+    notices = [e.activity_task_scheduled_event_attributes
+               for e in await every_run(desk.client, handle.id)
                if e.HasField("activity_task_scheduled_event_attributes")
                and e.activity_task_scheduled_event_attributes.activity_type.name == "record_notice"]
     assert notices

@@ -366,6 +366,25 @@ async def sold_after_backlog(desk: Desk) -> WorkflowHandle[Any, Any]:
     return await repay_in_full(desk, handle, "b1")
 
 
+async def fresh_run(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with issue12-fresh-run-once-serving in: the run that onboards a loan and
+    continues as new once it is ACTIVE and its notices are out (its history is the first run's)."""
+    handle = await funded(desk, "HIST-FRESH")
+    await desk.settle(handle)
+    return handle
+
+
+async def fresh_run_continued(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with issue12-fresh-run-once-serving in: the run an onboarded loan continued
+    in (it wrote nothing at its start), margin-called, then repaid in full."""
+    handle = await funded(desk, "HIST-FRESH-NEXT")
+    await desk.settle(handle)
+    latest = desk.client.get_workflow_handle(handle.id)
+    await desk.price(latest, "BTC", "42000")
+    await until(desk, latest, LoanState.MARGIN_CALL)
+    return await repay_in_full(desk, latest, "f1")
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -387,9 +406,11 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "one_look_daily": one_look_daily,
     "reminder_reads_store": reminder_reads_store,
     "sold_after_backlog": sold_after_backlog,
+    "fresh_run_onboarded": fresh_run,
+    "fresh_run_continued": fresh_run_continued,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
-LATEST_RUN = {"continue_as_new_resumed_run"}
+LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued"}
 # Scenarios that stop and restart the worker (`Desk.backlog`): theirs caches no workflows.
 BACKLOG = {"sold_after_backlog"}
 

@@ -83,6 +83,10 @@ async def test_current_details_show_state_ltv_debt_and_deadline(desk: Desk) -> N
     assert "LTV 30.00% · debt $30,000.00 · collateral 1 BTC" in details
     maturity = (await desk.status(handle)).maturity
     assert maturity is not None and f"maturity: {people_time(maturity)}" in details
+    # The loan continued as new once ACTIVE, and a continued run has no static summary or
+    # details of its own: its current details end with them.
+    app = application("S3")
+    assert details.endswith(f"\n\n{static_summary(app)}\n\n{static_details(app)}")
 
     await desk.price(handle, "BTC", "42000")
     call = await wait_state(desk, handle, LoanState.MARGIN_CALL)
