@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from loanflow.models import LoanState
 from tests.workflows.book import assert_books_agree
@@ -46,10 +47,16 @@ async def test_loan_survives_continue_as_new(desk: Desk) -> None:
         latest, "repay", {"amount_usd": "1.00", "reference": "wire-before"}
     )
     # And the loan goes on working: a margin call, then a repayment in full closes it.
-    await desk.price(latest, "BTC", "33000")  # 1.25 BTC against ~$29.9k: 72.5%
+    await called_then_repaid(desk, latest, "33000", "wire-after")  # 1.25 BTC vs ~$29.9k: 72.5%
+
+
+async def called_then_repaid(desk: Desk, latest: Any, price: str, reference: str) -> None:
+    """A continued loan still works: `price` opens a margin call, then a repayment of the
+    whole debt closes the loan, and the books agree with it."""
+    await desk.price(latest, "BTC", price)
     await wait_state(desk, latest, LoanState.MARGIN_CALL)
     debt = (await desk.status(latest)).debt_usd
-    await latest.execute_update("repay", {"amount_usd": str(debt), "reference": "wire-after"})
+    await latest.execute_update("repay", {"amount_usd": str(debt), "reference": reference})
     result = await latest.result()
     assert result.state == LoanState.CLOSED
     await assert_books_agree(desk.db, result)

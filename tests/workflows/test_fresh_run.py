@@ -16,10 +16,11 @@ from temporalio.client import WorkflowExecutionStatus
 from bench.histories import whole_history, workflow_cost
 from loanflow.models import LoanState
 from loanflow.schema import Loan
-from tests.workflows.book import assert_books_agree, notices, table
+from tests.workflows.book import notices, table
 from tests.workflows.conftest import Desk
+from tests.workflows.test_continue_as_new import called_then_repaid
 from tests.workflows.test_import import Ids, ids  # noqa: F401
-from tests.workflows.test_lifecycle import active_loan, wait_state
+from tests.workflows.test_lifecycle import active_loan
 from tests.workflows.test_one_publish import imported_with_a_stored_price, writes_per_task
 from workflows.loan import LoanWorkflow
 
@@ -67,13 +68,7 @@ async def test_an_onboarded_loan_continues_as_new_once_active(desk: Desk, ids: I
     assert status.deposit_address and status.disbursed_at and status.maturity
 
     # It goes on serving in the new run: a margin call, then a repayment in full closes it.
-    await desk.price(latest, "BTC", "42000")  # 1 BTC against $30k: 71.4%
-    await wait_state(desk, latest, LoanState.MARGIN_CALL)
-    debt = (await desk.status(latest)).debt_usd
-    await latest.execute_update("repay", {"amount_usd": str(debt), "reference": "fr-wire"})
-    result = await latest.result()
-    assert result.state == LoanState.CLOSED
-    await assert_books_agree(desk.db, result)
+    await called_then_repaid(desk, latest, "42000", "fr-wire")  # 1 BTC against $30k: 71.4%
     await desk.settle(latest)
     assert await notices(desk.db, loan_id) == [*ONBOARDING, "margin_call", "repayment_received",
                                                "loan_closed"]
