@@ -249,10 +249,11 @@ class LoanBase:
                 and self.fresh_run())
 
     def shown_as_carried(self) -> None:
-        """In a run continued by a run with FRESH_RUN: its previous run wrote the read model
-        and upserted the search attributes (which a continued run inherits) before it
-        continued, so what the loan shows is already published: the first flush writes only
-        what changes from here."""
+        """In a continued run started with FRESH_RUN in: the run before it, whatever its
+        code, drained before continuing (`maybe_continue_as_new`): it wrote the read model and
+        upserted the search attributes (which the server hands a continued run), so what the
+        loan shows is already published and the first flush writes only what changes from
+        here. (Without it every onboarded loan wrote its unchanged snapshot once more.)"""
         if workflow.info().continued_run_id is not None and self.fresh_run():
             self._published = self._shown()
 

@@ -101,7 +101,10 @@ def parse_ltv(option: str, text: str | None) -> Decimal | None:
 
 def list_query(filters: Filters) -> str:
     """The visibility query for the filters (all of them must hold)."""
-    parts = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
+    # A loan's earlier runs keep the search attributes they handed over with (every onboarded
+    # loan continues as new once ACTIVE): its current run alone is the loan.
+    current = "= 'Running'" if filters.running_only else "!= 'ContinuedAsNew'"
+    parts = [f"WorkflowType = '{WORKFLOW_TYPE}'", f"ExecutionStatus {current}"]
     if filters.states:
         quoted = ", ".join(f"'{s}'" for s in filters.states)
         parts.append(f"{sa.LOAN_STATE.name} IN ({quoted})")
@@ -114,8 +117,6 @@ def list_query(filters: Filters) -> str:
         parts.append(f"{sa.LOAN_LTV.name} >= {decimal_text(filters.ltv_min)}")
     if filters.ltv_max is not None:
         parts.append(f"{sa.LOAN_LTV.name} <= {decimal_text(filters.ltv_max)}")
-    if filters.running_only:
-        parts.append("ExecutionStatus = 'Running'")
     return " AND ".join(parts)
 
 

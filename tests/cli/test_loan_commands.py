@@ -68,6 +68,9 @@ async def test_a_loan_from_open_to_close_with_the_cli(desk: Desk) -> None:
     called = await cli.until(loan, "MARGIN_CALL")
     assert called["cure_deadline"] and called["cure_top_up"] and called["cure_repay_usd"]
     await listed(cli, loan, "--state", "MARGIN_CALL", "--ltv-min", "0.7")
+    # The run that onboarded it (continued as new once ACTIVE, its search attributes as they
+    # were then) is not the loan: no list shows it as ACTIVE any more.
+    assert loan not in [r["loan_id"] for r in (await cli.json("list", "--state", "ACTIVE"))["loans"]]
     table = await cli.ok("list", "--state", "MARGIN_CALL", "--asset", "ETH")
     assert loan in table and "71.43%" in table and "LoanState IN ('MARGIN_CALL')" in table
     table = await cli.ok("status", loan)
