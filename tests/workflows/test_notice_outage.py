@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest_asyncio
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import build_activities
@@ -54,6 +55,9 @@ async def test_margin_call_mail_arrives_once_after_an_outage(dark_desk: tuple[De
         await desk.env.sleep(timedelta(seconds=5))
     else:
         raise AssertionError("the margin-call notice was never retried")
+    # The run that onboarded it serves on while its notices wait: it continues as new only
+    # once they are out (patch issue12-fresh-run-once-serving).
+    assert (await handle.describe()).run_id == handle.first_execution_run_id
 
     inbox = Inbox()
     server = Controller(inbox, hostname="127.0.0.1", port=port)
@@ -69,6 +73,9 @@ async def test_margin_call_mail_arrives_once_after_an_outage(dark_desk: tuple[De
         server.stop()
     calls = [email.message_from_bytes(m) for m in inbox.messages if b"margin_call:1" in m]
     assert len(calls) == 1
+    await desk.settle(handle)  # the task that continues it, and the new run's first
+    first = desk.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+    assert (await first.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
     assert status.cure_repay_usd is not None
     body = calls[0].get_payload()[0].get_payload(decode=True).decode()
     assert f"{status.cure_repay_usd:,}" in body
