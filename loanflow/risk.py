@@ -148,13 +148,22 @@ POST_LIQUIDATION_BAND = Decimal("0.01")
 # A liquidation stops (and sells the rest at the next price) after this many orders; with the
 # default policy the slowest case is four (97%, every order filled at its limit).
 MAX_SALE_STEPS = 6
+# A partial sale must leave a remainder whose band is at least this wide in dollars (band x
+# the remainder's value at target): proceeds are rounded to the cent (gross down, fee up), so a
+# narrower window cannot be aimed at, and chasing it sells dust after dust, each order losing
+# cents to rounding, until a loan that the collateral covered ends with a shortfall. Below it
+# the loan is closed out instead: everything sold at the limit, the surplus paid out.
+DUST_WINDOW_USD = Decimal("0.10")
 
 
 @dataclass(frozen=True)
 class SaleStep:
     """One order of a partial liquidation.
 
-    `limit_price` is None for a sale of everything (a market order: there is nothing to size).
+    `limit_price` is None for a sale of everything because the debt exceeds what the
+    collateral covers (a market order: there is nothing to size). A `dust` close-out also sells
+    everything, at the limit: the collateral covers the debt, but what a partial sale would
+    leave is too small to size with cent-rounded proceeds (`DUST_WINDOW_USD`).
     `last` is True when any fill in [limit_price, best_fill] lands LTV in the band, so no
     further step can be needed; otherwise the step is the most that can be sold without the
     best fill taking LTV below the band, and the loan looks again after its fill."""
@@ -163,11 +172,13 @@ class SaleStep:
     limit_price: Decimal | None
     sells_everything: bool
     last: bool
+    dust: bool = False
 
 
 def sale_step(
     asset: str, debt: Decimal, amount: Decimal, price: Decimal, target: Decimal, fee: Decimal,
     buffer: Decimal, upside: Decimal, band: Decimal = POST_LIQUIDATION_BAND,
+    dust_window: Decimal = DUST_WINDOW_USD,
 ) -> SaleStep:
     """The next order of a partial liquidation at reference `price`.
 
@@ -178,6 +189,8 @@ def sale_step(
     - Nothing to sell when LTV <= target already.
     - Everything (market order) when even all the collateral sold at the limit cannot bring
       LTV to target: the debt is more than the collateral covers after the fee.
+    - Everything at the limit (`dust`) when the least sale to target would leave a remainder
+      worth so little that its band is narrower than `dust_window` dollars (0 turns this off).
     - One last step of q_lo, the least quantity with L(q_lo, limit) <= target, when also
       L(q_lo, best_fill) >= target - band: every fill in between lands in the band.
     - Otherwise q_hi, the most with L(q_hi, best_fill) >= target - band, i.e.
@@ -195,6 +208,8 @@ def sale_step(
         return SaleStep(ZERO, limit, False, True)
     if least.sells_everything:
         return SaleStep(amount, None, True, True)
+    if band * collateral_value(amount - least.quantity, price) < dust_window:
+        return SaleStep(amount, limit, True, True, dust=True)
     floor = target - band
     if ltv_after(debt, amount, price, least.quantity, best, fee) >= floor:
         return SaleStep(least.quantity, limit, False, True)

@@ -101,15 +101,18 @@ above_target = loans(ltv_bps=(5001, 9900), debt=accrued_debts)
 @example(loan=Loan("ETH", D("2445340.90"), D("1000"), D("2520.97")), points=[0])  # 97%
 @example(loan=Loan("BTC", D("30000"), D("0.33"), D("100000")), points=[0, 10**6])  # 90.9%
 @example(loan=Loan("BTC", D("45000"), D("2"), D("30000")), points=[10**6, 0])  # 75%
+@example(loan=Loan("BTC", D("15"), D("0.0004"), D("41200")), points=[0])  # 91%, dust: closed out
 def test_partial_liquidation_lands_in_the_band_whatever_the_fill(loan: Loan, points: list[int]):
     before = ltv(loan.debt, loan.amount, loan.price)
     outcome = liquidate(loan, points)
     if outcome.amount == 0:
-        # Everything goes only when the limit fill of everything cannot reach the target.
+        # Everything goes in one order: when the limit fill of everything short of one unit
+        # cannot reach the target, or (dust) the loan is closed out and repaid in full.
         first = step(loan)
         assert first.sells_everything and outcome.steps == 1
-        assert not reaches_target(loan.debt, loan.amount, loan.price, TARGET,
-                                  loan.amount - loan.q, limit_of(loan.price), FEE)
+        assert (outcome.debt == 0) if first.dust else not reaches_target(
+            loan.debt, loan.amount, loan.price, TARGET, loan.amount - loan.q,
+            limit_of(loan.price), FEE)
         return
     assert before is not None and before > TARGET
     assert outcome.debt > 0, "a partial sale never repays everything"
@@ -124,7 +127,12 @@ def test_a_sale_step_is_as_small_as_the_band_allows(loan: Loan):
     limit, best = limit_of(loan.price), best_of(loan.price)
     assert s.quantity > 0 and s.quantity == units_up(loan.asset, s.quantity)
     if s.sells_everything:
-        assert s.quantity == loan.amount and s.limit_price is None
+        assert s.quantity == loan.amount and s.limit_price == (limit if s.dust else None)
+        if s.dust:  # solvent at the limit, but the part left at target is worth under $10
+            assert sale_proceeds(loan.amount, limit, FEE).net >= usd_up(loan.debt)
+            least = least_to_target(loan.asset, loan.debt, loan.amount, loan.price, TARGET,
+                                    FEE, limit).quantity
+            assert (loan.amount - least) * loan.price < 10
         return
     assert s.limit_price == limit and 0 < s.quantity < loan.amount
     # never below the band at the best fill, so never at any fill between limit and best
@@ -189,9 +197,16 @@ def policy_cases(draw: st.DrawFn) -> tuple[Loan, Decimal]:
     return loan, D(target_bps).scaleb(-4)
 
 
+# A $100 loan at 98.6% with a 30% target: the remainder at target is worth ~$0.10. Sized in
+# partial orders it sold dust after dust and ended with a cent of debt and no collateral.
+DUST = (Loan("BTC", D("100"), D("0.10145075"), D("1000")), D("0.30"))
+DUST_POLICY = (D("0.0063"), D("0.0073"), D(0))
+
+
 @PROPERTY
 @given(case=policy_cases(), fee=ratio(0, 500), buffer=ratio(10, 200), upside=ratio(0, 100),
        points=st.lists(fill_points, min_size=1, max_size=MAX_SALE_STEPS))
+@example(case=DUST, fee=DUST_POLICY[0], buffer=DUST_POLICY[1], upside=DUST_POLICY[2], points=[0])
 def test_the_band_holds_for_other_policies(case: tuple[Loan, Decimal], fee: Decimal,
                                            buffer: Decimal, upside: Decimal, points: list[int]):
     """Targets 30-65%, fees 0-5%, limits 0.1-2% below the price, fills up to 1% above it."""
@@ -216,3 +231,39 @@ def test_the_band_holds_for_other_policies(case: tuple[Loan, Decimal], fee: Deci
         if after <= target:
             return
     raise AssertionError(f"still above target after {MAX_SALE_STEPS} orders")
+
+
+def sell_down(loan: Loan, target: Decimal, fee: Decimal, buffer: Decimal, upside: Decimal,
+              **kw: Decimal) -> tuple[int, Decimal, Decimal, Decimal]:
+    """Orders, debt left, collateral left and surplus when every order fills at its limit."""
+    debt, amount, surplus = usd_up(loan.debt), loan.amount, D(0)
+    for n in range(1, MAX_SALE_STEPS + 1):
+        s = sale_step(loan.asset, debt, amount, loan.price, target, fee, buffer, upside, **kw)
+        net = sale_proceeds(s.quantity, s.limit_price or loan.price, fee).net
+        surplus += max(net - debt, D(0))
+        debt, amount = max(debt - net, D(0)), amount - s.quantity
+        if s.sells_everything or ltv(debt, amount, loan.price) <= target:
+            return n, debt, amount, surplus
+    return MAX_SALE_STEPS, debt, amount, surplus
+
+
+def test_a_remainder_too_small_to_size_is_closed_out_at_the_limit() -> None:
+    (loan, target), (fee, buffer, upside) = DUST, DUST_POLICY
+    s = sale_step(loan.asset, loan.debt, loan.amount, loan.price, target, fee, buffer, upside)
+    assert s.dust and s.sells_everything and s.quantity == loan.amount
+    assert s.limit_price == D("992.70")  # at the limit, not a market order: the loan is solvent
+    # Everything at the limit: $100.71 gross, $0.64 fee, $100 repaid, $0.07 paid out.
+    assert sell_down(loan, target, fee, buffer, upside) == (1, D(0), D(0), D("0.07"))
+    # Without the close-out (dust_window 0: what the loan did before) the same fills sell six
+    # orders of dust and leave a cent of debt with nothing to sell: a shortfall.
+    orders, debt, amount, _ = sell_down(loan, target, fee, buffer, upside, dust_window=D(0))
+    assert (orders, amount) == (6, D(0)) and debt == D("0.01")
+
+
+def test_a_remainder_worth_ten_dollars_at_target_is_sold_down_in_part() -> None:
+    # Default policy, 91%: $1,500 against 0.04 BTC at $41,200 leaves ~$210 at target.
+    s = sale_step("BTC", D("1500"), D("0.04"), D("41200"), TARGET, FEE, BUFFER, UPSIDE)
+    assert not s.dust and not s.sells_everything and 0 < s.quantity < D("0.04")
+    # A hundredth of it leaves ~$2: closed out.
+    s = sale_step("BTC", D("15"), D("0.0004"), D("41200"), TARGET, FEE, BUFFER, UPSIDE)
+    assert s.dust and s.quantity == D("0.0004")

@@ -21,8 +21,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from loanflow.models import CollateralDeposit, LoanState, PriceUpdate, Repayment
     from loanflow.money import USD, fmt_ratio, fmt_units, fmt_usd, wide
-    from loanflow.risk import MAX_SALE_STEPS, after_payment, allocate_payment
-    from loanflow.risk import full_liquidation_quantity, liquidation_quantity, sale_step
+    from loanflow.risk import (
+        MAX_SALE_STEPS,
+        SaleStep,
+        after_payment,
+        allocate_payment,
+        full_liquidation_quantity,
+        liquidation_quantity,
+        sale_step,
+    )
     from workflows.base import CURE_DEADLINE, CURE_TIMER, iso, text
     from workflows.calls import effect
     from workflows.loan_file import DAY
@@ -69,6 +76,12 @@ SALE_SIZING_PATCH = "sale-sizing-limit"
 # price had passed both levels "between two of our price observations": at 10,000 loans,
 # 35 loans of the 25-tick crash. Asked only when it applies, so it marks only those runs.
 CALL_AFTER_BACKLOG = "issue12-call-after-backlog"
+# A partial sale whose remainder would be too small to size with cent-rounded proceeds closes
+# the loan out instead (`risk.DUST_WINDOW_USD`): everything sold at the limit, the surplus paid
+# out. Before it, such a loan sold dust after dust, each order losing cents to rounding, and a
+# loan its collateral covered could end with a shortfall of a cent or two. Asked only when it
+# applies.
+DUST_CLOSE_OUT = "sale-dust-close-out"
 
 
 class Servicing(Onboarding):
@@ -365,8 +378,9 @@ class Servicing(Onboarding):
                 )
             sale = await self.sell(price, size.quantity, None)
         else:
-            sales, short = await self.sell_in_steps(price)
+            sales, short, dust = await self.sell_in_steps(price)
             sale = combined(sales)
+            why["closed_out"] = "dust" if dust else None
         # `cause` and `ltv_before` make the audit trail enough to tell why and from where a
         # sale happened (the stress report reads them); extra detail keys do not touch replay.
         self.audit("liquidation", price=price, reason=reason, cause=cause,
@@ -402,35 +416,46 @@ class Servicing(Onboarding):
             await self.pay_surplus(sale)
         return sale
 
-    async def sell_in_steps(self, price: PriceUpdate) -> tuple[list[SaleReceipt], bool]:
+    async def sell_in_steps(self, price: PriceUpdate) -> tuple[list[SaleReceipt], bool, bool]:
         """A partial liquidation at the decision's price: limit orders as `risk.sale_step`
         plans them, each sized with the fills so far, until LTV is at target (it cannot then be
         below target - 1 pp for any fill the plan allows). Returns the fills, and True if the
         loan is still above target because an order filled short of its quantity (the market
-        was below the limit) or the step cap was reached: the rest waits for a newer price."""
-        f, app, p = self.f, self.app, self.f.policy
+        was below the limit) or the step cap was reached: the rest waits for a newer price;
+        and True if the loan was closed out because its remainder would have been dust."""
+        f, p = self.f, self.f.policy
         sales: list[SaleReceipt] = []
         for _ in range(MAX_SALE_STEPS):
-            step = sale_step(
-                app.collateral_asset, f.debt(), f.collateral, price.price,
-                p.post_liquidation_ltv, p.liquidation_fee, p.liquidation_slippage_buffer,
-                p.liquidation_fill_upside,
-            )
+            step = self.next_sale_step(price)
             if step.quantity <= 0:
-                return sales, False
+                return sales, False, False
             sale = await self.sell(price, step.quantity, step.limit_price)
             sales.append(sale)
             left = f.ltv_at(price.price)
             self.audit("liquidation_order", price=price, key=sale.key, asked=step.quantity,
                        limit_price=step.limit_price, quantity=sale.quantity,
-                       fill_price=sale.fill_price, ltv_after=left)
+                       fill_price=sale.fill_price, ltv_after=left, closed_out=step.dust)
             if sale.quantity < step.quantity:
-                return sales, True
+                return sales, True, False
             if step.sells_everything or f.debt() <= 0 or f.collateral <= 0:
-                return sales, False
+                return sales, False, step.dust
             if left is not None and left <= p.post_liquidation_ltv:
-                return sales, False
-        return sales, True
+                return sales, False, False
+        return sales, True, False
+
+    def next_sale_step(self, price: PriceUpdate) -> SaleStep:
+        """`risk.sale_step` with the loan's figures; a run from before DUST_CLOSE_OUT sizes a
+        dust remainder as it did (another partial order)."""
+        f, p = self.f, self.f.policy
+        figures = (
+            self.app.collateral_asset, f.debt(), f.collateral, price.price,
+            p.post_liquidation_ltv, p.liquidation_fee, p.liquidation_slippage_buffer,
+            p.liquidation_fill_upside,
+        )
+        step = sale_step(*figures)
+        if step.dust and not workflow.patched(DUST_CLOSE_OUT):
+            return sale_step(*figures, dust_window=Decimal(0))
+        return step
 
     def liquidation_cause(self, price: PriceUpdate, cause: str) -> dict[str, str | None]:
         """Why a sale happens, in figures the borrower can check: the price and LTV it acted

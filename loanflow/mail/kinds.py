@@ -67,7 +67,8 @@ KINDS: dict[str, NoticeKind] = {
             "applied_usd", "collateral_left", "debt_usd",
         ),
         ("surplus_usd", "ltv_after", "reason", "cause", "price", "observed_at", "ltv_before",
-         "margin_call_ltv", "liquidation_ltv", "hard_liquidation_ltv", "cure_deadline"),
+         "margin_call_ltv", "liquidation_ltv", "hard_liquidation_ltv", "cure_deadline",
+         "closed_out"),
     ),
     "loan_defaulted": NoticeKind(
         ("shortfall_usd",), ("quantity_sold", "collateral_asset", "applied_usd")

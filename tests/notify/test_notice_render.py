@@ -319,3 +319,21 @@ def test_a_sale_notice_recorded_before_causes_existed_still_renders() -> None:
             if k not in ("cause", "cure_deadline", "price", "ltv_before")}
     msg = render_notice(notice("liquidation_executed", data), SETTINGS)
     assert "Reason: cure deadline passed" in msg.text
+
+
+def test_a_dust_close_out_says_everything_was_sold_and_why() -> None:
+    data = preview.sample_data("liquidation_executed") | {
+        "closed_out": "dust", "collateral_left": "0", "debt_usd": "0", "surplus_usd": "0.42"}
+    msg = render_notice(notice("liquidation_executed", data), SETTINGS)
+    for said in (flat(msg.text), visible_text(msg.html)):
+        assert "We have sold all of the collateral of your loan" in said
+        assert "repaid the loan in full from the proceeds and paid the rest out to you" in said
+        assert "whose proceeds are rounded to the cent" in said
+        assert "sold part of" not in said
+
+
+def test_a_partial_sale_says_part() -> None:
+    msg = render_notice(notice("liquidation_executed",
+                               preview.sample_data("liquidation_executed")), SETTINGS)
+    for said in (flat(msg.text), visible_text(msg.html)):
+        assert "We have sold part of the collateral" in said and "all of the collateral" not in said

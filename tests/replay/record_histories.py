@@ -52,7 +52,8 @@ async def funded(desk: Desk, loan_id: str, **overrides: Any) -> WorkflowHandle[A
     handle = await desk.open(application(loan_id, **overrides))
     await desk.price(handle, "BTC", "100000")
     await until(desk, handle, LoanState.AWAITING_COLLATERAL)
-    await handle.execute_update("confirm_deposit", {"amount": "1", "tx_id": f"{loan_id}-tx"})
+    amount = str(overrides.get("collateral_amount", "1"))
+    await handle.execute_update("confirm_deposit", {"amount": amount, "tx_id": f"{loan_id}-tx"})
     await until(desk, handle, LoanState.ACTIVE)
     return handle
 
@@ -366,6 +367,16 @@ async def sold_after_backlog(desk: Desk) -> WorkflowHandle[Any, Any]:
     return await repay_in_full(desk, handle, "b1")
 
 
+async def dust_sold_in_steps(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded before sale-dust-close-out: a $15 loan on 0.0004 BTC past the hard floor, whose
+    partial sale would leave dust (about $2 of collateral), sold in limit orders; repaid."""
+    handle = await funded(desk, "HIST-DUST", principal_usd=Decimal("15.00"),
+                          collateral_amount=Decimal("0.0004"))
+    await desk.price(handle, "BTC", "41200")  # 91%: past the hard floor
+    await until_sold(desk, handle)
+    return await repay_in_full(desk, handle, "d1")
+
+
 async def fresh_run(desk: Desk) -> WorkflowHandle[Any, Any]:
     """Recorded with issue12-fresh-run-once-serving in: the run that onboards a loan and
     continues as new once it is ACTIVE and its notices are out (its history is the first run's)."""
@@ -408,9 +419,10 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "sold_after_backlog": sold_after_backlog,
     "fresh_run_onboarded": fresh_run,
     "fresh_run_continued": fresh_run_continued,
+    "dust_sold_in_steps": dust_sold_in_steps,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
-LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued"}
+LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued", "dust_sold_in_steps"}
 # Scenarios that stop and restart the worker (`Desk.backlog`): theirs caches no workflows.
 BACKLOG = {"sold_after_backlog"}
 

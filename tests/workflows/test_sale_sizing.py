@@ -23,7 +23,14 @@ from loanflow.models import LoanState
 from loanflow.policy import PolicyOverrides
 from loanflow.worker import build_worker
 from tests.support import Inbox, quiet_settings
-from tests.workflows.book import application, assert_books_agree, notice_data, sales, table
+from tests.workflows.book import (
+    application,
+    assert_books_agree,
+    count,
+    notice_data,
+    sales,
+    table,
+)
 from tests.workflows.conftest import Desk
 from tests.workflows.test_lifecycle import active_loan, in_band, wait_state
 
@@ -158,3 +165,22 @@ async def test_a_market_below_the_limit_sells_nothing_until_a_later_price(
 async def test_application_with_the_new_policy_field_round_trips() -> None:
     app = application("Z5", policy=PolicyOverrides(liquidation_fill_upside=D("0.01")))
     assert app.policy is not None and app.policy.liquidation_fill_upside == D("0.01")
+
+
+async def test_a_loan_whose_remainder_would_be_dust_is_closed_out(desk: MarketDesk) -> None:
+    # $15 on 0.0004 BTC; at $41,200 the collateral is worth $16.48 (91%: the hard floor).
+    # Brought to 50% the loan would keep ~$2 of collateral, too little to size to the cent:
+    # everything is sold in one limit order, the debt repaid and the rest paid out.
+    handle = await active_loan(desk, "Z6", principal_usd=D("15.00"), collateral_amount=D("0.0004"))
+    await desk.price(handle, "BTC", "41200")
+    status = await wait_state(desk, handle, LoanState.CLOSED, limit=30)
+    status = await desk.settle(handle)
+    [row] = await sales(desk.db, "Z6")
+    [order] = await orders(desk.db, "Z6")
+    assert row.quantity == D("0.0004") and order["closed_out"] is True
+    assert D(order["limit_price"]) == D("40788.00") and row.fill_price >= D("40788.00")
+    assert status.collateral_amount == 0 and status.debt_usd == 0
+    [sold] = await notice_data(desk.db, "Z6", "liquidation_executed")
+    assert sold["closed_out"] == "dust" and D(sold["surplus_usd"]) > 0
+    assert await count(desk.db, "payouts", "Z6") == 2  # the disbursement and the surplus
+    await assert_books_agree(desk.db, status)
