@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from loanflow.policy import PolicyOverrides, RiskPolicy
+from loanflow.policy import PolicyOverrides, RiskPolicy, new_loan_problem
 from loanflow.settings import SettingsError
 
 PREFIX = "LOANFLOW_POLICY_"
@@ -58,10 +58,10 @@ def refusal(overrides: PolicyOverrides) -> str | None:
     """Why `RiskPolicy` refuses these overrides together (a margin call above liquidation, ...),
     or None if it takes them."""
     try:
-        overrides.apply(RiskPolicy())
+        policy = overrides.apply(RiskPolicy())
     except ValidationError as err:
         return "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
-    return None
+    return new_loan_problem(policy)
 
 
 def with_desk_policy(application: dict[str, Any]) -> dict[str, Any]:

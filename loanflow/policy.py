@@ -79,6 +79,17 @@ class RiskPolicy(BaseModel):
         return self
 
 
+def new_loan_problem(policy: RiskPolicy) -> str | None:
+    """What a new loan may not be opened with although `RiskPolicy` takes it (a running loan's
+    policy must keep validating as it did when it started, so the check lives here and is
+    asked where loans are opened: `loanflow open`, the LOANFLOW_POLICY_* settings, and the loan
+    workflow's first step). None if nothing."""
+    if policy.post_liquidation_ltv <= 0:
+        return (f"post_liquidation_ltv ({policy.post_liquidation_ltv}) must be above 0: a sale "
+                "sized to reach it would sell all the collateral")
+    return None
+
+
 class PolicyOverrides(BaseModel):
     """Per-loan overrides: any field of `RiskPolicy`; unknown names are an error."""
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from loanflow.policy import PolicyOverrides, RiskPolicy
+from loanflow.policy import PolicyOverrides, RiskPolicy, new_loan_problem
 
 D = Decimal
 
@@ -179,3 +179,18 @@ def test_periods_that_would_overflow_a_timedelta_are_refused() -> None:
                      {"maturity_reminder_days": (10**9,)}, {"max_price_jump": "0"}):
         with pytest.raises(ValueError):
             PolicyOverrides.model_validate(override).apply(RiskPolicy())
+
+
+@pytest.mark.parametrize("target", ["-0.5", "0", "-0.0001"])
+def test_a_new_loan_may_not_aim_its_sales_at_an_ltv_of_zero_or_below(target: str) -> None:
+    # RiskPolicy takes it (a running loan's policy must keep validating as it did), but no
+    # new loan is opened with it: its first sale would sell all the collateral.
+    policy = RiskPolicy(post_liquidation_ltv=D(target))
+    assert new_loan_problem(policy) == (
+        f"post_liquidation_ltv ({target}) must be above 0: a sale sized to reach it would sell "
+        "all the collateral")
+
+
+def test_a_positive_post_liquidation_ltv_is_fine_for_a_new_loan() -> None:
+    assert new_loan_problem(RiskPolicy()) is None
+    assert new_loan_problem(RiskPolicy(post_liquidation_ltv=D("0.0001"))) is None

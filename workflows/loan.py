@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         parse_request,
     )
     from loanflow.money import fmt_usd, is_whole_units
-    from loanflow.policy import RiskPolicy
+    from loanflow.policy import RiskPolicy, new_loan_problem
     from workflows.base import SERVE, iso
     from workflows.loan_file import STEPS, CarriedState, LoanFile
     from workflows.servicing import SERVING, Servicing
@@ -39,6 +39,10 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW_TYPE = "LoanWorkflow"
 # Patch: a start whose loan_id is not its workflow's is refused (issue 10, item 4).
 IDENTITY_CHECK = "issue10-identity-check"
+# Patch: a new loan whose policy has a post-liquidation LTV of 0 or below is rejected (its first
+# sale would sell everything). Asked only when it applies: a loan started before with such a
+# policy replays as it ran.
+POSITIVE_TARGET = "policy-positive-post-liquidation-ltv"
 
 
 def refuse(message: str, kind: str = "Rejected") -> ApplicationError:
@@ -178,6 +182,10 @@ class LoanWorkflow(Servicing):
                 app.policy.apply(RiskPolicy())
             except (ValueError, pydantic.ValidationError) as err:
                 self.reject(f"policy: {err}")
+            else:
+                unsafe = new_loan_problem(self.f.policy)
+                if unsafe is not None and workflow.patched(POSITIVE_TARGET):
+                    self.reject(f"policy: {unsafe}")
         self._onboarding_run = self.f.step < SERVE and not self.is_imported()
         self.shown_as_carried()
         self.publish()

@@ -105,6 +105,11 @@ async def test_a_bad_application_names_the_field(cli: Cli, tmp_path: Path) -> No
     path.write_text(json.dumps({**application("L1"), "policy": {"margin_call_ltv": "0.9"}}))
     refused = await cli.error("open", "--file", str(path), "--principal", "100")
     assert refused == "policy: margin_call_ltv (0.9) must be below liquidation_ltv (0.80)"
+    # A sign typo: the ladder's order holds, but the first sale would sell everything.
+    path.write_text(json.dumps({**application("L1"), "policy": {"post_liquidation_ltv": "-0.5"}}))
+    assert await cli.error("open", "--file", str(path)) == (
+        "policy: post_liquidation_ltv (-0.5) must be above 0: a sale sized to reach it would "
+        "sell all the collateral")
     path.write_text("{not json")
     assert "is not JSON" in await cli.error("open", "--file", str(path), code=2)
 
@@ -123,6 +128,9 @@ async def test_invalid_settings_fail_at_start_up_naming_the_setting(cli: Cli) ->
     assert await cli.error("book", LOANFLOW_POLICY_MARGIN_CALL_LTV="0.9") == (
         "invalid setting: LOANFLOW_POLICY_MARGIN_CALL_LTV: margin_call_ltv (0.9) must be "
         "below liquidation_ltv (0.80)")
+    assert await cli.error("book", LOANFLOW_POLICY_POST_LIQUIDATION_LTV="0") == (
+        "invalid setting: LOANFLOW_POLICY_POST_LIQUIDATION_LTV: post_liquidation_ltv (0) must "
+        "be above 0: a sale sized to reach it would sell all the collateral")
     assert await cli.error("book", LOANFLOW_POLICY_CURE_PERIOD_HOURS="soon") == (
         "invalid setting: LOANFLOW_POLICY_CURE_PERIOD_HOURS: Input should be a valid integer, "
         "unable to parse string as an integer")

@@ -12,6 +12,7 @@ from temporalio.client import WorkflowFailureError
 from loanflow.mail import outbox
 from loanflow.models import Borrower, LoanState
 from loanflow.money import fmt_ratio, fmt_usd
+from loanflow.policy import PolicyOverrides
 from loanflow.risk import cure_repay, cure_top_up
 from tests.workflows.book import (
     application,
@@ -332,6 +333,18 @@ async def test_over_max_initial_ltv_is_rejected_with_the_reason(desk: Desk) -> N
                              "BTC $100,000.00")
     await desk.settle(handle)
     assert await notices(desk.db, "X1", "application_rejected") == ["application_rejected"]
+
+
+async def test_a_policy_aiming_sales_at_a_negative_ltv_is_rejected(desk: Desk) -> None:
+    # Started as the stock `temporal` CLI would, past `loanflow open`'s own check.
+    app = application("X2", policy=PolicyOverrides(post_liquidation_ltv=Decimal("-0.5")))
+    handle = await desk.open(app)
+    result = await handle.result()
+    assert result.state == LoanState.REJECTED
+    assert result.reason == ("policy: post_liquidation_ltv (-0.5) must be above 0: a sale sized "
+                             "to reach it would sell all the collateral")
+    await desk.settle(handle)
+    assert await notices(desk.db, "X2") == ["application_rejected"]
 
 
 async def test_blocked_country_is_rejected_by_screening(desk: Desk) -> None:
