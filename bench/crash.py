@@ -158,6 +158,8 @@ async def desk_phases(stack: Stack, workers: list[int], args: argparse.Namespace
     results["baseline_same_work"] = await same_work_baseline(stack, workers, one.signalled,
                                                              args, bar)
     results["cpu_ms_per_signalled_loan"] = cpu_per(results["cpu_share"], one.signalled)
+    results["cpu_ratio_same_work"] = cpu_floor(
+        results["cpu_ms_per_signalled_loan"], results["baseline_same_work"]["cpu_ms_per_workflow"])
     results["cost_per_baseline_workflow"] = await sample_cost(
         stack.client, workflow_ids(SAME_WORK, one.signalled), baseline_window,
         sample=min(HISTORY_SAMPLE, len(one.called)))
@@ -229,6 +231,33 @@ def cpu_per(report: dict[str, Any], units: int) -> dict[str, float]:
             for kind, v in report["by_kind"].items() if v["processes"]}
 
 
+# CPU of the measuring itself, not of the work measured.
+INSTRUMENTS = frozenset({"py-spy"})
+
+
+def cpu_floor(per_loan: dict[str, float], per_baseline: dict[str, float]) -> dict[str, float]:
+    """The one-tick crash and the same-work baseline both keep this machine's cores busy, so
+    their wall-clock ratio follows the ratio of their CPU per unit of work. `all` is that
+    ratio; `without_workers` is what it would be if loanflow's workers cost nothing: the CPU
+    the dev server, the database, the mail sink and the driver spend per signalled loan,
+    against everything a baseline workflow costs. Above 1.5 it is a floor that no worker-side
+    change can take `ratio_same_work` under, on this machine."""
+    def total(per: dict[str, float], *, skip: frozenset[str] = frozenset()) -> float:
+        return sum(v for k, v in per.items() if k not in INSTRUMENTS | skip)
+
+    base = total(per_baseline)
+    return {"all": round(total(per_loan) / base, 2) if base else 0.0,
+            "without_workers": round(total(per_loan, skip=frozenset({"worker"})) / base, 2)
+            if base else 0.0}
+
+
+def seeding_ceiling(per_loan: dict[str, float], cores: int) -> float:
+    """Loans a second this machine could onboard if loanflow's workers cost nothing: its cores
+    over what the dev server, the database, the sink and the driver spend per loan."""
+    rest = sum(v for k, v in per_loan.items() if k not in INSTRUMENTS | {"worker"})
+    return round(cores * 1000 / rest, 1) if rest else 0.0
+
+
 async def seed_phase(stack: Stack, workers: list[int], monitor: Monitor,
                      args: argparse.Namespace, bar: Bar) -> dict[str, Any]:
     """Seeding is the real onboarding of N loans (issue 12's 20 loans a second): with each
@@ -240,8 +269,10 @@ async def seed_phase(stack: Stack, workers: list[int], monitor: Monitor,
     async with measured(processes, names, args.profile_seed) as cpu:
         figures = await seed(stack, monitor, plans, args, bar)
     ids = [f"loan-{plan.loan_id}" for plan in plans]
+    per_loan = cpu_per(cpu, args.loans)
     return figures | {
-        "cpu_share": cpu, "cpu_ms_per_loan": cpu_per(cpu, args.loans),
+        "cpu_share": cpu, "cpu_ms_per_loan": per_loan,
+        "loans_per_second_without_workers": seeding_ceiling(per_loan, cpu["cores"]),
         "cost_per_loan": await sample_cost(stack.client, ids, whole_history,
                                            sample=HISTORY_SAMPLE)}
 
@@ -316,7 +347,9 @@ def print_figures(results: dict[str, Any]) -> None:
     console.print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['temporal']}")
     seeded = results["seed"]
     console.print(f"seed: {seeded['loans']} loans ({seeded['btc_loans']} BTC) in "
-                  f"{seeded['seconds']} s; CPU ms per onboarded loan {seeded['cpu_ms_per_loan']}")
+                  f"{seeded['seconds']} s; CPU ms per onboarded loan {seeded['cpu_ms_per_loan']}; "
+                  f"at most {seeded['loans_per_second_without_workers']} loans/s on "
+                  f"{m['cores']} cores were the workers free")
     console.print(share_line(seeded["cpu_share"], "seeding"))
     console.print(cost_line(seeded["cost_per_loan"], "an onboarded loan's history after seeding"))
     console.print(f"baseline: {base['seconds']} s for {results['config']['loans']} "
@@ -346,6 +379,10 @@ def print_figures(results: dict[str, Any]) -> None:
     console.print(share_line(same["cpu_share"], "the same-work baseline's timed part"))
     console.print(f"CPU ms per signalled loan {results['cpu_ms_per_signalled_loan']}; per "
                   f"same-work baseline workflow {same['cpu_ms_per_workflow']}")
+    floor = results["cpu_ratio_same_work"]
+    console.print(f"CPU per signalled loan / per same-work baseline workflow: {floor['all']}; "
+                  f"without any worker CPU {floor['without_workers']} (the floor of "
+                  f"ratio_same_work on this machine for any worker-side change)")
     if "profile" in results["cpu_share"]:
         console.print(f"profile: python -m bench.profile_summary {results['cpu_share']['profile']['dir']}")
     g = results["crash_25_ticks"]

@@ -101,6 +101,8 @@ def check_cpu_and_profile(results: dict[str, Any], stdout: str, profile: Path) -
     for per_unit in (results["cpu_ms_per_signalled_loan"], same["cpu_ms_per_workflow"]):
         assert per_unit["worker"] > 0 and per_unit["temporal_server"] > 0
     assert "per same-work baseline workflow" in stdout
+    floor = results["cpu_ratio_same_work"]
+    assert 0 < floor["without_workers"] < floor["all"] and "without any worker CPU" in stdout
     # A crash of one or two calls is a fraction of a second of CPU: a handful of samples, in no
     # category for sure; that the files are there and read is what this run can show.
     samples, files = summarise_dir(profile)
@@ -116,6 +118,7 @@ def check_seeding_costs(seed: dict[str, Any], stdout: str, profile: Path) -> Non
     assert kinds["worker"]["processes"] == 2 and kinds["temporal_server"]["cpu_seconds"] > 0
     per_loan = seed["cpu_ms_per_loan"]
     assert per_loan["worker"] > 0 and per_loan["temporal_server"] > 0
+    assert seed["loans_per_second_without_workers"] > 0 and "were the workers free" in stdout
     # One history per loan, each from its start to ACTIVE: 8 loans, all sampled.
     cost = seed["cost_per_loan"]
     assert cost["workflows"] == 8 and cost["without_window"] == 0
