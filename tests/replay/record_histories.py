@@ -28,6 +28,7 @@ from activities.registry import build_activities
 from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.models import LoanState
+from loanflow.policy import PolicyOverrides
 from loanflow.ports import free_port
 from loanflow.prices.messages import ManualTick, MonitorInput, TickSummary
 from loanflow.prices.sources import Quote
@@ -377,6 +378,15 @@ async def dust_sold_in_steps(desk: Desk) -> WorkflowHandle[Any, Any]:
     return await repay_in_full(desk, handle, "d1")
 
 
+async def negative_target(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded before policy-positive-post-liquidation-ltv: a loan opened (past `loanflow
+    open`) with a post-liquidation LTV of -0.5 runs; repaid in full."""
+    handle = await funded(desk, "HIST-NEGATIVE",
+                          policy=PolicyOverrides(post_liquidation_ltv=Decimal("-0.5")))
+    await desk.settle(handle)
+    return await repay_in_full(desk, handle, "n1")
+
+
 async def fresh_run(desk: Desk) -> WorkflowHandle[Any, Any]:
     """Recorded with issue12-fresh-run-once-serving in: the run that onboards a loan and
     continues as new once it is ACTIVE and its notices are out (its history is the first run's)."""
@@ -420,6 +430,7 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "fresh_run_onboarded": fresh_run,
     "fresh_run_continued": fresh_run_continued,
     "dust_sold_in_steps": dust_sold_in_steps,
+    "negative_target_opened": negative_target,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued", "dust_sold_in_steps"}
