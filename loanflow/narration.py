@@ -28,6 +28,7 @@ POLL_SECONDS = 0.5
 ENDINGS = {"CLOSED", "DEFAULTED", "CANCELLED", "REJECTED"}
 # The audit trail's codes in words.
 CURES = {"top_up": "a top-up", "repayment": "a repayment", "market": "the market"}
+DUST = {"dust": "; all of it: what a partial sale would leave was too small to size to the cent"}
 CAUSES = {"hard_floor": "past the hard floor", "liquidation_level": "at the liquidation level",
           "cure_deadline": "cure deadline passed", "maturity": "unpaid after maturity"}
 
@@ -92,7 +93,8 @@ def line(kind: str, detail: dict[str, Any], asset: str, price: Decimal | None) -
                                f"{money(d.get('fill_price'))} "
                                f"({CAUSES.get(d.get('cause'), d.get('cause'))}): "
                                f"{money(d.get('applied'))} applied, fee {money(d.get('fee'))}, "
-                               f"LTV {ltv(d.get('ltv_before'))} -> {ltv(d.get('ltv_after'))}",
+                               f"LTV {ltv(d.get('ltv_before'))} -> {ltv(d.get('ltv_after'))}"
+                               + DUST.get(d.get("closed_out"), ""),
         "liquidation_short": lambda: "sale short of target (the market was below the limit): "
                                      "the rest is sold at the next price",
         "sale_waits_for_agreement": lambda: f"sale due{p} but the venues disagree: waiting",

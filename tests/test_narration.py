@@ -28,6 +28,13 @@ def test_each_desk_action_reads_as_one_line() -> None:
                                 "ltv_after": "0.4995"}, "BTC", Decimal("44000"))
     assert sale == ("SOLD 0.5 BTC at $44,000.00 (cure deadline passed): $21,560.00 applied, "
                     "fee $440.00, LTV 75.00% -> 49.95%")
+    closed_out = line("liquidation", {"quantity": "0.0004", "fill_price": "40788",
+                                      "cause": "hard_floor", "applied": "15.00", "fee": "0.33",
+                                      "ltv_before": "0.9101", "ltv_after": None,
+                                      "closed_out": "dust"}, "BTC", Decimal("41200"))
+    assert closed_out == ("SOLD 0.0004 BTC at $40,788.00 (past the hard floor): $15.00 applied, "
+                          "fee $0.33, LTV 91.01% -> n/a; all of it: what a partial sale would "
+                          "leave was too small to size to the cent")
     assert line("state", {"previous": "LIQUIDATING", "new": "DEFAULTED",
                           "reason": "collateral exhausted"}, "BTC", None) == \
         "DEFAULTED (collateral exhausted)"

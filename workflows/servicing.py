@@ -386,7 +386,8 @@ class Servicing(Onboarding):
         self.audit("liquidation", price=price, reason=reason, cause=cause,
                    ltv_before=why["ltv_before"], quantity=sale.quantity,
                    fill_price=sale.fill_price, gross=sale.gross_usd, fee=sale.fee_usd,
-                   applied=sale.applied_usd, ltv_after=f.ltv_at(price.price))
+                   applied=sale.applied_usd, ltv_after=f.ltv_at(price.price),
+                   **({"closed_out": why["closed_out"]} if why.get("closed_out") else {}))
         await self.after_liquidation(price, sale, reason, why, notice_seq=first_seq, short=short)
 
     async def sell(

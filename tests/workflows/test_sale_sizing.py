@@ -62,10 +62,12 @@ async def desk(
         await desk.close()
 
 
-async def orders(db: Database, loan_id: str) -> list[dict[str, Any]]:
-    """The loan's limit orders as the audit trail recorded them, in order."""
+async def orders(db: Database, loan_id: str,
+                 kind: str = "liquidation_order") -> list[dict[str, Any]]:
+    """The loan's limit orders as the audit trail recorded them, in order (or its entries of
+    another kind)."""
     t = table("audit_log")
-    query = select(t.c.detail).where(t.c.loan_id == loan_id, t.c.kind == "liquidation_order")
+    query = select(t.c.detail).where(t.c.loan_id == loan_id, t.c.kind == kind)
     async with db.sessions() as s:
         return list((await s.execute(query.order_by(t.c.id))).scalars())
 
@@ -182,5 +184,7 @@ async def test_a_loan_whose_remainder_would_be_dust_is_closed_out(desk: MarketDe
     assert status.collateral_amount == 0 and status.debt_usd == 0
     [sold] = await notice_data(desk.db, "Z6", "liquidation_executed")
     assert sold["closed_out"] == "dust" and D(sold["surplus_usd"]) > 0
+    [sale] = await orders(desk.db, "Z6", "liquidation")
+    assert sale["closed_out"] == "dust"  # the console's narration says why all was sold
     assert await count(desk.db, "payouts", "Z6") == 2  # the disbursement and the surplus
     await assert_books_agree(desk.db, status)
