@@ -161,9 +161,11 @@ class SaleStep:
     """One order of a partial liquidation.
 
     `limit_price` is None for a sale of everything because the debt exceeds what the
-    collateral covers (a market order: there is nothing to size). A `dust` close-out also sells
-    everything, at the limit: the collateral covers the debt, but what a partial sale would
-    leave is too small to size with cent-rounded proceeds (`DUST_WINDOW_USD`).
+    collateral covers (a market order: there is nothing to size). A `dust` step is sized by
+    the dust rule (`DUST_WINDOW_USD`): what a partial sale would leave is too small to size
+    with cent-rounded proceeds, so it sells everything at the limit (a close-out: the
+    collateral covers the debt), or, when that falls a cent short of the debt, the least that
+    reaches the target.
     `last` is True when any fill in [limit_price, best_fill] lands LTV in the band, so no
     further step can be needed; otherwise the step is the most that can be sold without the
     best fill taking LTV below the band, and the loan looks again after its fill."""
@@ -173,6 +175,11 @@ class SaleStep:
     sells_everything: bool
     last: bool
     dust: bool = False
+
+    @property
+    def closes_out(self) -> bool:
+        """Everything sold by the dust rule: the loan repaid in full, the rest paid out."""
+        return self.dust and self.sells_everything
 
 
 def sale_step(
@@ -190,7 +197,8 @@ def sale_step(
     - Everything (market order) when even all the collateral sold at the limit cannot bring
       LTV to target: the debt is more than the collateral covers after the fee.
     - Everything at the limit (`dust`) when the least sale to target would leave a remainder
-      worth so little that its band is narrower than `dust_window` dollars (0 turns this off).
+      worth so little that its band is narrower than `dust_window` dollars (0 turns this off)
+      and everything sold at the limit repays the debt; short of that by rounding, q_lo.
     - One last step of q_lo, the least quantity with L(q_lo, limit) <= target, when also
       L(q_lo, best_fill) >= target - band: every fill in between lands in the band.
     - Otherwise q_hi, the most with L(q_hi, best_fill) >= target - band, i.e.
@@ -209,7 +217,11 @@ def sale_step(
     if least.sells_everything:
         return SaleStep(amount, None, True, True)
     if band * collateral_value(amount - least.quantity, price) < dust_window:
-        return SaleStep(amount, limit, True, True, dust=True)
+        if sale_proceeds(amount, limit, fee).net >= usd_up(debt):
+            return SaleStep(amount, limit, True, True, dust=True)
+        # Cent rounding can leave everything at the limit a cent short of the debt: then
+        # reach the target (the band's upper end), as for dust in units below.
+        return SaleStep(least.quantity, limit, False, True, dust=True)
     floor = target - band
     if ltv_after(debt, amount, price, least.quantity, best, fee) >= floor:
         return SaleStep(least.quantity, limit, False, True)

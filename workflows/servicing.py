@@ -435,11 +435,11 @@ class Servicing(Onboarding):
             left = f.ltv_at(price.price)
             self.audit("liquidation_order", price=price, key=sale.key, asked=step.quantity,
                        limit_price=step.limit_price, quantity=sale.quantity,
-                       fill_price=sale.fill_price, ltv_after=left, closed_out=step.dust)
+                       fill_price=sale.fill_price, ltv_after=left, closed_out=step.closes_out)
             if sale.quantity < step.quantity:
                 return sales, True, False
             if step.sells_everything or f.debt() <= 0 or f.collateral <= 0:
-                return sales, False, step.dust
+                return sales, False, step.closes_out
             if left is not None and left <= p.post_liquidation_ltv:
                 return sales, False, False
         return sales, True, False
