@@ -91,18 +91,21 @@ def check_cpu_and_profile(results: dict[str, Any], stdout: str, profile: Path) -
     assert "CPU during the one-tick crash" in stdout
     # The same CPU accounting over the same-work baseline, and both per unit of work.
     same = results["baseline_same_work"]
-    assert same["cpu_share"]["by_kind"]["worker"]["cpu_seconds"] > 0
     # Its CPU is over exactly its timed part (to a reading either side), inside the window
-    # that runs on to the visibility count.
+    # that runs on to the visibility count. With two or three signalled loans the timed part
+    # is tens of milliseconds, under the 10 ms ticks of a process's CPU time: a worker may read
+    # 0 there (a CI run did), never over the seconds to the visibility count.
     timed, to_count = same["cpu_share"], same["cpu_share_to_visibility"]
+    assert to_count["by_kind"]["worker"]["cpu_seconds"] > 0
     assert same["seconds"] <= timed["wall_seconds"] <= to_count["wall_seconds"] + 0.5
     for kind, v in timed["by_kind"].items():
-        assert v["cpu_seconds"] <= to_count["by_kind"][kind]["cpu_seconds"] + 0.05, kind
-    for per_unit in (results["cpu_ms_per_signalled_loan"], same["cpu_ms_per_workflow"]):
-        assert per_unit["worker"] > 0 and per_unit["temporal_server"] > 0
+        assert 0 <= v["cpu_seconds"] <= to_count["by_kind"][kind]["cpu_seconds"] + 0.05, kind
+    per_loan = results["cpu_ms_per_signalled_loan"]
+    assert per_loan["worker"] > 0 and per_loan["temporal_server"] > 0
+    assert set(same["cpu_ms_per_workflow"]) >= {"worker", "temporal_server"}
     assert "per same-work baseline workflow" in stdout
-    floor = results["cpu_ratio_same_work"]
-    assert 0 < floor["without_workers"] < floor["all"] and "without any worker CPU" in stdout
+    floor = results["cpu_ratio_same_work"]  # 0 and 0 if the timed part read no CPU at all
+    assert 0 <= floor["without_workers"] <= floor["all"] and "without any worker CPU" in stdout
     # A crash of one or two calls is a fraction of a second of CPU: a handful of samples, in no
     # category for sure; that the files are there and read is what this run can show.
     samples, files = summarise_dir(profile)
