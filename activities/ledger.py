@@ -38,11 +38,9 @@ class LedgerActivities:
                 raise conflict(posting.key, "ledger posting")
             return PostingReceipt(key=posting.key, created=False)
 
-        async with self.db.transaction() as session:
-            found = await lookup(session)
-        if found is not None:
-            return found
-
+        # Written first, looked up only if the key is taken (a retry, a duplicate): a posting
+        # is almost always new, and the unique key refuses a second one either way, so a
+        # lookup before the write cost every posting a transaction that found nothing.
         async def write(session: AsyncSession) -> PostingReceipt:
             await post_entry(
                 session,

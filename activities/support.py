@@ -95,10 +95,11 @@ async def write_once(
 ) -> tuple[T, bool]:
     """Write an effect's records in one transaction; return (result, created).
 
-    The caller has already looked for the effect and not found it, but a duplicate running at
-    the same time (two workers, or a retry racing a slow first attempt) may have written it
-    since. Then the unique keys make our transaction fail as a whole, and what the winner wrote
-    is returned instead with created=False.
+    The caller has looked for the effect and not found it, or (`post_ledger`) lets the unique
+    key find it; either way a duplicate running at the same time (two workers, or a retry
+    racing a slow first attempt) may have written it. Then the unique keys make our
+    transaction fail as a whole, and what the winner wrote is returned instead with
+    created=False.
     """
     try:
         async with db.transaction() as session:

@@ -14,13 +14,13 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loanflow.db import dialect_name
+from loanflow.db import check_values, dialect_name
 from loanflow.effects import LedgerLine
 from loanflow.ledger import check_balanced
-from loanflow.schema import LedgerEntry, LedgerLineRow
+from loanflow.schema import LedgerEntry, LedgerLineRow, utcnow
 
 
 async def find_entry(session: AsyncSession, key: str) -> LedgerEntry | None:
@@ -30,25 +30,28 @@ async def find_entry(session: AsyncSession, key: str) -> LedgerEntry | None:
 
 async def post_entry(
     session: AsyncSession, *, key: str, loan_id: str, memo: str, lines: Iterable[LedgerLine]
-) -> LedgerEntry:
-    """Add one balanced entry to the open session and flush it.
+) -> int:
+    """Add one balanced entry in the open session's transaction; its id.
 
-    Raises ValueError if the lines do not balance per currency (nothing is added then), and
-    IntegrityError at the flush if an entry with this key exists: the key is unique, so a
-    second posting can never slip in, and the caller decides what a duplicate means.
+    Raises ValueError if the lines do not balance per currency (nothing is added then), or a
+    string is longer than its column, and IntegrityError if an entry with this key exists: the
+    key is unique, so a second posting can never slip in, and the caller decides what a
+    duplicate means. Two Core INSERTs (the entry, then its lines in one executemany): every
+    sale, deposit, payout and import books one, and the ORM's unit of work around the same
+    rows cost a worker more than the statements (5% of an import's samples in its flush).
     """
     checked = check_balanced(lines)
-    entry = LedgerEntry(
-        key=key,
-        loan_id=loan_id,
-        memo=memo,
-        lines=[
-            LedgerLineRow(account=x.account, currency=x.currency, amount=x.amount) for x in checked
-        ],
-    )
-    session.add(entry)
-    await session.flush()
-    return entry
+    entries, rows = LedgerEntry.__table__, LedgerLineRow.__table__
+    values = {"key": key, "loan_id": loan_id, "memo": memo, "created_at": utcnow()}
+    check_values(entries, values)
+    lines_out = [{"account": x.account, "currency": x.currency, "amount": x.amount}
+                 for x in checked]
+    for line in lines_out:
+        check_values(rows, line)
+    inserted = await session.execute(insert(entries).values(values))
+    entry_id = inserted.inserted_primary_key[0]
+    await session.execute(insert(rows), [line | {"entry_id": entry_id} for line in lines_out])
+    return int(entry_id)
 
 
 def entry_lines(entry: LedgerEntry) -> list[LedgerLine]:

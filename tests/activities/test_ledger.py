@@ -10,7 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from temporalio.exceptions import ApplicationError
 
 from activities.ledger import LedgerActivities
+from bench.notice import counting
 from loanflow import ledger
+from loanflow.db import ValueTooLong
 from loanflow.effects import LedgerLine, LedgerPosting
 from loanflow.schema import LedgerEntry, LedgerLineRow
 from loanflow.store.ledger import account_balances, balance, check_book, post_entry
@@ -91,6 +93,25 @@ async def test_posting_is_recorded_once_per_key(db, env, count, balances, book_i
         ("income:interest", "USD"): D("-12.34"),
     }
     assert await book_is_balanced()
+
+
+async def test_a_new_posting_is_two_statements_in_one_commit(db, env) -> None:
+    """The entry and its lines (one executemany), no lookup before them: the unique key finds
+    a duplicate (the test above). It was four statements in two commits: a lookup in a
+    transaction of its own, then the ORM's flush of the entry and of each line."""
+    acts = LedgerActivities(db)
+    await env.run(acts.post_ledger, interest("L1:interest:0"))  # warm: the dialect's first queries
+    with counting(db) as counts:
+        assert (await env.run(acts.post_ledger, interest())).created
+    assert counts == {"statements": 2, "commits": 1}
+
+
+async def test_a_memo_too_long_for_its_column_is_refused_and_writes_nothing(db, count) -> None:
+    with pytest.raises(ValueTooLong, match="ledger_entries.memo: 501 characters, at most 500"):
+        async with db.transaction() as session:
+            await post_entry(session, key="k", loan_id="L1", memo="m" * 501,
+                             lines=interest().lines)
+    assert await count(LedgerEntry) == 0
 
 
 async def test_unbalanced_posting_is_refused_and_writes_nothing(db, env, count) -> None:
