@@ -242,20 +242,25 @@ def cpu_floor(per_loan: dict[str, float], per_baseline: dict[str, float]) -> dic
     the dev server, the database, the mail sink and the driver spend per signalled loan,
     against everything a baseline workflow costs. Above 1.5 it is a floor that no worker-side
     change can take `ratio_same_work` under, on this machine."""
-    def total(per: dict[str, float], *, skip: frozenset[str] = frozenset()) -> float:
-        return sum(v for k, v in per.items() if k not in INSTRUMENTS | skip)
-
-    base = total(per_baseline)
-    return {"all": round(total(per_loan) / base, 2) if base else 0.0,
-            "without_workers": round(total(per_loan, skip=frozenset({"worker"})) / base, 2)
-            if base else 0.0}
+    base = cpu_total(per_baseline)
+    if not base:
+        return {"all": 0.0, "without_workers": 0.0}
+    return {"all": round(cpu_total(per_loan) / base, 2),
+            "without_workers": round(cpu_total(per_loan, without_workers=True) / base, 2)}
 
 
 def seeding_ceiling(per_loan: dict[str, float], cores: int) -> float:
     """Loans a second this machine could onboard if loanflow's workers cost nothing: its cores
     over what the dev server, the database, the sink and the driver spend per loan."""
-    rest = sum(v for k, v in per_loan.items() if k not in INSTRUMENTS | {"worker"})
+    rest = cpu_total(per_loan, without_workers=True)
     return round(cores * 1000 / rest, 1) if rest else 0.0
+
+
+def cpu_total(per_unit: dict[str, float], *, without_workers: bool = False) -> float:
+    """CPU ms per unit of work over every kind of process but the instruments (and the
+    workers, if asked)."""
+    skip = INSTRUMENTS | {"worker"} if without_workers else INSTRUMENTS
+    return sum(v for kind, v in per_unit.items() if kind not in skip)
 
 
 async def seed_phase(stack: Stack, workers: list[int], monitor: Monitor,

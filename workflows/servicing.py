@@ -364,7 +364,7 @@ class Servicing(Onboarding):
         self.set_state(LoanState.LIQUIDATING, reason)
         self.publish()
         await self.post_interest()
-        first_seq, short = f.liquidation_seq + 1, False
+        first_seq, short, dust = f.liquidation_seq + 1, False, False
         if full or not self.patched(SALE_SIZING_PATCH):
             if full:
                 size = full_liquidation_quantity(
@@ -380,14 +380,14 @@ class Servicing(Onboarding):
         else:
             sales, short, dust = await self.sell_in_steps(price)
             sale = combined(sales)
-            why["closed_out"] = "dust" if dust else None
+        closed_out = {"closed_out": "dust"} if dust else {}
+        why |= closed_out  # the sale notice says why everything was sold
         # `cause` and `ltv_before` make the audit trail enough to tell why and from where a
         # sale happened (the stress report reads them); extra detail keys do not touch replay.
         self.audit("liquidation", price=price, reason=reason, cause=cause,
                    ltv_before=why["ltv_before"], quantity=sale.quantity,
                    fill_price=sale.fill_price, gross=sale.gross_usd, fee=sale.fee_usd,
-                   applied=sale.applied_usd, ltv_after=f.ltv_at(price.price),
-                   **({"closed_out": why["closed_out"]} if why.get("closed_out") else {}))
+                   applied=sale.applied_usd, ltv_after=f.ltv_at(price.price), **closed_out)
         await self.after_liquidation(price, sale, reason, why, notice_seq=first_seq, short=short)
 
     async def sell(

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loanflow.db import check_values, dialect_name
 from loanflow.effects import LedgerLine
 from loanflow.ledger import check_balanced
-from loanflow.schema import LedgerEntry, LedgerLineRow, utcnow
+from loanflow.schema import LedgerEntry, LedgerLineRow
 
 
 async def find_entry(session: AsyncSession, key: str) -> LedgerEntry | None:
@@ -42,7 +42,7 @@ async def post_entry(
     """
     checked = check_balanced(lines)
     entries, rows = LedgerEntry.__table__, LedgerLineRow.__table__
-    values = {"key": key, "loan_id": loan_id, "memo": memo, "created_at": utcnow()}
+    values = {"key": key, "loan_id": loan_id, "memo": memo}  # created_at: the column's default
     check_values(entries, values)
     lines_out = [{"account": x.account, "currency": x.currency, "amount": x.amount}
                  for x in checked]
