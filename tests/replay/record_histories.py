@@ -406,6 +406,19 @@ async def fresh_run_continued(desk: Desk) -> WorkflowHandle[Any, Any]:
     return await repay_in_full(desk, latest, "f1")
 
 
+async def fresh_run_imported(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with issue12-fresh-run-once-serving in: an imported loan (which wrote its
+    snapshot before adopting its migration record and again once ACTIVE), margin-called on
+    its first signalled price, then repaid in full."""
+    from loanflow.store.prices import store_observation
+
+    await store_observation(desk.db, "BTC", Decimal("100000"), await desk.now())
+    handle = await open_imported(desk, "HIST-FRESH-IMPORT", "40000.00", "500.00")
+    await desk.price(handle, "BTC", "55000")
+    await until(desk, handle, LoanState.MARGIN_CALL)
+    return await repay_in_full(desk, handle, "i1")
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -431,6 +444,7 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "fresh_run_continued": fresh_run_continued,
     "dust_sold_in_steps": dust_sold_in_steps,
     "negative_target_opened": negative_target,
+    "fresh_run_imported": fresh_run_imported,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued", "dust_sold_in_steps"}
