@@ -77,8 +77,15 @@ ONE_LOOK = "issue9-one-local-activity-per-look"
 # write again what its previous run wrote just before continuing (`LoanBase.shown_as_carried`).
 # The first patch a new run asks for, and the only one: it implies every patch above.
 FRESH_RUN = "issue12-fresh-run-once-serving"
+# Patch of issue 12: an imported loan writes its read model (and upserts its search attributes)
+# first once it is ACTIVE, instead of also at its start, before it has read its migration
+# record: that write showed the loan in the state an application opens in, for the moment
+# until the adoption, and cost every imported loan a local activity (a database transaction)
+# and an upsert of its search attributes. The first patch a new run asks for, and the only
+# one: it implies every patch above.
+IMPORT_WRITTEN_ONCE = "issue12-imported-loan-written-once-active"
 # The patches a run's `level` is read from, newest (highest level) first.
-LEVELS = (FRESH_RUN, ONE_LOOK, ONE_PUBLISH)
+LEVELS = (IMPORT_WRITTEN_ONCE, FRESH_RUN, ONE_LOOK, ONE_PUBLISH)
 
 
 IMMINENT = timedelta(minutes=15)
@@ -108,7 +115,7 @@ class LoanBase:
         self._last_notice: asyncio.Task[None] | None = None
         self._cure_timer: asyncio.Task[None] | None = None
         self._cure_at: datetime | None = None
-        self._level: int | None = None  # 2: started with ONE_LOOK in, 1: ONE_PUBLISH (`level`)
+        self._level: int | None = None  # 4: IMPORT_WRITTEN_ONCE in ... 1: ONE_PUBLISH (`level`)
         self._dirty = False  # published but not yet flushed (ONE_PUBLISH)
         self._reads = 0  # reads of our own database in flight (`read`)
         self._flusher: asyncio.Task[None] | None = None
@@ -145,9 +152,10 @@ class LoanBase:
 
     def level(self) -> int:
         """Which of the patches that imply all older ones this run was started with, asked
-        once, in the run's first task, newest first: a new run records only FRESH_RUN's
-        marker; a run recorded with ONE_LOOK has no FRESH_RUN marker, so the first question is
-        answered False (no command) and the next as it was when the run started."""
+        once, in the run's first task, newest first: a new run records only the newest
+        patch's marker; a run recorded with an older one (say ONE_LOOK) has no marker of the
+        newer ones, so those questions are answered False (no command) and its own as it was
+        when the run started."""
         if self._level is None:
             self._level = next((len(LEVELS) - n for n, patch in enumerate(LEVELS)
                                 if workflow.patched(patch)), 0)
@@ -156,6 +164,11 @@ class LoanBase:
     def fresh_run(self) -> bool:
         """Was this run started with FRESH_RUN in (a new run once onboarding is done)?"""
         return self.level() >= 3
+
+    def written_once_active(self) -> bool:
+        """Was this run started with IMPORT_WRITTEN_ONCE in (an imported loan is first written
+        once ACTIVE)?"""
+        return self.level() >= 4
 
     def price_rules(self) -> bool:
         return self.patched(PRICE_RULES)
@@ -375,7 +388,7 @@ class LoanBase:
         attributes and the Web UI's current details. The Web UI's details are set at once (not
         a command: the UI reads them with a query); the rest is written by one flush per
         workflow task (`flush_when_settled`), or at once in runs from before ONE_PUBLISH."""
-        workflow.set_current_details(self._details(self._shown_ltv()))
+        self.show_details()
         if not self.current():
             self._write()
             return
@@ -383,6 +396,10 @@ class LoanBase:
         if self._flusher is None:
             # Not a background task: `drain` flushes what is pending instead of waiting for it.
             self._flusher = asyncio.ensure_future(self.flush_when_settled())
+
+    def show_details(self) -> None:
+        """The Web UI's current details (read with a query: no command)."""
+        workflow.set_current_details(self._details(self._shown_ltv()))
 
     async def flush_when_settled(self) -> None:
         """Write what was published, once the loan has settled: the SDK checks conditions only

@@ -188,7 +188,10 @@ class LoanWorkflow(Servicing):
                     self.reject(f"policy: {unsafe}")
         self._onboarding_run = self.f.step < SERVE and not self.is_imported()
         self.shown_as_carried()
-        self.publish()
+        if self.adopts_unwritten():
+            self.show_details()
+        else:
+            self.publish()
         try:
             await self.steps()
         except ActivityError:

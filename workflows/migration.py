@@ -44,6 +44,13 @@ class Migration(LoanBase):
     def is_imported(self) -> bool:
         return self.app.origin == "import"
 
+    def adopts_unwritten(self) -> bool:
+        """An imported loan's first step in a run with IMPORT_WRITTEN_ONCE: nothing is written
+        before the adoption, whose first look at the loan writes it ACTIVE (or its rejection
+        writes it REJECTED). Asked where the run's first publish was, so that an older run
+        asks for its patches at the same point of its history."""
+        return self.is_imported() and self.f.step == 0 and self.written_once_active()
+
     async def adopt(self) -> str | None:
         """Open an imported loan ACTIVE from its migration record; why it cannot be, or None."""
         app = self.app

@@ -22,7 +22,7 @@ from tests.workflows.book import table
 from tests.workflows.conftest import Desk
 from tests.workflows.test_import import Ids, handle_of, ids, migrated, run_import  # noqa: F401
 from tests.workflows.test_lifecycle import active_loan, wait_state
-from workflows.base import FRESH_RUN
+from workflows.base import IMPORT_WRITTEN_ONCE
 
 
 async def writes_per_task(handle: Any) -> list[int]:
@@ -78,17 +78,21 @@ async def test_an_imported_loan_writes_its_read_model_once_per_task(desk: Desk,
                                                                     ids: Ids) -> None:
     handle = await imported_with_a_stored_price(desk, ids("ONE1"))
     writes = await writes_per_task(handle)
-    # Before the patch 3: at its start, and twice in the task that takes in its opening effects
-    # (after adopting the migration record, and after the first revaluation's read of the
-    # stored price). Now: at its start, and once ACTIVE with its price.
-    assert [n for n in writes if n] == [1, 1]
-    records = sum(writes)
+    # Before ONE_PUBLISH 3: at its start, and twice in the task that takes in its opening
+    # effects (after adopting the migration record, and after the first revaluation's read of
+    # the stored price); before IMPORT_WRITTEN_ONCE 2: at its start, and once ACTIVE with its
+    # price. Now only the second.
+    assert [n for n in writes if n] == [1]
     async with desk.db.sessions() as s:
         row = await s.get(Loan, ids("ONE1"))
-    assert row is not None and row.version == records  # one version per write, none lost
+    # One version, none lost: ACTIVE with its price, and the application (the contact the
+    # import notice is addressed from) in its first and only write.
+    assert row is not None and row.version == sum(writes) == 1
+    assert row.state == "ACTIVE" and row.ltv == Decimal("0.4")
+    assert row.application is not None and row.application["origin"] == "import"
     # A run started with the newest patch in asks for no older patch (each asked cost a marker
     # and a TemporalChangeVersion upsert): 4 more before ONE_PUBLISH, in the same first tasks.
-    assert await patches_asked(handle) == [FRESH_RUN]
+    assert await patches_asked(handle) == [IMPORT_WRITTEN_ONCE]
 
 
 async def test_an_onboarded_loan_writes_its_read_model_once_per_task(desk: Desk, ids: Ids) -> None:
