@@ -63,6 +63,23 @@ async def effect(
     )
 
 
+async def local_effect(name: str, request: BaseModel, result_type: type[R], *,
+                       summary: str) -> R:
+    """`effect` as a local activity, run inside the workflow task that asks for it: for a short
+    effect that is idempotent by its key, where the round trips of a server-scheduled activity
+    (and the workflow task that takes in its result) are the cost, as when `loanflow book
+    import` opens thousands of loans at once. Retried as long as `effect` is; an attempt lost
+    with its worker is run again with the workflow task, under the same key."""
+    return await workflow.execute_local_activity(
+        name,
+        request,
+        result_type=result_type,
+        start_to_close_timeout=EFFECT_TIMEOUT,
+        retry_policy=EFFECT_RETRY,
+        summary=summary,
+    )
+
+
 # Reads of our own database and writes to the read model are short and idempotent, so they
 # run as local activities: one marker event in the loan's history instead of three events and a
 # round trip through the server. That keeps a quiet year of daily revaluations well under

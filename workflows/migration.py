@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from loanflow.imported import ImportedLoan, mismatch
     from loanflow.models import LoanState
     from workflows.base import LoanBase, iso, text
-    from workflows.calls import EFFECT_RETRY, effect
+    from workflows.calls import EFFECT_RETRY, effect, local_effect
     from workflows.loan_file import STEPS
 
 
@@ -45,11 +45,11 @@ class Migration(LoanBase):
         return self.app.origin == "import"
 
     def adopts_unwritten(self) -> bool:
-        """An imported loan's first step in a run with IMPORT_WRITTEN_ONCE: nothing is written
+        """An imported loan's first step in a run with IMPORT_IN_ONE_TASK: nothing is written
         before the adoption, whose first look at the loan writes it ACTIVE (or its rejection
         writes it REJECTED). Asked where the run's first publish was, so that an older run
         asks for its patches at the same point of its history."""
-        return self.is_imported() and self.f.step == 0 and self.written_once_active()
+        return self.is_imported() and self.f.step == 0 and self.import_in_one_task()
 
     async def adopt(self) -> str | None:
         """Open an imported loan ACTIVE from its migration record; why it cannot be, or None."""
@@ -68,16 +68,18 @@ class Migration(LoanBase):
         problem = mismatch(record, app)
         if problem is not None:
             return f"not the imported loan {app.loan_id}: {problem}"
-        # Independent effects, both idempotent by key: side by side, one round trip.
+        # Independent effects, both idempotent by key: side by side, one round trip; with
+        # IMPORT_IN_ONE_TASK as local activities, in the task that read the record.
+        local = self.import_in_one_task()
         address, _ = await asyncio.gather(
-            effect(
+            (local_effect if local else effect)(
                 ActivityName.OPEN_DEPOSIT_ADDRESS,
                 DepositAddressRequest(loan_id=app.loan_id, asset=record.collateral_asset),
                 DepositAddress,
                 summary="open deposit address",
             ),
             self.post("import", f"opening balances migrated from {iso(record.originated_at)}",
-                      opening_lines(record)),
+                      opening_lines(record), local=local),
         )
         self.take_over(record, address.address)
         # The loop's next step after this one is servicing.

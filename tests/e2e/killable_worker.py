@@ -1,12 +1,16 @@
-"""A worker process for the SIGKILL test: the exchange fills the order, then its reply takes
+"""A worker process for the SIGKILL tests: the exchange fills the order, then its reply takes
 SLOW_REPLY_SECONDS to come back, so the test can kill the worker after the venue sold and before
-loanflow booked anything. Configured from the environment like the real worker."""
+loanflow booked anything; the custodian's reply to a new deposit address takes
+SLOW_CUSTODY_SECONDS, so that an imported loan can be killed after its opening balances were
+booked and before its address was recorded. Configured from the environment like the real
+worker."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 
+from activities.custody import FakeCustodian
 from activities.exchange import FakeExchange, Fill, SellOrder
 from activities.registry import build_activities
 from loanflow.db import Database
@@ -22,11 +26,19 @@ class SlowReplyExchange(FakeExchange):
         return fill
 
 
+class SlowReplyCustodian(FakeCustodian):
+    async def open_address(self, loan_id: str, asset: str) -> str:
+        address = await super().open_address(loan_id, asset)
+        await asyncio.sleep(float(os.environ.get("SLOW_CUSTODY_SECONDS", "0")))
+        return address
+
+
 async def main() -> None:
     settings = get_settings()
     db = Database(settings.db_url)
     client = await connect()
-    activities = build_activities(db, settings, exchange=SlowReplyExchange(db))
+    activities = build_activities(db, settings, exchange=SlowReplyExchange(db),
+                                  custodian=SlowReplyCustodian())
     print("worker ready", flush=True)
     await build_worker(client, db, settings, activities=activities).run()
 

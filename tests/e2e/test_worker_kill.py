@@ -1,6 +1,8 @@
 """A worker killed (SIGKILL) in the middle of a liquidation, after the exchange sold and before
 loanflow booked anything, and a new worker started: exactly one sale, one set of ledger entries,
-one notice, one e-mail."""
+one notice, one e-mail. The same for a book import killed while its loans open (their opening
+effects run as local activities in the workflow task that adopts them, which a new worker runs
+again from the start)."""
 
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.client import Client
 
+from loanflow.book_import import import_book
 from loanflow.db import Database
 from loanflow.devserver import DevServer
 from loanflow.models import LoanState, LoanStatus
 from tests.support import Inbox, idle
 from tests.workflows.book import application, assert_books_agree, notices, table
+from tests.workflows.test_import import migrated
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +38,9 @@ class WorkerProcess:
         self.env = env
         self.process: subprocess.Popen[str] | None = None
 
-    def start(self, slow_reply_seconds: float = 0) -> None:
-        env = {**self.env, "SLOW_REPLY_SECONDS": str(slow_reply_seconds)}
+    def start(self, slow_reply_seconds: float = 0, slow_custody_seconds: float = 0) -> None:
+        env = {**self.env, "SLOW_REPLY_SECONDS": str(slow_reply_seconds),
+               "SLOW_CUSTODY_SECONDS": str(slow_custody_seconds)}
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("killable_worker.py"))],
             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -139,6 +144,42 @@ async def test_sigkill_mid_liquidation_leaves_exactly_one_of_everything(
     liquidation_mails = [m for m in inbox.messages if b"liquidation_executed" in m]
     assert len(liquidation_mails) == 1
     await assert_books_agree(db, await handle.query("status", result_type=LoanStatus))
+
+
+async def test_sigkill_while_imported_loans_open_leaves_exactly_one_of_everything(
+    dev_client: Client, db: Database, workers: WorkerProcess, task_queue: str,
+    smtp_server: tuple[Inbox, int],
+) -> None:
+    workers.start(slow_custody_seconds=600)
+    now = datetime.now(timezone.utc)
+    loans = [migrated(f"KILLIMP{n}-{task_queue[-8:]}", now) for n in range(3)]
+    ids = [loan.loan_id for loan in loans]
+    await import_book(dev_client, db, loans, task_queue=task_queue)
+
+    async def booked() -> bool:
+        return all([await rows(db, "ledger_entries", key=f"{i}:import") for i in ids])
+
+    # Each loan's opening balances are booked; the custodian has not answered for its address.
+    await wait_for(booked, "the opening balances")
+    workers.kill()
+    assert all([await rows(db, "custody_accounts", loan_id=i) == 0 for i in ids])
+
+    workers.start()
+    handles = [dev_client.get_workflow_handle(f"loan-{i}") for i in ids]
+    for handle in handles:
+        await wait_for(lambda h=handle: _is(lambda: _state(h), LoanState.ACTIVE), "the import")
+        await wait_for(lambda h=handle: _settled(h), "the import notice")
+    inbox = smtp_server[0]
+    for loan_id, handle in zip(ids, handles):
+        assert await rows(db, "ledger_entries", key=f"{loan_id}:import") == 1
+        assert await rows(db, "custody_accounts", loan_id=loan_id) == 1
+        assert await notices(db, loan_id, "loan_migrated") == ["loan_migrated"]
+        assert sum(loan_id.encode() in m for m in inbox.messages) == 1
+        await assert_books_agree(db, await handle.query("status", result_type=LoanStatus))
+
+
+async def _state(handle: Any) -> LoanState:
+    return (await handle.query("status", result_type=LoanStatus)).state
 
 
 async def _is(state: Any, wanted: LoanState) -> bool:

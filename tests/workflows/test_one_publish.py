@@ -22,7 +22,7 @@ from tests.workflows.book import table
 from tests.workflows.conftest import Desk
 from tests.workflows.test_import import Ids, handle_of, ids, migrated, run_import  # noqa: F401
 from tests.workflows.test_lifecycle import active_loan, wait_state
-from workflows.base import IMPORT_WRITTEN_ONCE
+from workflows.base import IMPORT_IN_ONE_TASK
 
 
 async def writes_per_task(handle: Any) -> list[int]:
@@ -80,9 +80,9 @@ async def test_an_imported_loan_writes_its_read_model_once_per_task(desk: Desk,
     writes = await writes_per_task(handle)
     # Before ONE_PUBLISH 3: at its start, and twice in the task that takes in its opening
     # effects (after adopting the migration record, and after the first revaluation's read of
-    # the stored price); before IMPORT_WRITTEN_ONCE 2: at its start, and once ACTIVE with its
-    # price. Now only the second.
-    assert [n for n in writes if n] == [1]
+    # the stored price); before IMPORT_IN_ONE_TASK 2: at its start, and once ACTIVE with its
+    # price. Now only the second, in the loan's first task (IMPORT_IN_ONE_TASK).
+    assert writes[0] == 1 and sum(writes) == 1
     async with desk.db.sessions() as s:
         row = await s.get(Loan, ids("ONE1"))
     # One version, none lost: ACTIVE with its price, and the application (the contact the
@@ -92,7 +92,36 @@ async def test_an_imported_loan_writes_its_read_model_once_per_task(desk: Desk,
     assert row.application is not None and row.application["origin"] == "import"
     # A run started with the newest patch in asks for no older patch (each asked cost a marker
     # and a TemporalChangeVersion upsert): 4 more before ONE_PUBLISH, in the same first tasks.
-    assert await patches_asked(handle) == [IMPORT_WRITTEN_ONCE]
+    assert await patches_asked(handle) == [IMPORT_IN_ONE_TASK]
+
+
+async def test_an_imported_loan_opens_in_its_first_task(desk: Desk, ids: Ids) -> None:
+    """Its opening effects run as local activities in the task that reads its migration
+    record: the notice is the one activity scheduled through the server (before the patch the
+    deposit address and the opening balances were two more, and a task took in their results)."""
+    handle = await imported_with_a_stored_price(desk, ids("ONE3"))
+    history = await handle.fetch_history()
+    scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name
+                 for e in history.events
+                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    assert scheduled == [ActivityName.RECORD_NOTICE]
+    first_task = []
+    for event in history.events[4:]:  # after the first task's completion
+        if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+                break
+            continue
+        details = event.marker_recorded_event_attributes.details
+        if "data" in details:
+            first_task.append(json.loads(details["data"].payloads[0].data)["activity_type"])
+    # The read, both opening effects side by side (markers in the order they ended), the look.
+    read, *opening, look = first_task
+    assert (read, sorted(opening), look) == (
+        ActivityName.IMPORTED_LOAN,
+        sorted([ActivityName.OPEN_DEPOSIT_ADDRESS, ActivityName.POST_LEDGER]),
+        ActivityName.REFRESH_LOAN)
+    status = await desk.status(handle)
+    assert status.state == LoanState.ACTIVE and status.deposit_address
 
 
 async def test_an_onboarded_loan_writes_its_read_model_once_per_task(desk: Desk, ids: Ids) -> None:
