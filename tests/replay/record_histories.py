@@ -419,6 +419,24 @@ async def fresh_run_imported(desk: Desk) -> WorkflowHandle[Any, Any]:
     return await repay_in_full(desk, handle, "i1")
 
 
+async def import_refused(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded before a refused import stopped telling anyone: an imported loan started by
+    hand with no migration record, REJECTED (and, then, an application_rejected notice)."""
+    from loanflow.imported import ImportedLoan
+
+    now = await desk.now()
+    loan = ImportedLoan(
+        loan_id="HIST-IMPORT-REFUSED", borrower_id="B-100", borrower_name="Ada Lovelace",
+        borrower_email="ada@example.com", borrower_country="GB", collateral_asset="BTC",
+        collateral_amount=Decimal("1"), principal_usd=Decimal("1000.00"),
+        accrued_interest_usd=Decimal("0"), annual_rate=Decimal("0.12"),
+        originated_at=now - timedelta(days=30), maturity_at=now + timedelta(days=335),
+    )
+    handle = await desk.open(loan.application())
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -445,6 +463,7 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "dust_sold_in_steps": dust_sold_in_steps,
     "negative_target_opened": negative_target,
     "fresh_run_imported": fresh_run_imported,
+    "import_refused": import_refused,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued", "dust_sold_in_steps"}
