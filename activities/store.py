@@ -72,15 +72,17 @@ class StoreActivities:
         two statements) is completed by the retry, which writes the same keys again and which
         the loan's local activity makes until it lands. On PostgreSQL one transaction."""
         snapshot, loan_id = record.snapshot, record.snapshot.loan_id
-        if self.db.autocommit is None and (record.audit or snapshot.application is not None):
+        contact = record.contact and snapshot.application is not None
+        if self.db.autocommit is None and (record.audit or contact):
             async with self.db.transaction() as session:
                 await upsert_snapshot(session, snapshot)
-                await upsert_borrower(session, snapshot)
+                if contact:
+                    await upsert_borrower(session, snapshot)
                 await append_audit(session, loan_id, record.audit)
             return
         async with self.db.statement() as conn:
             await execute_snapshot_upsert(conn, snapshot)
-        if snapshot.application is not None:
+        if contact:
             async with self.db.statement() as conn:
                 await upsert_borrower(conn, snapshot)
         if record.audit:

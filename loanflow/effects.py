@@ -247,6 +247,9 @@ class LoanSnapshot(BaseModel):
 class LoanRecord(BaseModel):
     snapshot: LoanSnapshot
     audit: list[AuditEntry] = Field(default_factory=list)
+    # Record the borrower's contact details from the first snapshot's application; False for a
+    # start that is not the borrower's (a refused import), whose details may be anyone's.
+    contact: bool = True
 
 
 class RefreshRequest(BaseModel):

@@ -124,6 +124,8 @@ class LoanBase:
         self._flusher: asyncio.Task[None] | None = None
         self._last_record: asyncio.Task[None] | None = None
         self._onboarding_run = False  # this run took the loan through onboarding (FRESH_RUN)
+        # The start's contact details are not the borrower's to record (a refused import).
+        self.contact_unverified = False
 
     # --- clock and waiting ------------------------------------------------------------------------
 
@@ -510,7 +512,7 @@ class LoanBase:
             else None,
         )
         audit, self._audit = self._audit, []
-        return LoanRecord(snapshot=snapshot, audit=audit)
+        return LoanRecord(snapshot=snapshot, audit=audit, contact=not self.contact_unverified)
 
     async def refresh(self) -> None:
         """The daily look of runs started with ONE_LOOK: publish the loan as it stands and

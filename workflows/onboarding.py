@@ -33,6 +33,11 @@ with workflow.unsafe.imports_passed_through():
 PRICE_RECHECK = timedelta(minutes=5)
 
 
+# Patch: a refused import sends no notice (`Onboarding.refuse_import`). Asked only when an
+# import is refused: a refusal from before replays with its notice.
+UNADDRESSED_REFUSAL = "import-refusal-unaddressed"
+
+
 class Onboarding(Migration):
     async def step_open(self) -> None:
         try:
@@ -44,7 +49,7 @@ class Onboarding(Migration):
             # A migrated loan starts ACTIVE from its migration record (workflows.migration).
             problem = await self.adopt()
             if problem is not None:
-                self.reject(problem)
+                self.refuse_import(problem)
             return
         app = self.app
         self.notify(
@@ -60,6 +65,20 @@ class Onboarding(Migration):
     def reject(self, reason: str, kind: str = "application_rejected") -> None:
         self.set_state(LoanState.REJECTED, reason)
         self.notify(kind, reason=reason)
+
+    def refuse_import(self, reason: str) -> None:
+        """REJECTED: a start of an imported loan that has no migration record, or names another
+        borrower or other figures than its record. It is no one's application: the borrower
+        it names did not ask for it, and its contact details may be an attacker's (the stock
+        CLI lets anyone with access start one under a real borrower's id). So its snapshot does
+        not record them, and, patched, it mails no one: the operator sees the reason on the
+        loan. Before, the refusal recorded the start's contact details as the borrower's
+        (every later notice of theirs went there) and mailed them the refusal."""
+        if not workflow.patched(UNADDRESSED_REFUSAL):
+            self.reject(reason)
+            return
+        self.contact_unverified = True
+        self.set_state(LoanState.REJECTED, reason)
 
     async def step_kyc(self) -> None:
         f = self.f

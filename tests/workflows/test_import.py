@@ -18,6 +18,7 @@ from loanflow.models import LoanState
 from loanflow.money import usd_up
 from loanflow.risk import daily_interest
 from loanflow.schema import ImportedLoanRow, Loan, utcnow
+from loanflow.store.borrowers import find_borrower
 from loanflow.store.ledger import account_balances
 from loanflow.store.prices import store_observation
 from tests.workflows.book import (
@@ -207,12 +208,17 @@ async def test_a_loan_id_the_desk_already_has_is_refused(desk: Desk, ids: Ids) -
 async def test_a_start_by_hand_cannot_invent_or_hijack_an_imported_loan(desk: Desk, ids: Ids) -> None:
     now = await desk.now()
     # No migration record: the loan rejects itself, nothing is booked.
-    invented = migrated(ids("HAND1"), now).application()
+    invented = migrated(ids("HAND1"), now, borrower_email="eve@example.com").application()
     handle = await desk.open(invented)
     result = await handle.result()
     assert result.state == LoanState.REJECTED
     assert "has no migration record" in (result.reason or "")
     assert await count(desk.db, "ledger_entries", ids("HAND1")) == 0
+    # It is no one's application: no one is mailed, and the contact details it carries are
+    # not recorded as the borrower's.
+    await desk.settle(handle)
+    assert await notices(desk.db, ids("HAND1")) == []
+    assert await contact_email(desk) != "eve@example.com"
 
     # A record exists, but the start names another borrower (whose address would get the
     # notices): rejected. The id is taken for good (loan ids are never reused): importing the
@@ -225,8 +231,18 @@ async def test_a_start_by_hand_cannot_invent_or_hijack_an_imported_loan(desk: De
     assert result.state == LoanState.REJECTED
     assert "borrower: differs from the migration record" in (result.reason or "")
     assert await count(desk.db, "ledger_entries", ids("HAND2")) == 0
+    # Mallory's address is not recorded as the borrower's (every later notice of theirs would
+    # go there), and she is not mailed.
+    assert await notices(desk.db, ids("HAND2")) == []
+    assert await contact_email(desk) != "mallory@example.com"
     report = await run_import(desk, [migrated(ids("HAND2"), now)])
     assert report == ImportReport(started=[], already_present=[ids("HAND2")])
+
+
+async def contact_email(desk: Desk) -> str | None:
+    """The address the borrower's notices go to (None: none recorded in this database)."""
+    contact = await find_borrower(desk.db, BORROWER.id)
+    return None if contact is None else contact.email
 
 
 async def import_records(desk: Desk, loans: list[ImportedLoan]) -> None:
