@@ -25,13 +25,15 @@ SIGNAL = "price_update"
 MARGIN_CALL = "margin_call"
 IMPORT_NOTICE = "loan_migrated"  # workflows/migration.py
 
-# The kinds reported, and the event that marks one of each.
-KINDS: dict[str, int] = {
-    "workflow_tasks": EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
-    "activities": EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
-    "local_activities": EventType.EVENT_TYPE_MARKER_RECORDED,
-    "search_attribute_upserts": EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
-    "timers_started": EventType.EVENT_TYPE_TIMER_STARTED,
+# The kinds reported, and the event that marks one of each (a marker: its name too; a patch's
+# marker is not a local activity).
+KINDS: dict[str, tuple[int, str | None]] = {
+    "workflow_tasks": (EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, None),
+    "activities": (EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, None),
+    "local_activities": (EventType.EVENT_TYPE_MARKER_RECORDED, "core_local_activity"),
+    "patch_markers": (EventType.EVENT_TYPE_MARKER_RECORDED, "core_patch"),
+    "search_attribute_upserts": (EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES, None),
+    "timers_started": (EventType.EVENT_TYPE_TIMER_STARTED, None),
 }
 TOTAL = "history_events"
 
@@ -44,9 +46,15 @@ class NoWindow(ValueError):
 
 def count(events: Sequence[HistoryEvent]) -> dict[str, int]:
     """Per kind, how many of `events` there are, and the events in all."""
-    counts = {kind: sum(1 for e in events if e.event_type == marker)
-              for kind, marker in KINDS.items()}
+    counts = {kind: sum(1 for e in events if _is_kind(e, event_type, name))
+              for kind, (event_type, name) in KINDS.items()}
     return counts | {TOTAL: len(events)}
+
+
+def _is_kind(event: HistoryEvent, event_type: int, marker_name: str | None) -> bool:
+    if event.event_type != event_type:
+        return False
+    return marker_name is None or event.marker_recorded_event_attributes.marker_name == marker_name
 
 
 async def notice_kinds(events: Sequence[HistoryEvent], converter: DataConverter) -> dict[int, str]:

@@ -35,9 +35,11 @@ def loan_events(path: Path = HISTORY) -> list[HistoryEvent]:
 # ordered_notices_cure_timer, from the price_update signal (95) that led to the margin-call
 # notice (scheduled 103, completed 117) to the workflow task that took in its completion (120):
 #   workflow tasks completed 98, 106, 110, 120 (110 is the test's cure-extension update);
-#   activity scheduled 103; markers 99, 107, 115; upsert 100; timers started 101, 102, 114.
-MARGIN_CALL_COST = {"workflow_tasks": 4, "activities": 1, "local_activities": 3,
-                    "search_attribute_upserts": 1, "timers_started": 3, "history_events": 26}
+#   activity scheduled 103; markers 99, 107, 115 (one a patch's); upsert 100; timers started
+#   101, 102, 114.
+MARGIN_CALL_COST = {"workflow_tasks": 4, "activities": 1, "local_activities": 2,
+                    "patch_markers": 1, "search_attribute_upserts": 1, "timers_started": 3,
+                    "history_events": 26}
 
 
 async def test_a_margin_call_costs_what_its_history_shows() -> None:
@@ -72,14 +74,15 @@ def test_a_history_without_a_margin_call_has_no_window() -> None:
 async def test_an_imported_loan_costs_what_its_history_shows() -> None:
     """tests/replay/histories/imported.json, from its start (1) to the workflow task (33) that
     took in its loan_migrated notice (scheduled 25, completed 30): workflow tasks completed 4,
-    11, 14, 19, 24, 33; activities scheduled 6, 7, 25; markers 5, 8, 26, 28; timer 27."""
+    11, 14, 19, 24, 33; activities scheduled 6, 7, 25; local activities' markers 5, 8, 26, 28
+    (it was recorded before the first patch); timer 27."""
     events = loan_events(HISTORIES / "imported.json")
     kinds = await notice_kinds(events, DataConverter.default)
     assert kinds[25] == "loan_migrated"
     window = import_window(events, kinds)
     assert (window[0].event_id, window[-1].event_id) == (1, 33)
     assert count(window) == {"workflow_tasks": 6, "activities": 3, "local_activities": 4,
-                             "search_attribute_upserts": 0, "timers_started": 1,
+                             "patch_markers": 0, "search_attribute_upserts": 0, "timers_started": 1,
                              "history_events": 33}
     with pytest.raises(NoWindow):
         import_window(events, {38: "margin_call"})
@@ -101,7 +104,7 @@ async def test_a_baseline_workflow_costs_what_its_history_shows() -> None:
     finally:
         await env.shutdown()
     assert cost == {"workflow_tasks": 2, "activities": 1, "local_activities": 0,
-                    "search_attribute_upserts": 0, "timers_started": 0, "history_events": 11}
+                    "patch_markers": 0, "search_attribute_upserts": 0, "timers_started": 0, "history_events": 11}
 
 
 async def first_task_completed(handle: WorkflowHandle[Any, Any]) -> None:
