@@ -11,11 +11,11 @@ Prints `ready` once both workers poll; stops cleanly on SIGTERM.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 from bench.baseline import baseline_worker
 from bench.report import quiet_logs
+from loanflow import event_loop
 from loanflow.db import Database
 from loanflow.settings import Settings
 from loanflow.stack import stop_event
@@ -54,7 +54,7 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     quiet_logs(args.log, fresh=False)
-    asyncio.run(serve(args))
+    event_loop.run(serve(args))
 
 
 if __name__ == "__main__":

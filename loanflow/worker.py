@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from loanflow import failures
+from loanflow import event_loop, failures
 from loanflow.db import Database
 from loanflow.failures import StartupError
 from loanflow.namespace_setup import ensure_search_attributes
@@ -198,7 +198,7 @@ def main() -> None:
     code 1; Ctrl-C stops it quietly."""
     configure_logging()
     try:
-        asyncio.run(run_worker())
+        event_loop.run(run_worker())
     except KeyboardInterrupt:
         pass
     except Exception as err:

@@ -3,13 +3,12 @@ every failure an operator can act on. (Anything else is a bug and keeps its trac
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import typer
 
-from loanflow import failures
+from loanflow import event_loop, failures
 from loanflow.models import ApplicationProblem, RequestError
 
 T = TypeVar("T")
@@ -39,7 +38,7 @@ def explain(err: BaseException) -> str | None:
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine, turning known failures into one line and exit code 1."""
     try:
-        return asyncio.run(coro)
+        return event_loop.run(coro)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except Exception as err:

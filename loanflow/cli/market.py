@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from loanflow import event_loop
 from loanflow.cli.output import number, print_json, usd
 from loanflow.cli.params import AsJson
 from loanflow.prices.aggregate import AggregationRules
@@ -62,7 +63,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     from temporalio.service import RPCError
 
     try:
-        return asyncio.run(coro)
+        return event_loop.run(coro)
     except (MarketCliError, SettingsError) as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

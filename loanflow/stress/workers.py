@@ -29,6 +29,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from activities.exchange import FakeExchange
 from activities.registry import build_activities
 from activities.support import FakeFaults
+from loanflow import event_loop
 from loanflow.db import Database
 from loanflow.settings import Settings
 from loanflow.stress.shards import ShardRouter
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
         filter=TelemetryFilter(core_level="ERROR", other_level="WARN")))),
         error_if_already_set=False)
-    asyncio.run(serve(args))
+    event_loop.run(serve(args))
 
 
 if __name__ == "__main__":
