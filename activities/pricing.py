@@ -31,6 +31,11 @@ class PricingActivities:
 async def stored_price(db: Database, asset: str, now: datetime | None) -> PriceUpdate | None:
     """The newest usable stored observation of a known asset (`latest_observation`, judged
     by `now`, else the wall clock); an unknown asset is refused, not retried."""
+    check_asset(asset)
+    return await latest_observation(db, asset, now)
+
+
+def check_asset(asset: str) -> None:
+    """An unknown asset is refused, not retried: asking again never finds one."""
     if asset not in ASSETS:
         raise refuse(f"unknown asset {asset!r}", "UnknownAsset")
-    return await latest_observation(db, asset, now)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from temporalio import activity
 
-from activities.pricing import stored_price
+from activities.pricing import check_asset, stored_price
 from loanflow.db import Database, dialect_name
 from loanflow.effects import (
     ActivityName,
@@ -31,9 +31,10 @@ from loanflow.effects import (
     Refreshed,
     RefreshRequest,
 )
-from loanflow.models import Borrower
+from loanflow.models import Borrower, PriceUpdate
 from loanflow.risk import shown_ltv
 from loanflow.schema import AuditRecord, BorrowerContact, Loan, utcnow
+from loanflow.store.prices import observation_at
 
 
 class StoreActivities:
@@ -51,43 +52,64 @@ class StoreActivities:
         """A loan's daily look: read the newest stored observation (`stored_price`, as
         `latest_price` does), then publish the snapshot with its LTV at that price. One local
         activity where the daily wake-up ran two (the read, then the write): each cost a
-        stress run's daily wave of 1,000 loans about 2.5 s of worker time. The read and the
-        write are two transactions: in SQLite a read transaction that turns into a write fails
-        at once, without waiting, if another writer committed in between."""
+        stress run's daily wave of 1,000 loans about 2.5 s of worker time. On PostgreSQL the
+        read and the write are one transaction on one connection (every imported loan and
+        every daily look comes here). On SQLite they are two: there a read transaction that
+        turns into a write fails at once, without waiting, if another writer committed in
+        between."""
+        if self.db.autocommit is None:
+            check_asset(request.asset)
+            async with self.db.statement() as conn:
+                observation = await observation_at(conn, request.asset, request.now)
+                await write_rows(conn, at_price(request.record, observation))
+            return Refreshed(observation=observation)
         observation = await stored_price(self.db, request.asset, request.now)
-        record = request.record
-        if observation is not None:
-            snapshot = record.snapshot
-            ltv = shown_ltv(snapshot.debt_usd, snapshot.collateral_amount, observation.price)
-            record = record.model_copy(
-                update={"snapshot": snapshot.model_copy(update={"ltv": ltv})})
-        await self.write(record)
+        await self.write(at_price(request.record, observation))
         return Refreshed(observation=observation)
 
     async def write(self, record: LoanRecord) -> None:
         """The snapshot, the borrower's contact (first snapshot) and the audit entries. On
-        SQLite each is a lone upsert in autocommit (`Database.statement`), so that SQLite's
-        single write lock is held only while a statement runs, not until a commit comes back
-        through a busy worker's event loop; a record written in part (the worker died between
-        two statements) is completed by the retry, which writes the same keys again and which
-        the loan's local activity makes until it lands. On PostgreSQL one transaction."""
-        snapshot, loan_id = record.snapshot, record.snapshot.loan_id
-        contact = record.contact and snapshot.application is not None
-        if self.db.autocommit is None and (record.audit or contact):
-            async with self.db.transaction() as session:
-                await upsert_snapshot(session, snapshot)
-                if contact:
-                    await upsert_borrower(session, snapshot)
-                await append_audit(session, loan_id, record.audit)
+        PostgreSQL one transaction. On SQLite each is a lone upsert in autocommit
+        (`Database.statement`), so that SQLite's single write lock is held only while a
+        statement runs, not until a commit comes back through a busy worker's event loop; a
+        record written in part (the worker died between two statements) is completed by the
+        retry, which writes the same keys again and which the loan's local activity makes
+        until it lands."""
+        if self.db.autocommit is None:
+            async with self.db.statement() as conn:
+                await write_rows(conn, record)
             return
+        snapshot = record.snapshot
         async with self.db.statement() as conn:
             await execute_snapshot_upsert(conn, snapshot)
-        if contact:
+        if records_contact(record):
             async with self.db.statement() as conn:
                 await upsert_borrower(conn, snapshot)
         if record.audit:
             async with self.db.statement() as conn:
-                await append_audit(conn, loan_id, record.audit)
+                await append_audit(conn, snapshot.loan_id, record.audit)
+
+
+def at_price(record: LoanRecord, observation: PriceUpdate | None) -> LoanRecord:
+    """The record with its snapshot's LTV at the observation's price (as sent if none)."""
+    if observation is None:
+        return record
+    snapshot = record.snapshot
+    ltv = shown_ltv(snapshot.debt_usd, snapshot.collateral_amount, observation.price)
+    return record.model_copy(update={"snapshot": snapshot.model_copy(update={"ltv": ltv})})
+
+
+def records_contact(record: LoanRecord) -> bool:
+    """Does this record carry contact details to keep (a first snapshot's, not refused)?"""
+    return record.contact and record.snapshot.application is not None
+
+
+async def write_rows(conn: AsyncConnection, record: LoanRecord) -> None:
+    """Every row of a record, in the caller's transaction."""
+    await execute_snapshot_upsert(conn, record.snapshot)
+    if records_contact(record):
+        await upsert_borrower(conn, record.snapshot)
+    await append_audit(conn, record.snapshot.loan_id, record.audit)
 
 
 def _insert(dialect: str, table: Any) -> Any:

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Row, bindparam, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from loanflow.db import Database
 from loanflow.models import PriceUpdate
@@ -130,7 +130,7 @@ def _newest_first(asset: str):  # type: ignore[no-untyped-def]
             .order_by(PriceObservation.observed_at.desc(), PriceObservation.id.desc()))
 
 
-async def newest(session: AsyncSession, asset: str, *, before: datetime | None = None,
+async def newest(session: AsyncSession | AsyncConnection, asset: str, *, before: datetime | None = None,
                  not_after: datetime | None = None) -> Row[Any] | None:
     """The newest accepted observation of `asset` a loan may act on: not unconfirmed, inside
     the asset's sane range, observed before `before` / at or before `not_after` (if given).
@@ -170,9 +170,15 @@ async def latest_observation(db: Database, asset: str,
                              now: datetime | None = None) -> PriceUpdate | None:
     """The newest usable observation of `asset` (see `newest`) not observed after `now` (the
     reader's clock; the wall clock if None) plus the clock skew, or None."""
-    now = now or datetime.now(timezone.utc)
     async with db.transaction() as session:
-        row = await newest(session, asset, not_after=now + MAX_CLOCK_SKEW)
+        return await observation_at(session, asset, now)
+
+
+async def observation_at(target: AsyncSession | AsyncConnection, asset: str,
+                         now: datetime | None = None) -> PriceUpdate | None:
+    """`latest_observation` in the caller's session or connection (its transaction)."""
+    now = now or datetime.now(timezone.utc)
+    row = await newest(target, asset, not_after=now + MAX_CLOCK_SKEW)
     return None if row is None else as_update(row)
 
 

@@ -15,6 +15,7 @@ from activities.store import StoreActivities
 from loanflow.effects import LoanRecord, RefreshRequest
 from loanflow.schema import AuditRecord
 from loanflow.store.prices import store_observation
+from bench.notice import counting
 from tests.activities.test_store import T0, audit, snapshot, stored
 
 D = Decimal
@@ -73,3 +74,17 @@ async def test_an_unknown_asset_is_refused_and_nothing_is_written(db, env) -> No
         await env.run(StoreActivities(db).refresh_loan, look(1, asset="DOGE"))
     assert refused.value.non_retryable and "DOGE" in str(refused.value)
     assert await stored(db) is None
+
+
+async def test_on_postgresql_a_look_is_one_transaction(db, env) -> None:
+    """The read and the write on one connection, one commit (two before: the read had a
+    transaction of its own). SQLite keeps them apart (its read transaction cannot turn into a
+    write while another writer commits) and writes each statement in autocommit."""
+    acts = StoreActivities(db)
+    await store_observation(db, "BTC", D("40000"), T0 - timedelta(minutes=3))
+    await env.run(acts.refresh_loan, look(1))  # warm: the dialect's first queries
+    with counting(db) as counts:
+        await env.run(acts.refresh_loan, look(2, entries=[audit("L1:look:2")]))
+    # The newest observation, the snapshot, the audit entry.
+    assert counts == {"statements": 3, "commits": 3 if db.is_sqlite else 1}
+    assert (await stored(db)).ltv == D("50012.35") / D("100000")
