@@ -437,6 +437,21 @@ async def import_refused(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def import_one_task(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with issue12-import-opened-in-one-task in: an imported loan opened in its first
+    task (its opening effects as local activities, one write once ACTIVE), margin-called on its
+    first signalled price, topped up, then repaid in full."""
+    from loanflow.store.prices import store_observation
+
+    await store_observation(desk.db, "BTC", Decimal("100000"), await desk.now())
+    handle = await open_imported(desk, "HIST-IMPORT-ONE-TASK", "40000.00", "500.00")
+    await desk.price(handle, "BTC", "55000")
+    await until(desk, handle, LoanState.MARGIN_CALL)
+    await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "one-task-top-up"})
+    await until(desk, handle, LoanState.ACTIVE)
+    return await repay_in_full(desk, handle, "t1")
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -464,6 +479,7 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "negative_target_opened": negative_target,
     "fresh_run_imported": fresh_run_imported,
     "import_refused": import_refused,
+    "import_one_task": import_one_task,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued", "dust_sold_in_steps"}
