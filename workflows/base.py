@@ -36,8 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from loanflow.money import usd_up
     from loanflow.risk import ltv as ltv_of
     from loanflow.risk import shown_ltv
-    from workflows.calls import (NOTICE_HEARTBEAT, NOTICE_TIMEOUT, effect, local_effect, read,
-                                 record)
+    from workflows.calls import NOTICE_HEARTBEAT, NOTICE_TIMEOUT, effect, read, record
     from workflows.loan_file import STEPS, CarriedState, LoanFile
 
 # Patches (workflow.patched) of issue 10; loans started before them replay without them.
@@ -349,8 +348,7 @@ class LoanBase:
         posting = LedgerPosting(
             key=effect_key(self.app.loan_id, step), loan_id=self.app.loan_id, memo=memo, lines=lines
         )
-        run = local_effect if local else effect
-        await run(ActivityName.POST_LEDGER, posting, PostingReceipt, summary=memo)
+        await effect(ActivityName.POST_LEDGER, posting, PostingReceipt, summary=memo, local=local)
 
     async def post_interest(self) -> None:
         """Bring the ledger up to date with accrued interest, rounded up to the cent."""

@@ -50,8 +50,24 @@ async def effect(
     summary: str | None = None,
     timeout: timedelta = EFFECT_TIMEOUT,
     heartbeat: timedelta | None = None,
+    local: bool = False,
 ) -> R:
-    """Run an idempotent effect activity to completion (retried until it succeeds or refuses)."""
+    """Run an idempotent effect activity to completion (retried until it succeeds or refuses).
+
+    `local`: as a local activity, run inside the workflow task that asks for it (no heartbeat):
+    for a short effect where the round trips of a server-scheduled activity (and the workflow
+    task that takes in its result) are the cost, as when `loanflow book import` opens thousands
+    of loans at once. An attempt lost with its worker is run again with the workflow task,
+    under the same key."""
+    if local:
+        return await workflow.execute_local_activity(
+            name,
+            request,
+            result_type=result_type,
+            start_to_close_timeout=timeout,
+            retry_policy=EFFECT_RETRY,
+            summary=summary or name,
+        )
     return await workflow.execute_activity(
         name,
         request,
@@ -60,23 +76,6 @@ async def effect(
         heartbeat_timeout=heartbeat,
         retry_policy=EFFECT_RETRY,
         summary=summary or name,
-    )
-
-
-async def local_effect(name: str, request: BaseModel, result_type: type[R], *,
-                       summary: str) -> R:
-    """`effect` as a local activity, run inside the workflow task that asks for it: for a short
-    effect that is idempotent by its key, where the round trips of a server-scheduled activity
-    (and the workflow task that takes in its result) are the cost, as when `loanflow book
-    import` opens thousands of loans at once. Retried as long as `effect` is; an attempt lost
-    with its worker is run again with the workflow task, under the same key."""
-    return await workflow.execute_local_activity(
-        name,
-        request,
-        result_type=result_type,
-        start_to_close_timeout=EFFECT_TIMEOUT,
-        retry_policy=EFFECT_RETRY,
-        summary=summary,
     )
 
 

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from loanflow.imported import ImportedLoan, mismatch
     from loanflow.models import LoanState
     from workflows.base import LoanBase, iso, text
-    from workflows.calls import EFFECT_RETRY, effect, local_effect
+    from workflows.calls import EFFECT_RETRY, effect
     from workflows.loan_file import STEPS
 
 
@@ -72,11 +72,12 @@ class Migration(LoanBase):
         # IMPORT_IN_ONE_TASK as local activities, in the task that read the record.
         local = self.import_in_one_task()
         address, _ = await asyncio.gather(
-            (local_effect if local else effect)(
+            effect(
                 ActivityName.OPEN_DEPOSIT_ADDRESS,
                 DepositAddressRequest(loan_id=app.loan_id, asset=record.collateral_asset),
                 DepositAddress,
                 summary="open deposit address",
+                local=local,
             ),
             self.post("import", f"opening balances migrated from {iso(record.originated_at)}",
                       opening_lines(record), local=local),

@@ -130,7 +130,8 @@ def _newest_first(asset: str):  # type: ignore[no-untyped-def]
             .order_by(PriceObservation.observed_at.desc(), PriceObservation.id.desc()))
 
 
-async def newest(session: AsyncSession | AsyncConnection, asset: str, *, before: datetime | None = None,
+async def newest(session: AsyncSession | AsyncConnection, asset: str, *,
+                 before: datetime | None = None,
                  not_after: datetime | None = None) -> Row[Any] | None:
     """The newest accepted observation of `asset` a loan may act on: not unconfirmed, inside
     the asset's sane range, observed before `before` / at or before `not_after` (if given).
