@@ -188,9 +188,10 @@ async def append_audit(session: AsyncSession | AsyncConnection, loan_id: str,
 async def upsert_borrower(session: AsyncSession | AsyncConnection,
                           snapshot: LoanSnapshot) -> None:
     """Keep the borrower's contact details from the application a loan opens with (the first
-    snapshot carries it): notices carry only the borrower id and are addressed from here.
-    The same application written again changes nothing; a newer loan's details replace an
-    older one's."""
+    snapshot carries it): the borrower's latest details, for a loan whose record holds no
+    application (`loanflow.store.borrowers`; every other loan's notices are addressed from its
+    own). The same application written again changes nothing; a newer loan's details replace
+    an older one's."""
     borrower = (snapshot.application or {}).get("borrower")
     if not isinstance(borrower, dict):
         return

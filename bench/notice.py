@@ -18,6 +18,8 @@ import json
 import tempfile
 import time
 import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +35,8 @@ from loanflow.effects import Notice
 from loanflow.mail.preview import SAMPLE_BORROWER, sample_data
 from loanflow.mail.sink import list_messages
 from loanflow.ports import free_port
-from loanflow.schema import BorrowerContact
+from loanflow.models import Borrower
+from loanflow.schema import Loan
 from loanflow.settings import Settings
 
 
@@ -63,6 +66,16 @@ def counting(db: Database) -> Iterator[dict[str, int]]:
             event.remove(target, name, fn)
 
 
+def opened_loan(loan_id: str, borrower: Borrower) -> Loan:
+    """The read model's row of a loan as its first write leaves it: notices are addressed from
+    the application it holds."""
+    return Loan(loan_id=loan_id, version=1, borrower_id=borrower.id, state="ACTIVE",
+                collateral_asset="BTC", collateral_amount=Decimal("1"),
+                principal_usd=Decimal("20000"), debt_usd=Decimal("20000"), ltv=None,
+                updated_at=datetime.now(timezone.utc),
+                application={"loan_id": loan_id, "borrower": borrower.model_dump(mode="json")})
+
+
 async def run(notices: int, url: str | None, var_dir: Path) -> dict[str, Any]:
     port = free_port()
     mail = var_dir / "mail"
@@ -75,12 +88,11 @@ async def run(notices: int, url: str | None, var_dir: Path) -> dict[str, Any]:
                             smtp_security="none", mail_from="notices@northwind.example")
         acts = NotifyActivities(db, settings)
         borrower = SAMPLE_BORROWER.model_copy(update={"id": f"B-{uuid.uuid4().hex[:8]}"})
-        async with db.transaction() as session:
-            session.add(BorrowerContact(borrower_id=borrower.id, name=borrower.name,
-                                        email=borrower.email, country=borrower.country,
-                                        timezone=borrower.timezone, loan_id="bench-0"))
         run_id = uuid.uuid4().hex[:8]
-        batch = [Notice(key=f"bench-{run_id}:notice:margin_call:{i}", loan_id=f"bench-{i}",
+        loan_id = f"bench-{run_id}"
+        async with db.transaction() as session:
+            session.add(opened_loan(loan_id, borrower))
+        batch = [Notice(key=f"{loan_id}:notice:margin_call:{i}", loan_id=loan_id,
                         kind="margin_call", borrower_id=borrower.id,
                         data=sample_data("margin_call")) for i in range(notices + 5)]
         env = ActivityEnvironment()

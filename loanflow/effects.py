@@ -183,9 +183,9 @@ class Notice(BaseModel):
     """One borrower notice. `data` holds the figures the message states, as strings.
 
     A loan sends the borrower's id only: the notice activity reads the contact details from
-    the database (`borrowers`), so no name or e-mail is in the loan's history. Notices sent
-    before that carried `borrower` inline; those are still accepted, and the activity fills
-    `borrower` in itself before rendering."""
+    the database (the loan's own application, `loanflow.store.borrowers`), so no name or
+    e-mail is in the loan's history. Notices sent before that carried `borrower` inline; those
+    are still accepted, and the activity fills `borrower` in itself before rendering."""
 
     key: str
     loan_id: str

@@ -121,9 +121,10 @@ class Loan(Base):
 
 
 class BorrowerContact(Base):
-    """A borrower's contact details, keyed by borrower id, written when one of their loans
-    opens (the newest application wins). Notices carry only the borrower id, so the loans'
-    histories in Temporal hold no name or e-mail; the notice activity reads them here. Text
+    """A borrower's latest contact details, keyed by borrower id, written when one of their
+    loans opens (the newest application wins). Notices are addressed from each loan's own
+    application (`Loan.application`): a newer application under the same id must not redirect
+    an older loan's notices. Read only for a loan recorded without its application. Text
     columns: an over-long name must never make the read-model write fail."""
 
     __tablename__ = "borrowers"

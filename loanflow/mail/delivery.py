@@ -76,7 +76,7 @@ from loanflow.notice_schema import (
     OutboxRow,
 )
 from loanflow.settings import Settings
-from loanflow.store.borrowers import find_borrower
+from loanflow.store.borrowers import find_contact
 
 log = logging.getLogger("loanflow.notify")
 
@@ -188,15 +188,22 @@ class NoticeDelivery:
         return row
 
     async def addressed(self, notice: Notice) -> Notice:
-        """The notice with the borrower's contact details, read by borrower id (a notice from
-        a loan in flight since before borrower ids may still carry them itself)."""
+        """The notice with the contact details of its loan's own application (see
+        `loanflow.store.borrowers`; a notice from a loan in flight since before borrower ids
+        may still carry them itself)."""
         if notice.borrower is not None:
             return notice
-        contact = await find_borrower(self.db, notice.borrower_id)
+        contact = await find_contact(self.db, notice.loan_id)
         if contact is None:
             # The loan's first read-model write records them; it may land a moment later.
             raise _deferred(f"no contact details recorded yet for borrower {notice.borrower_id} "
                             f"(loan {notice.loan_id})")
+        if contact.id != notice.borrower_id:
+            # Only a loan id used again for another borrower's loan (a start with the stock
+            # CLI after the first loan closed) gets here: its record is the first loan's.
+            # Held, loudly, rather than sent to the other borrower.
+            raise _deferred(f"loan {notice.loan_id} is recorded for borrower {contact.id}, not "
+                            f"{notice.borrower_id}: notice {notice.key} not addressed")
         return notice.model_copy(update={"borrower": contact})
 
     # --- operations ------------------------------------------------------------------------

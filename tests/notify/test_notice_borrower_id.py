@@ -1,5 +1,5 @@
 """Notices carry the borrower's id only; the notice activity addresses them from the contact
-details recorded when the loan opened. Notices of loans in flight from before, with the
+details of the loan's own application, recorded when the loan opened. Notices of loans in flight from before, with the
 borrower inline, are still delivered."""
 
 from __future__ import annotations
@@ -69,15 +69,48 @@ async def test_a_notice_by_borrower_id_goes_to_the_recorded_address(
     assert recorded is not None and recorded.borrower == GRACE
 
 
-async def test_a_newer_loan_of_the_borrower_updates_the_address(
+async def test_another_application_under_the_borrower_id_does_not_redirect_the_loan(
+        db: Database, sink: Sink, tmp_path: Path) -> None:
+    # A second application names Grace's borrower id with someone else's address (a typo, or
+    # anyone with the stock CLI); it may even be rejected later. Grace's loan still writes to
+    # Grace, and the other loan's notices go to whoever applied for it.
+    store = StoreActivities(db)
+    await ActivityEnvironment().run(store.record_loan, opened("L1", GRACE))
+    other = GRACE.model_copy(update={"name": "Mallory", "email": "mallory@example.net"})
+    await ActivityEnvironment().run(store.record_loan, opened("L2", other))
+    await send(db, sink, tmp_path, by_id("L1", "B-7"))
+    await send(db, sink, tmp_path, by_id("L2", "B-7"))
+    to = {msg["Message-ID"]: msg["To"].addresses[0].addr_spec for msg in sink.parsed()}
+    row1 = await outbox.find(db, "L1:notice:margin_call:1")
+    row2 = await outbox.find(db, "L2:notice:margin_call:1")
+    assert row1 is not None and row2 is not None
+    assert to[row1.message_id] == "grace@example.com"
+    assert to[row2.message_id] == "mallory@example.net"
+
+
+async def test_a_loan_recorded_without_its_application_is_addressed_by_borrower_id(
         db: Database, sink: Sink, tmp_path: Path) -> None:
     store = StoreActivities(db)
     await ActivityEnvironment().run(store.record_loan, opened("L1", GRACE))
-    moved = GRACE.model_copy(update={"email": "grace@navy.example"})
-    await ActivityEnvironment().run(store.record_loan, opened("L2", moved))
-    await send(db, sink, tmp_path, by_id("L1", "B-7"))
+    bare = opened("L5", GRACE, version=1)
+    bare.snapshot.application = None
+    await ActivityEnvironment().run(store.record_loan, bare)
+    assert (await send(db, sink, tmp_path, by_id("L5", "B-7"))).status == SENT
     [msg] = sink.parsed()
-    assert msg["To"].addresses[0].addr_spec == "grace@navy.example"
+    assert msg["To"].addresses[0].addr_spec == "grace@example.com"
+
+
+async def test_a_notice_for_another_borrower_than_the_loan_is_held(
+        db: Database, sink: Sink, tmp_path: Path) -> None:
+    # A loan id used again for another borrower (the stock CLI, after the first loan closed):
+    # the record is the first loan's, so its address is not the new borrower's.
+    await ActivityEnvironment().run(StoreActivities(db).record_loan, opened("L6", GRACE))
+    with pytest.raises(ApplicationError) as raised:
+        await send(db, sink, tmp_path, by_id("L6", "B-8"))
+    assert raised.value.type == DEFERRED and not raised.value.non_retryable
+    assert "B-7" in raised.value.message and "B-8" in raised.value.message
+    assert "grace" not in raised.value.message.lower()
+    assert await outbox.find(db, "L6:notice:margin_call:1") is None and sink.parsed() == []
 
 
 async def test_an_old_notice_with_the_borrower_inline_is_still_delivered(
