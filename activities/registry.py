@@ -76,6 +76,7 @@ def build_activities(
         ledger.post_ledger,
         store.record_loan,
         store.refresh_loan,
+        store.claim_loan_id,
         migration.imported_loan,
         *notice_activities,
         *market_activities(db, client),

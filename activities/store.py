@@ -26,6 +26,8 @@ from loanflow.db import Database, dialect_name
 from loanflow.effects import (
     ActivityName,
     AuditEntry,
+    Claim,
+    ClaimRequest,
     LoanRecord,
     LoanSnapshot,
     Refreshed,
@@ -34,6 +36,7 @@ from loanflow.effects import (
 from loanflow.models import Borrower, PriceUpdate
 from loanflow.risk import shown_ltv
 from loanflow.schema import AuditRecord, BorrowerContact, Loan, utcnow
+from loanflow.store.claims import claim
 from loanflow.store.prices import observation_at
 
 
@@ -46,6 +49,14 @@ class StoreActivities:
         """Publish a snapshot (ignored unless its version is newer than the stored one) and
         append its audit entries (each once by key); see `write`."""
         await self.write(record)
+
+    @activity.defn(name=ActivityName.CLAIM_LOAN_ID)
+    async def claim_loan_id(self, request: ClaimRequest) -> Claim:
+        """Claim the loan id for the new workflow asking (`loanflow.store.claims`); the run
+        that holds it, which is not the asker's if an earlier loan had the id."""
+        async with self.db.statement() as conn:
+            holder = await claim(conn, request.loan_id, request.run_id, request.borrower_id)
+        return Claim(run_id=holder)
 
     @activity.defn(name=ActivityName.REFRESH_LOAN)
     async def refresh_loan(self, request: RefreshRequest) -> Refreshed:

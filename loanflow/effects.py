@@ -31,6 +31,7 @@ class ActivityName:
     RECORD_LOAN = "record_loan"
     REFRESH_LOAN = "refresh_loan"
     IMPORTED_LOAN = "imported_loan"
+    CLAIM_LOAN_ID = "claim_loan_id"
 
 
 def effect_key(loan_id: str, step: str, seq: int | str | None = None) -> str:
@@ -267,6 +268,20 @@ class Refreshed(BaseModel):
 
 
 # --- migrated loans -----------------------------------------------------------------------------
+
+
+class ClaimRequest(BaseModel):
+    """A new loan workflow's claim on its loan id: `run_id` is its first run's id."""
+
+    loan_id: str
+    run_id: str
+    borrower_id: str
+
+
+class Claim(BaseModel):
+    """The run the loan id belongs to (the claimant's own if it was free)."""
+
+    run_id: str
 
 
 class MigrationRequest(BaseModel):

@@ -139,6 +139,23 @@ class BorrowerContact(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class LoanClaim(Base):
+    """Which workflow a loan id belongs to: the first run (`first_execution_run_id`, kept
+    through continue-as-new) of the first `LoanWorkflow` started under it. Every record,
+    notice, transfer and ledger entry of a loan is keyed by its loan id, so a second workflow
+    under the same id (the stock CLI starts one once the first has closed) would find the
+    first loan's effects done and carry on as if they were its own. Such a run finds the id
+    claimed by another run and refuses itself (`workflows.loan`)."""
+
+    __tablename__ = "loan_claims"
+
+    loan_id: Mapped[str] = mapped_column(LOAN_ID, primary_key=True)
+    # Empty for a loan that ended before claims were kept (revision 0007).
+    run_id: Mapped[str] = mapped_column(String(64))
+    borrower_id: Mapped[str] = mapped_column(String(128))
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class AuditRecord(Base):
     """One decision of a loan, with the price and thresholds it used (for disputes)."""
 

@@ -86,8 +86,16 @@ FRESH_RUN = "issue12-fresh-run-once-serving"
 # one write (18). `loanflow book import` opens thousands of loans at once. The first patch a new
 # run asks for, and the only one: it implies every patch above.
 IMPORT_IN_ONE_TASK = "issue12-import-opened-in-one-task"
+# Patch: a new loan workflow claims its loan id before anything else (`LoanWorkflow.claimed_by`,
+# `loanflow.store.claims`), and refuses itself, writing and sending nothing, if an earlier loan
+# holds it. Every effect of a loan is keyed by its loan id: a second workflow under a closed
+# loan's id (the stock CLI's default id reuse policy starts one) found the first loan's
+# transfers, notices and opening balances done and carried on as if they were its own (an
+# imported loan repaid and closed came back ACTIVE with its debt). The first patch a new run
+# asks for, and the only one: it implies every patch above.
+CLAIMED_ID = "loan-id-claimed-by-its-first-run"
 # The patches a run's `level` is read from, newest (highest level) first.
-LEVELS = (IMPORT_IN_ONE_TASK, FRESH_RUN, ONE_LOOK, ONE_PUBLISH)
+LEVELS = (CLAIMED_ID, IMPORT_IN_ONE_TASK, FRESH_RUN, ONE_LOOK, ONE_PUBLISH)
 
 
 IMMINENT = timedelta(minutes=15)
@@ -117,7 +125,7 @@ class LoanBase:
         self._last_notice: asyncio.Task[None] | None = None
         self._cure_timer: asyncio.Task[None] | None = None
         self._cure_at: datetime | None = None
-        self._level: int | None = None  # 4: IMPORT_IN_ONE_TASK in ... 1: ONE_PUBLISH (`level`)
+        self._level: int | None = None  # 5: CLAIMED_ID in ... 1: ONE_PUBLISH (`level`)
         self._dirty = False  # published but not yet flushed (ONE_PUBLISH)
         self._reads = 0  # reads of our own database in flight (`read`)
         self._flusher: asyncio.Task[None] | None = None
@@ -173,6 +181,10 @@ class LoanBase:
         """Was this run started with IMPORT_IN_ONE_TASK in (an imported loan is opened in its
         first task and first written once ACTIVE)?"""
         return self.level() >= 4
+
+    def claims_its_id(self) -> bool:
+        """Was this run started with CLAIMED_ID in (a new loan claims its loan id first)?"""
+        return self.level() >= 5
 
     def price_rules(self) -> bool:
         return self.patched(PRICE_RULES)

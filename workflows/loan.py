@@ -30,9 +30,11 @@ with workflow.unsafe.imports_passed_through():
         Repayment,
         parse_request,
     )
+    from loanflow.effects import ActivityName, Claim, ClaimRequest
     from loanflow.money import fmt_usd, is_whole_units
     from loanflow.policy import RiskPolicy, new_loan_problem
     from workflows.base import SERVE, iso
+    from workflows.calls import effect
     from workflows.loan_file import STEPS, CarriedState, LoanFile
     from workflows.servicing import SERVING, Servicing
 
@@ -100,6 +102,13 @@ def start_arguments(
         return app, carried, None
     except (pydantic.ValidationError, ApplicationError) as err:
         return LoanApplication.model_validate(PLACEHOLDER), None, err
+
+
+def reused_id(loan_id: str, holder: str) -> str:
+    """Why a start under an earlier loan's id is refused (`holder`: that loan's first run)."""
+    earlier = f"workflow run {holder}" if holder else "one that ended before ids were claimed"
+    return (f"loan_id: {loan_id!r} belongs to an earlier loan ({earlier}): a loan id is never "
+            "used again; open this loan under a new id")
 
 
 def as_model(model: type[Any], value: Any) -> Any:
@@ -188,6 +197,9 @@ class LoanWorkflow(Servicing):
                     self.reject(f"policy: {unsafe}")
         self._onboarding_run = self.f.step < SERVE and not self.is_imported()
         self.shown_as_carried()
+        holder = await self.claimed_by()
+        if holder is not None:
+            return self.refuse_identity(reused_id(app.loan_id, holder))
         if self.adopts_unwritten():
             self.show_details()
         else:
@@ -209,6 +221,28 @@ class LoanWorkflow(Servicing):
             if self.f.state.is_final:
                 break
             self.f.step += 1
+
+    async def claimed_by(self) -> str | None:
+        """A new loan's claim on its loan id (CLAIMED_ID), before any effect: the first run of
+        the workflow that holds the id if that is another loan's, else None. Asked where the
+        run first asks for its patch level, so that older runs ask at the same point; not by
+        a continued run (its first run claimed) nor by a start rejected already (it writes
+        nothing a loan of the id could find: its snapshot is older than the loan's, its notice
+        key taken)."""
+        info = workflow.info()
+        if info.continued_run_id is not None or self.f.state.is_final:
+            return None
+        if not self.claims_its_id():
+            return None
+        claim = await effect(
+            ActivityName.CLAIM_LOAN_ID,
+            ClaimRequest(loan_id=self.app.loan_id, run_id=info.first_execution_run_id,
+                         borrower_id=self.app.borrower.id),
+            Claim,
+            summary="claim loan id",
+            local=True,
+        )
+        return None if claim.run_id == info.first_execution_run_id else claim.run_id
 
     def refuse_identity(self, problem: str) -> LoanStatus:
         """A start whose loan_id is not its workflow's: REJECTED, and nothing written at all.

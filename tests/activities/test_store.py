@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from activities.store import StoreActivities
-from loanflow.effects import AuditEntry, LoanRecord, LoanSnapshot
+from loanflow.effects import AuditEntry, ClaimRequest, LoanRecord, LoanSnapshot
 from loanflow.schema import AuditRecord, Loan
 
 D = Decimal
@@ -161,3 +161,17 @@ async def test_trigger_prices_answer_range_queries(db, env) -> None:
     )
     async with db.transaction() as session:
         assert (await session.scalars(query)).all() == ["L2", "L3"]
+
+
+async def test_a_loan_id_is_held_by_the_first_run_that_claims_it(db) -> None:
+    store = StoreActivities(db)
+    first = ClaimRequest(loan_id="L9", run_id="run-a", borrower_id="B1")
+    assert (await store.claim_loan_id(first)).run_id == "run-a"
+    # The same run again (a retried task): still its own. Another run: the first one's.
+    assert (await store.claim_loan_id(first)).run_id == "run-a"
+    other = ClaimRequest(loan_id="L9", run_id="run-b", borrower_id="B2")
+    assert (await store.claim_loan_id(other)).run_id == "run-a"
+    # Claimed side by side by two runs: one of them holds it, and both are told which.
+    racing = await asyncio.gather(*(store.claim_loan_id(
+        ClaimRequest(loan_id="L10", run_id=f"run-{n}", borrower_id="B1")) for n in range(5)))
+    assert len({claim.run_id for claim in racing}) == 1

@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.registry import build_activities
 from loanflow.binaries import test_server
 from loanflow.db import Database
-from loanflow.models import LoanState
+from loanflow.models import Borrower, LoanState
 from loanflow.policy import PolicyOverrides
 from loanflow.ports import free_port
 from loanflow.prices.messages import ManualTick, MonitorInput, TickSummary
@@ -452,6 +452,27 @@ async def import_one_task(desk: Desk) -> WorkflowHandle[Any, Any]:
     return await repay_in_full(desk, handle, "t1")
 
 
+async def claimed_onboarded(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with loan-id-claimed-by-its-first-run in: a loan that claimed its id in its
+    first task, onboarded, continued as new once ACTIVE (its first run's history)."""
+    handle = await funded(desk, "HIST-CLAIMED")
+    await desk.settle(handle)
+    return handle
+
+
+async def reused_id_refused(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with loan-id-claimed-by-its-first-run in: a loan repaid in full, then a second
+    start under its id (the stock CLI's reuse policy), refused (the second run's history)."""
+    handle = await funded(desk, "HIST-REUSED")
+    await desk.settle(handle)
+    latest = await repay_in_full(desk, desk.client.get_workflow_handle(handle.id), "r1")
+    await latest.result()
+    again = await desk.open(application("HIST-REUSED", borrower=Borrower(
+        id="B-666", name="Mallory", email="mallory@example.net", country="US")))
+    await again.result()
+    return again
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -480,9 +501,12 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "fresh_run_imported": fresh_run_imported,
     "import_refused": import_refused,
     "import_one_task": import_one_task,
+    "claimed_onboarded": claimed_onboarded,
+    "reused_id_refused": reused_id_refused,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
-LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued", "dust_sold_in_steps"}
+LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued", "dust_sold_in_steps",
+              "reused_id_refused"}
 # Scenarios that stop and restart the worker (`Desk.backlog`): theirs caches no workflows.
 BACKLOG = {"sold_after_backlog"}
 

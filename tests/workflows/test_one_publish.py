@@ -22,7 +22,7 @@ from tests.workflows.book import table
 from tests.workflows.conftest import Desk
 from tests.workflows.test_import import Ids, handle_of, ids, migrated, run_import  # noqa: F401
 from tests.workflows.test_lifecycle import active_loan, wait_state
-from workflows.base import IMPORT_IN_ONE_TASK
+from workflows.base import LEVELS
 
 
 async def writes_per_task(handle: Any) -> list[int]:
@@ -92,7 +92,7 @@ async def test_an_imported_loan_writes_its_read_model_once_per_task(desk: Desk,
     assert row.application is not None and row.application["origin"] == "import"
     # A run started with the newest patch in asks for no older patch (each asked cost a marker
     # and a TemporalChangeVersion upsert): 4 more before ONE_PUBLISH, in the same first tasks.
-    assert await patches_asked(handle) == [IMPORT_IN_ONE_TASK]
+    assert await patches_asked(handle) == [LEVELS[0]]
 
 
 async def test_an_imported_loan_opens_in_its_first_task(desk: Desk, ids: Ids) -> None:
@@ -114,9 +114,11 @@ async def test_an_imported_loan_opens_in_its_first_task(desk: Desk, ids: Ids) ->
         details = event.marker_recorded_event_attributes.details
         if "data" in details:
             first_task.append(json.loads(details["data"].payloads[0].data)["activity_type"])
-    # The read, both opening effects side by side (markers in the order they ended), the look.
-    read, *opening, look = first_task
-    assert (read, sorted(opening), look) == (
+    # The claim of its id, the read, both opening effects side by side (markers in the order
+    # they ended), the look.
+    claim, read, *opening, look = first_task
+    assert (claim, read, sorted(opening), look) == (
+        ActivityName.CLAIM_LOAN_ID,
         ActivityName.IMPORTED_LOAN,
         sorted([ActivityName.OPEN_DEPOSIT_ADDRESS, ActivityName.POST_LEDGER]),
         ActivityName.REFRESH_LOAN)

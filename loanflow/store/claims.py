@@ -1,0 +1,29 @@
+"""Loan ids claimed by their first workflow (`loanflow.schema.LoanClaim`): a loan id names one
+loan for ever, whatever the Temporal server's id reuse policy lets a start do."""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loanflow.db import dialect_name
+from loanflow.schema import LoanClaim, utcnow
+
+
+async def claim(conn: AsyncConnection, loan_id: str, run_id: str, borrower_id: str) -> str:
+    """Claim `loan_id` for `run_id` unless another run holds it; the run that holds it. Two
+    statements, each safe alone: the insert does nothing if the id is held (a retry of this
+    claim, or another run's), and the read answers who holds it."""
+    insert = _INSERTS[dialect_name(conn)]
+    await conn.execute(insert, {"loan_id": loan_id, "run_id": run_id,
+                                "borrower_id": borrower_id, "claimed_at": utcnow()})
+    return (await conn.execute(_HOLDER, {"loan_id": loan_id})).scalar_one()
+
+
+# Built once: every new loan claims its id.
+_INSERTS = {
+    name: dialect.insert(LoanClaim).on_conflict_do_nothing(index_elements=[LoanClaim.loan_id])
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_HOLDER = select(LoanClaim.run_id).where(LoanClaim.loan_id == bindparam("loan_id"))

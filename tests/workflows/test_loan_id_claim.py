@@ -1,0 +1,78 @@
+"""A loan id names one loan for ever: a workflow started under the id of a loan that has ended
+(the stock CLI's default id reuse policy allows it) refuses itself and does nothing, instead
+of finding the earlier loan's effects done and carrying on as if they were its own."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from loanflow.models import Borrower, LoanState
+from loanflow.schema import LoanClaim, Loan
+from tests.workflows.book import BORROWER, application, count, notices
+from tests.workflows.conftest import Desk
+from tests.workflows.test_import import Ids, handle_of, ids, migrated, run_import  # noqa: F401
+from tests.workflows.test_lifecycle import active_loan, wait_state
+
+MALLORY = Borrower(id="B-666", name="Mallory", email="mallory@example.net", country="US")
+
+
+async def books_of(desk: Desk, loan_id: str) -> tuple[Any, ...]:
+    """What the desk holds of a loan: ledger entries, custody accounts, notices, and its row's
+    state, borrower and version."""
+    async with desk.db.sessions() as s:
+        row = await s.get(Loan, loan_id)
+    assert row is not None
+    return (await count(desk.db, "ledger_entries", loan_id),
+            await count(desk.db, "custody_accounts", loan_id),
+            await notices(desk.db, loan_id), (row.state, row.borrower_id, row.version))
+
+
+async def test_a_closed_loan_cannot_be_started_again_under_its_id(desk: Desk, ids: Ids) -> None:
+    loan_id = ids("REUSE1")
+    handle = await active_loan(desk, loan_id)
+    status = await desk.status(handle)
+    assert await handle.execute_update(
+        "repay", {"amount_usd": str(status.debt_usd), "reference": "wire-1"}) == "CLOSED"
+    await handle.result()
+    await desk.settle(handle)
+    before = await books_of(desk, loan_id)
+
+    # Another borrower's application under the closed loan's id, started as the stock CLI
+    # starts it (the server allows a new run once the first has closed).
+    again = await desk.open(application(loan_id, borrower=MALLORY))
+    result = await again.result()
+    assert result.state == LoanState.REJECTED
+    assert f"loan_id: {loan_id!r} belongs to an earlier loan" in (result.reason or "")
+    assert handle.first_execution_run_id != again.first_execution_run_id
+    await desk.settle(again)
+    # Nothing written, booked or sent: the read model still shows the first loan, closed.
+    assert await books_of(desk, loan_id) == before
+    assert before[3][:2] == ("CLOSED", BORROWER.id)
+    async with desk.db.sessions() as s:
+        holder = await s.scalar(select(LoanClaim.run_id).where(LoanClaim.loan_id == loan_id))
+    assert holder == handle.first_execution_run_id
+
+
+async def test_an_ended_imported_loan_does_not_come_back(desk: Desk, ids: Ids) -> None:
+    loan_id = ids("REUSE2")
+    now = await desk.now()
+    loan = migrated(loan_id, now)
+    await run_import(desk, [loan])
+    handle = handle_of(desk, loan_id)
+    await wait_state(desk, handle, LoanState.ACTIVE)
+    await desk.settle(handle)
+    await handle.terminate("ended by operations")
+    before = await books_of(desk, loan_id)
+    assert before[0] == 1 and before[2] == ["loan_migrated"]
+
+    # Its own application again, by hand: it would adopt the migration record once more and
+    # find its opening balances and deposit address done, ACTIVE with the old loan's debt.
+    again = await desk.open(loan.application())
+    result = await again.result()
+    assert result.state == LoanState.REJECTED and result.debt_usd == Decimal(0)
+    assert "belongs to an earlier loan" in (result.reason or "")
+    await desk.settle(again)
+    assert await books_of(desk, loan_id) == before
