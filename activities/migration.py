@@ -7,7 +7,8 @@ from temporalio import activity
 
 from loanflow.db import Database
 from loanflow.effects import ActivityName, MigrationRecord, MigrationRequest
-from loanflow.store.imported import imported_loans
+from loanflow.store.claims import claim
+from loanflow.store.imported import imported_loan
 
 
 class MigrationActivities:
@@ -16,7 +17,12 @@ class MigrationActivities:
 
     @activity.defn(name=ActivityName.IMPORTED_LOAN)
     async def imported_loan(self, request: MigrationRequest) -> MigrationRecord:
-        """The loan's migration record, or `loan=None` if it was never imported."""
-        async with self.db.sessions() as session:
-            found = await imported_loans(session, [request.loan_id])
-        return MigrationRecord(loan=found.get(request.loan_id))
+        """The loan's migration record, or `loan=None` if it was never imported. With a
+        claim, first the claim of the loan id (as `claim_loan_id`; on PostgreSQL in the same
+        transaction): a new imported loan's first local activity does both."""
+        claimed = request.claim
+        async with self.db.statement() as conn:
+            holder = None if claimed is None else await claim(
+                conn, claimed.loan_id, claimed.run_id, claimed.borrower_id)
+            record = await imported_loan(conn, request.loan_id)
+        return MigrationRecord(loan=record, holder=holder)

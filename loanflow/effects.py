@@ -286,9 +286,13 @@ class Claim(BaseModel):
 
 class MigrationRequest(BaseModel):
     loan_id: str
+    # A new imported loan's claim on its id, made with the read (one local activity).
+    claim: ClaimRequest | None = None
 
 
 class MigrationRecord(BaseModel):
-    """The loan's row of `imported_loans` (written by `loanflow book import`), or None."""
+    """The loan's row of `imported_loans` (written by `loanflow book import`), or None; with
+    a claim, the run that holds the loan id."""
 
     loan: ImportedLoan | None = None
+    holder: str | None = None

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from loanflow.effects import (
         ActivityName,
         AuditEntry,
+        ClaimRequest,
         LatestPrice,
         LedgerLine,
         LedgerPosting,
@@ -96,6 +97,23 @@ IMPORT_IN_ONE_TASK = "issue12-import-opened-in-one-task"
 CLAIMED_ID = "loan-id-claimed-by-its-first-run"
 # The patches a run's `level` is read from, newest (highest level) first.
 LEVELS = (CLAIMED_ID, IMPORT_IN_ONE_TASK, FRESH_RUN, ONE_LOOK, ONE_PUBLISH)
+
+
+class IdTaken(Exception):
+    """Raised out of a new loan's steps when its loan id is an earlier loan's (`holder`: that
+    loan's first run, empty if it ended before ids were claimed); `LoanWorkflow.run` refuses
+    the start. Nothing was written or sent before it."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+def reused_id(loan_id: str, holder: str) -> str:
+    """Why a start under an earlier loan's id is refused."""
+    earlier = f"workflow run {holder}" if holder else "one that ended before ids were claimed"
+    return (f"loan_id: {loan_id!r} belongs to an earlier loan ({earlier}): a loan id is never "
+            "used again; open this loan under a new id")
 
 
 IMMINENT = timedelta(minutes=15)
@@ -185,6 +203,19 @@ class LoanBase:
     def claims_its_id(self) -> bool:
         """Was this run started with CLAIMED_ID in (a new loan claims its loan id first)?"""
         return self.level() >= 5
+
+    def id_claim(self) -> ClaimRequest | None:
+        """The claim a new loan makes on its loan id before any effect, as its first run
+        (CLAIMED_ID); None for a continued run (its first run claimed), a start rejected
+        already (it writes nothing a loan of the id could find: its snapshot is older than
+        the loan's, its notice key taken) and a run from before the patch."""
+        info = workflow.info()
+        if info.continued_run_id is not None or self.f.state.is_final:
+            return None
+        if not self.claims_its_id():
+            return None
+        return ClaimRequest(loan_id=self.app.loan_id, run_id=info.first_execution_run_id,
+                            borrower_id=self.app.borrower.id)
 
     def price_rules(self) -> bool:
         return self.patched(PRICE_RULES)

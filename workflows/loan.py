@@ -30,10 +30,10 @@ with workflow.unsafe.imports_passed_through():
         Repayment,
         parse_request,
     )
-    from loanflow.effects import ActivityName, Claim, ClaimRequest
+    from loanflow.effects import ActivityName, Claim
     from loanflow.money import fmt_usd, is_whole_units
     from loanflow.policy import RiskPolicy, new_loan_problem
-    from workflows.base import SERVE, iso
+    from workflows.base import SERVE, IdTaken, iso, reused_id
     from workflows.calls import effect
     from workflows.loan_file import STEPS, CarriedState, LoanFile
     from workflows.servicing import SERVING, Servicing
@@ -102,13 +102,6 @@ def start_arguments(
         return app, carried, None
     except (pydantic.ValidationError, ApplicationError) as err:
         return LoanApplication.model_validate(PLACEHOLDER), None, err
-
-
-def reused_id(loan_id: str, holder: str) -> str:
-    """Why a start under an earlier loan's id is refused (`holder`: that loan's first run)."""
-    earlier = f"workflow run {holder}" if holder else "one that ended before ids were claimed"
-    return (f"loan_id: {loan_id!r} belongs to an earlier loan ({earlier}): a loan id is never "
-            "used again; open this loan under a new id")
 
 
 def as_model(model: type[Any], value: Any) -> Any:
@@ -206,6 +199,8 @@ class LoanWorkflow(Servicing):
             self.publish()
         try:
             await self.steps()
+        except IdTaken as taken:  # an imported loan's claim, made with its first read
+            return self.refuse_identity(reused_id(app.loan_id, taken.holder))
         except ActivityError:
             await self.written()  # a read that gave up fails the loan: not before its record
             raise
@@ -223,26 +218,18 @@ class LoanWorkflow(Servicing):
             self.f.step += 1
 
     async def claimed_by(self) -> str | None:
-        """A new loan's claim on its loan id (CLAIMED_ID), before any effect: the first run of
+        """A new loan's claim on its loan id (`id_claim`), before any effect: the first run of
         the workflow that holds the id if that is another loan's, else None. Asked where the
-        run first asks for its patch level, so that older runs ask at the same point; not by
-        a continued run (its first run claimed) nor by a start rejected already (it writes
-        nothing a loan of the id could find: its snapshot is older than the loan's, its notice
-        key taken)."""
-        info = workflow.info()
-        if info.continued_run_id is not None or self.f.state.is_final:
+        run first asks for its patch level, so that older runs ask at the same point. An
+        imported loan claims with the read of its migration record (`Migration.adopt`)."""
+        if self.is_imported():
             return None
-        if not self.claims_its_id():
+        request = self.id_claim()
+        if request is None:
             return None
-        claim = await effect(
-            ActivityName.CLAIM_LOAN_ID,
-            ClaimRequest(loan_id=self.app.loan_id, run_id=info.first_execution_run_id,
-                         borrower_id=self.app.borrower.id),
-            Claim,
-            summary="claim loan id",
-            local=True,
-        )
-        return None if claim.run_id == info.first_execution_run_id else claim.run_id
+        claim = await effect(ActivityName.CLAIM_LOAN_ID, request, Claim,
+                             summary="claim loan id", local=True)
+        return None if claim.run_id == request.run_id else claim.run_id
 
     def refuse_identity(self, problem: str) -> LoanStatus:
         """A start whose loan_id is not its workflow's: REJECTED, and nothing written at all.

@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from loanflow.imported import ImportedLoan, mismatch
     from loanflow.models import LoanState
-    from workflows.base import LoanBase, iso, text
+    from workflows.base import IdTaken, LoanBase, iso, text
     from workflows.calls import EFFECT_RETRY, effect
     from workflows.loan_file import STEPS
 
@@ -54,13 +54,16 @@ class Migration(LoanBase):
     async def adopt(self) -> str | None:
         """Open an imported loan ACTIVE from its migration record; why it cannot be, or None."""
         app = self.app
+        claim = self.id_claim()  # made with the read: one local activity
         found = await self.read(
             ActivityName.IMPORTED_LOAN,
-            MigrationRequest(loan_id=app.loan_id),
+            MigrationRequest(loan_id=app.loan_id, claim=claim),
             MigrationRecord,
-            summary="migration record",
+            summary="migration record" if claim is None else "claim loan id, migration record",
             retry=EFFECT_RETRY,  # a database outage must not reject a migrated loan
         )
+        if claim is not None and found.holder != claim.run_id:
+            raise IdTaken(found.holder or "")
         record = found.loan
         if record is None:
             return (f"loan {app.loan_id} has no migration record: imported loans are started "

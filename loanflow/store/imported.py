@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from loanflow.imported import ImportedLoan
 from loanflow.money import tidy
@@ -30,6 +30,17 @@ def as_model(row: ImportedLoanRow) -> ImportedLoan:
 def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
     for start in range(0, len(ids), CHUNK):
         yield ids[start:start + CHUNK]
+
+
+async def imported_loan(conn: AsyncConnection, loan_id: str) -> ImportedLoan | None:
+    """One loan's migration record, on the caller's connection (columns, not an ORM object:
+    every imported loan opens with this read)."""
+    row = (await conn.execute(_ONE, {"loan_id": loan_id})).first()
+    return None if row is None else as_model(row)
+
+
+_ONE = select(*(getattr(ImportedLoanRow, name) for name in FIELDS)).where(
+    ImportedLoanRow.loan_id == bindparam("loan_id"))
 
 
 async def imported_loans(session: AsyncSession, ids: Sequence[str]) -> dict[str, ImportedLoan]:

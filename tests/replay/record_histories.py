@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.registry import build_activities
 from loanflow.binaries import test_server
 from loanflow.db import Database
-from loanflow.models import Borrower, LoanState
+from loanflow.models import Borrower, LoanApplication, LoanState
 from loanflow.policy import PolicyOverrides
 from loanflow.ports import free_port
 from loanflow.prices.messages import ManualTick, MonitorInput, TickSummary
@@ -119,6 +119,15 @@ async def repay_in_full(desk: Desk, handle: WorkflowHandle[Any, Any],
 async def open_imported(desk: Desk, loan_id: str, principal: str,
                         accrued: str) -> WorkflowHandle[Any, Any]:
     """A migrated loan of 1 BTC opened 30 days ago at 12%, started and ACTIVE."""
+    handle = await desk.open(await imported_application(desk, loan_id, principal, accrued))
+    await until(desk, handle, LoanState.ACTIVE)
+    return handle
+
+
+async def imported_application(desk: Desk, loan_id: str, principal: str,
+                               accrued: str) -> LoanApplication:
+    """The migration record of a loan of 1 BTC opened 30 days ago at 12%, stored; the
+    application its workflow starts with."""
     from loanflow.book_import import store_book
     from loanflow.imported import ImportedLoan
 
@@ -131,9 +140,7 @@ async def open_imported(desk: Desk, loan_id: str, principal: str,
         originated_at=now - timedelta(days=30), maturity_at=now + timedelta(days=335),
     )
     await store_book(desk.db, [loan])
-    handle = await desk.open(loan.application())
-    await until(desk, handle, LoanState.ACTIVE)
-    return handle
+    return loan.application()
 
 
 async def imported(desk: Desk) -> WorkflowHandle[Any, Any]:
@@ -473,6 +480,23 @@ async def reused_id_refused(desk: Desk) -> WorkflowHandle[Any, Any]:
     return again
 
 
+async def claimed_import_refused(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with loan-id-claimed-by-its-first-run in: an imported loan (its id claimed
+    with the read of its migration record) ended by operations, then started again by hand,
+    refused (the second run's history)."""
+    from loanflow.store.prices import store_observation
+
+    await store_observation(desk.db, "BTC", Decimal("100000"), await desk.now())
+    app = await imported_application(desk, "HIST-CLAIMED-IMPORT", "40000.00", "500.00")
+    handle = await desk.open(app)
+    await until(desk, handle, LoanState.ACTIVE)
+    await desk.settle(handle)
+    await handle.terminate("ended by operations")
+    again = await desk.open(app)
+    await again.result()
+    return again
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -503,10 +527,11 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "import_one_task": import_one_task,
     "claimed_onboarded": claimed_onboarded,
     "reused_id_refused": reused_id_refused,
+    "claimed_import_refused": claimed_import_refused,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued", "dust_sold_in_steps",
-              "reused_id_refused"}
+              "reused_id_refused", "claimed_import_refused"}
 # Scenarios that stop and restart the worker (`Desk.backlog`): theirs caches no workflows.
 BACKLOG = {"sold_after_backlog"}
 

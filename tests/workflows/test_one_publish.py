@@ -114,11 +114,10 @@ async def test_an_imported_loan_opens_in_its_first_task(desk: Desk, ids: Ids) ->
         details = event.marker_recorded_event_attributes.details
         if "data" in details:
             first_task.append(json.loads(details["data"].payloads[0].data)["activity_type"])
-    # The claim of its id, the read, both opening effects side by side (markers in the order
-    # they ended), the look.
-    claim, read, *opening, look = first_task
-    assert (claim, read, sorted(opening), look) == (
-        ActivityName.CLAIM_LOAN_ID,
+    # The read (with the claim of its id), both opening effects side by side (markers in the
+    # order they ended), the look.
+    read, *opening, look = first_task
+    assert (read, sorted(opening), look) == (
         ActivityName.IMPORTED_LOAN,
         sorted([ActivityName.OPEN_DEPOSIT_ADDRESS, ActivityName.POST_LEDGER]),
         ActivityName.REFRESH_LOAN)
