@@ -36,7 +36,7 @@ from loanflow.effects import (
 from loanflow.models import Borrower, PriceUpdate
 from loanflow.risk import shown_ltv
 from loanflow.schema import AuditRecord, BorrowerContact, Loan, utcnow
-from loanflow.store.claims import claim
+from loanflow.store.claims import claim, hold
 from loanflow.store.prices import observation_at
 
 
@@ -96,6 +96,9 @@ class StoreActivities:
         if records_contact(record):
             async with self.db.statement() as conn:
                 await upsert_borrower(conn, snapshot)
+        if record.claim_run is not None:
+            async with self.db.statement() as conn:
+                await hold_claim(conn, record)
         if record.audit:
             async with self.db.statement() as conn:
                 await append_audit(conn, snapshot.loan_id, record.audit)
@@ -120,7 +123,15 @@ async def write_rows(conn: AsyncConnection, record: LoanRecord) -> None:
     await execute_snapshot_upsert(conn, record.snapshot)
     if records_contact(record):
         await upsert_borrower(conn, record.snapshot)
+    await hold_claim(conn, record)
     await append_audit(conn, record.snapshot.loan_id, record.audit)
+
+
+async def hold_claim(conn: AsyncConnection, record: LoanRecord) -> None:
+    """Claim the loan id for the record's first run, if it carries one (`LoanRecord.claim_run`)."""
+    if record.claim_run is not None:
+        snapshot = record.snapshot
+        await hold(conn, snapshot.loan_id, record.claim_run, snapshot.borrower_id)
 
 
 def _insert(dialect: str, table: Any) -> Any:

@@ -251,6 +251,9 @@ class LoanRecord(BaseModel):
     # Record the borrower's contact details from the first snapshot's application; False for a
     # start that is not the borrower's (a refused import), whose details may be anyone's.
     contact: bool = True
+    # The loan's first run, on the first write of a run that did not claim its loan id at its
+    # start (a loan started before claims were kept): the write claims it if no run holds it.
+    claim_run: str | None = None
 
 
 class RefreshRequest(BaseModel):

@@ -214,6 +214,7 @@ class LoanBase:
             return None
         if not self.claims_its_id():
             return None
+        self.f.id_claimed = True
         return ClaimRequest(loan_id=self.app.loan_id, run_id=info.first_execution_run_id,
                             borrower_id=self.app.borrower.id)
 
@@ -553,7 +554,18 @@ class LoanBase:
             else None,
         )
         audit, self._audit = self._audit, []
-        return LoanRecord(snapshot=snapshot, audit=audit, contact=not self.contact_unverified)
+        return LoanRecord(snapshot=snapshot, audit=audit, contact=not self.contact_unverified,
+                          claim_run=self._claim_run())
+
+    def _claim_run(self) -> str | None:
+        """The loan's first run, sent with the loan's first write since it claimed nothing: a
+        loan started before claims were kept claims its id with its next write (and says so
+        to its continued runs), so that once it ends no start under the id can take it over.
+        A write of a loan whose id is held changes no claim."""
+        if self.f.id_claimed:
+            return None
+        self.f.id_claimed = True
+        return workflow.info().first_execution_run_id
 
     async def refresh(self) -> None:
         """The daily look of runs started with ONE_LOOK: publish the loan as it stands and

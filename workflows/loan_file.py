@@ -106,6 +106,9 @@ class LoanFile(BaseModel):
     interest_postings: int = 0
     audit_seq: int = 0
     snapshot_version: int = 0
+    # The loan id is claimed for the loan's first run (`LoanBase.id_claim`, `_claim_run`):
+    # carried, so that a continued run does not claim it again.
+    id_claimed: bool = False
     last_revaluation: datetime | None = None
 
     @classmethod

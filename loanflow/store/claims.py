@@ -15,10 +15,15 @@ async def claim(conn: AsyncConnection, loan_id: str, run_id: str, borrower_id: s
     """Claim `loan_id` for `run_id` unless another run holds it; the run that holds it. Two
     statements, each safe alone: the insert does nothing if the id is held (a retry of this
     claim, or another run's), and the read answers who holds it."""
-    insert = _INSERTS[dialect_name(conn)]
-    await conn.execute(insert, {"loan_id": loan_id, "run_id": run_id,
-                                "borrower_id": borrower_id, "claimed_at": utcnow()})
+    await hold(conn, loan_id, run_id, borrower_id)
     return (await conn.execute(_HOLDER, {"loan_id": loan_id})).scalar_one()
+
+
+async def hold(conn: AsyncConnection, loan_id: str, run_id: str, borrower_id: str) -> None:
+    """Claim `loan_id` for `run_id` if no run holds it yet; nothing if one does."""
+    await conn.execute(_INSERTS[dialect_name(conn)],
+                       {"loan_id": loan_id, "run_id": run_id, "borrower_id": borrower_id,
+                        "claimed_at": utcnow()})
 
 
 # Built once: every new loan claims its id.

@@ -175,3 +175,14 @@ async def test_a_loan_id_is_held_by_the_first_run_that_claims_it(db) -> None:
     racing = await asyncio.gather(*(store.claim_loan_id(
         ClaimRequest(loan_id="L10", run_id=f"run-{n}", borrower_id="B1")) for n in range(5)))
     assert len({claim.run_id for claim in racing}) == 1
+
+
+async def test_a_write_claims_the_id_of_a_loan_that_never_claimed_it(db) -> None:
+    # A loan started before claims were kept sends its first run with its next write.
+    store = StoreActivities(db)
+    await store.record_loan(LoanRecord(snapshot=snapshot(7, loan="L11"), claim_run="run-old"))
+    again = ClaimRequest(loan_id="L11", run_id="run-new", borrower_id="B2")
+    assert (await store.claim_loan_id(again)).run_id == "run-old"
+    # A write of a loan whose id is held changes no claim.
+    await store.record_loan(LoanRecord(snapshot=snapshot(8, loan="L11"), claim_run="run-other"))
+    assert (await store.claim_loan_id(again)).run_id == "run-old"
