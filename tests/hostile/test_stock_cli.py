@@ -10,13 +10,14 @@ from typing import Any
 from sqlalchemy import select
 
 from loanflow.db import Database
-from loanflow.schema import AuditRecord, ExchangeOrder
+from loanflow.schema import AuditRecord, ExchangeOrder, Loan
 from tests.e2e.conftest import dev_client, dev_server, task_queue  # noqa: F401
 from tests.e2e.test_temporal_cli import (  # noqa: F401
     APPLICATION,
     Operator,
     operator,
     run_cli,
+    status_of,
     temporal,
     until_state,
     worker,
@@ -119,3 +120,28 @@ async def test_a_second_start_argument_carries_no_state(
                   "--input", json.dumps(state))
     status = await until_state(operator, wid, "REJECTED")
     assert "resume" in status["reason"] and status["collateral_amount"] == "0"
+
+
+async def test_a_repaid_loan_is_not_started_again_under_its_id(
+    operator: Operator, worker: None, task_queue: str, db: Database  # noqa: F811
+) -> None:
+    # The stock CLI's default id reuse policy lets a new run start once the loan has closed.
+    loan = f"HX9-{task_queue[-8:]}"
+    wid = await active_eth_loan(operator, task_queue, loan)
+    debt = (await status_of(operator, wid))["debt_usd"]
+    await run_cli(operator, "workflow", "update", "execute", "--workflow-id", wid, "--name",
+                  "repay", "--input", json.dumps({"amount_usd": debt, "reference": "wire-1"}))
+    await until_state(operator, wid, "CLOSED")
+    written = await audit_kinds(db, loan)
+    mallory = {"id": "B-666", "name": "Mallory", "email": "mallory@example.net", "country": "US"}
+    await run_cli(operator, "workflow", "start", "--type", "LoanWorkflow", "--task-queue",
+                  task_queue, "--workflow-id", wid, "--input",
+                  json.dumps({**APPLICATION, "loan_id": loan, "borrower": mallory}))
+    status = await until_state(operator, wid, "REJECTED")
+    assert f"loan_id: '{loan}' belongs to an earlier loan" in status["reason"]
+    # Nothing of the second start reached the desk: the loan's trail and its row are the first
+    # loan's, closed, with Grace's id.
+    assert await audit_kinds(db, loan) == written
+    async with db.sessions() as s:
+        row = await s.get(Loan, loan)
+    assert row is not None and (row.state, row.borrower_id) == ("CLOSED", "B-7")
