@@ -206,9 +206,10 @@ class LoanBase:
 
     def id_claim(self) -> ClaimRequest | None:
         """The claim a new loan makes on its loan id before any effect, as its first run
-        (CLAIMED_ID); None for a continued run (its first run claimed), a start rejected
-        already (it writes nothing a loan of the id could find: its snapshot is older than
-        the loan's, its notice key taken) and a run from before the patch."""
+        (CLAIMED_ID); None for a continued run (its first run claimed), a run from before the
+        patch and a start rejected already (its rejection is scheduled before the claim could
+        be asked at the point older runs ask for their patch level); the last two claim with
+        their first write (`_claim_run`)."""
         info = workflow.info()
         if info.continued_run_id is not None or self.f.state.is_final:
             return None
