@@ -12,6 +12,7 @@ from sqlalchemy import select
 from loanflow.db import Database
 from loanflow.schema import AuditRecord, ExchangeOrder, Loan
 from tests.e2e.conftest import dev_client, dev_server, task_queue  # noqa: F401
+from tests.workflows.book import MALLORY
 from tests.e2e.test_temporal_cli import (  # noqa: F401
     APPLICATION,
     Operator,
@@ -133,7 +134,7 @@ async def test_a_repaid_loan_is_not_started_again_under_its_id(
                   "repay", "--input", json.dumps({"amount_usd": debt, "reference": "wire-1"}))
     await until_state(operator, wid, "CLOSED")
     written = await audit_kinds(db, loan)
-    mallory = {"id": "B-666", "name": "Mallory", "email": "mallory@example.net", "country": "US"}
+    mallory = MALLORY.model_dump(mode="json", exclude_none=True)
     await run_cli(operator, "workflow", "start", "--type", "LoanWorkflow", "--task-queue",
                   task_queue, "--workflow-id", wid, "--input",
                   json.dumps({**APPLICATION, "loan_id": loan, "borrower": mallory}))

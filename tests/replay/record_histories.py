@@ -27,14 +27,14 @@ from temporalio.testing import WorkflowEnvironment
 from activities.registry import build_activities
 from loanflow.binaries import test_server
 from loanflow.db import Database
-from loanflow.models import Borrower, LoanApplication, LoanState
+from loanflow.models import LoanApplication, LoanState
 from loanflow.policy import PolicyOverrides
 from loanflow.ports import free_port
 from loanflow.prices.messages import ManualTick, MonitorInput, TickSummary
 from loanflow.prices.sources import Quote
 from loanflow.worker import Workers, build_worker
 from tests.support import Inbox, quiet_settings
-from tests.workflows.book import application
+from tests.workflows.book import MALLORY, application
 from tests.workflows.conftest import Desk
 from workflows.market import MarketMonitor
 
@@ -69,8 +69,7 @@ async def repaid(desk: Desk) -> WorkflowHandle[Any, Any]:
 async def called_and_liquidated(desk: Desk) -> WorkflowHandle[Any, Any]:
     handle = await funded(desk, "HIST-CALL")
     await desk.price(handle, "BTC", "45500")  # warning
-    await desk.price(handle, "BTC", "42000")  # margin call
-    await until(desk, handle, LoanState.MARGIN_CALL)
+    await margin_call(desk, handle, "42000")
     await handle.execute_update("extend_cure", {"hours": 2, "reason": "wire", "operator": "ops"})
     for _ in range(60 * 4):
         await desk.env.sleep(timedelta(minutes=15))
@@ -106,6 +105,18 @@ async def continued(desk: Desk) -> WorkflowHandle[Any, Any]:
         if tick % 20 == 19:
             await desk.env.sleep(timedelta(seconds=1))
     return handle
+
+
+async def margin_call(desk: Desk, handle: WorkflowHandle[Any, Any], price: str) -> None:
+    """A BTC price signalled that puts the loan in a margin call, and the call."""
+    await desk.price(handle, "BTC", price)
+    await until(desk, handle, LoanState.MARGIN_CALL)
+
+
+async def topped_up_to_active(desk: Desk, handle: WorkflowHandle[Any, Any], tx_id: str) -> None:
+    """Half a BTC topped up (update `top_up`), curing the call."""
+    await handle.execute_update("top_up", {"amount": "0.5", "tx_id": tx_id})
+    await until(desk, handle, LoanState.ACTIVE)
 
 
 async def repay_in_full(desk: Desk, handle: WorkflowHandle[Any, Any],
@@ -146,8 +157,7 @@ async def imported_application(desk: Desk, loan_id: str, principal: str,
 async def imported(desk: Desk) -> WorkflowHandle[Any, Any]:
     """A migrated loan at 75% LTV: margin call on its first price, cured, repaid."""
     handle = await open_imported(desk, "HIST-IMPORT", "74000.00", "1000.00")
-    await desk.price(handle, "BTC", "100000")
-    await until(desk, handle, LoanState.MARGIN_CALL)
+    await margin_call(desk, handle, "100000")
     cure = (await desk.status(handle)).cure_repay_usd
     await handle.execute_update("repay", {"amount_usd": str(cure), "reference": "cure"})
     return await repay_in_full(desk, handle, "rest")
@@ -174,10 +184,8 @@ async def kyc_review(desk: Desk) -> WorkflowHandle[Any, Any]:
 async def topped_up(desk: Desk) -> WorkflowHandle[Any, Any]:
     """A margin call cured by a top-up (update `top_up`), then repaid in full."""
     handle = await funded(desk, "HIST-TOPUP")
-    await desk.price(handle, "BTC", "42000")
-    await until(desk, handle, LoanState.MARGIN_CALL)
-    await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "HIST-TOPUP-more"})
-    await until(desk, handle, LoanState.ACTIVE)
+    await margin_call(desk, handle, "42000")
+    await topped_up_to_active(desk, handle, "HIST-TOPUP-more")
     return await repay_in_full(desk, handle, "t1")
 
 
@@ -218,8 +226,7 @@ async def resumed(desk: Desk) -> WorkflowHandle[Any, Any]:
     handle = await funded(desk, "HIST-RESUMED", history_limit=200)
     await until_continued(desk, handle)
     latest = desk.client.get_workflow_handle(handle.id)
-    await desk.price(latest, "BTC", "42000")
-    await until(desk, latest, LoanState.MARGIN_CALL)
+    await margin_call(desk, latest, "42000")
     debt = (await desk.status(latest)).debt_usd
     await latest.execute_update("repay", {"amount_usd": str(debt), "reference": "r1"})
     return latest
@@ -269,13 +276,11 @@ async def ordered_notices_cure_timer(desk: Desk) -> WorkflowHandle[Any, Any]:
     """Recorded with the issue-11 patches in: notices one after another, and a margin call's
     deadline as a timer of its own (started, moved by an extension, dropped by the cure)."""
     handle = await funded(desk, "HIST-ISSUE11")
-    await desk.price(handle, "BTC", "42000")
-    await until(desk, handle, LoanState.MARGIN_CALL)
+    await margin_call(desk, handle, "42000")
     await handle.execute_update("extend_cure", {"hours": 6, "reason": "wire", "operator": "ops"})
     await desk.env.sleep(timedelta(hours=25))  # past the 24 h reminder
     await desk.price(handle, "BTC", "42000")
-    await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "HIST-ISSUE11-more"})
-    await until(desk, handle, LoanState.ACTIVE)
+    await topped_up_to_active(desk, handle, "HIST-ISSUE11-more")
     return await repay_in_full(desk, handle, "i1")
 
 
@@ -298,11 +303,9 @@ async def one_publish_onboarded(desk: Desk) -> WorkflowHandle[Any, Any]:
     publish while the main loop runs in the same tasks."""
     handle = await funded(desk, "HIST-ONEPUB")
     await desk.price(handle, "BTC", "45500")  # warning
-    await desk.price(handle, "BTC", "42000")  # margin call
-    await until(desk, handle, LoanState.MARGIN_CALL)
+    await margin_call(desk, handle, "42000")
     await handle.execute_update("extend_cure", {"hours": 2, "reason": "wire", "operator": "ops"})
-    await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "HIST-ONEPUB-more"})
-    await until(desk, handle, LoanState.ACTIVE)
+    await topped_up_to_active(desk, handle, "HIST-ONEPUB-more")
     return await repay_in_full(desk, handle, "o1")
 
 
@@ -350,14 +353,12 @@ async def reminder_reads_store(desk: Desk) -> WorkflowHandle[Any, Any]:
     from loanflow.store.prices import store_observation
 
     handle = await funded(desk, "HIST-REMIND")
-    await desk.price(handle, "BTC", "42000")  # margin call
-    await until(desk, handle, LoanState.MARGIN_CALL)
+    await margin_call(desk, handle, "42000")
     for _ in range(4 * 45):  # the monitor's ticks every 15 minutes, no loan signalled
         await store_observation(desk.db, "BTC", Decimal("42000"), await desk.now())
         await desk.env.sleep(timedelta(minutes=15))
     await desk.price(handle, "BTC", "42000")  # a signal: the cure below acts on it
-    await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "HIST-REMIND-more"})
-    await until(desk, handle, LoanState.ACTIVE)
+    await topped_up_to_active(desk, handle, "HIST-REMIND-more")
     return await repay_in_full(desk, handle, "m1")
 
 
@@ -408,8 +409,7 @@ async def fresh_run_continued(desk: Desk) -> WorkflowHandle[Any, Any]:
     handle = await funded(desk, "HIST-FRESH-NEXT")
     await desk.settle(handle)
     latest = desk.client.get_workflow_handle(handle.id)
-    await desk.price(latest, "BTC", "42000")
-    await until(desk, latest, LoanState.MARGIN_CALL)
+    await margin_call(desk, latest, "42000")
     return await repay_in_full(desk, latest, "f1")
 
 
@@ -421,8 +421,7 @@ async def fresh_run_imported(desk: Desk) -> WorkflowHandle[Any, Any]:
 
     await store_observation(desk.db, "BTC", Decimal("100000"), await desk.now())
     handle = await open_imported(desk, "HIST-FRESH-IMPORT", "40000.00", "500.00")
-    await desk.price(handle, "BTC", "55000")
-    await until(desk, handle, LoanState.MARGIN_CALL)
+    await margin_call(desk, handle, "55000")
     return await repay_in_full(desk, handle, "i1")
 
 
@@ -452,10 +451,8 @@ async def import_one_task(desk: Desk) -> WorkflowHandle[Any, Any]:
 
     await store_observation(desk.db, "BTC", Decimal("100000"), await desk.now())
     handle = await open_imported(desk, "HIST-IMPORT-ONE-TASK", "40000.00", "500.00")
-    await desk.price(handle, "BTC", "55000")
-    await until(desk, handle, LoanState.MARGIN_CALL)
-    await handle.execute_update("top_up", {"amount": "0.5", "tx_id": "one-task-top-up"})
-    await until(desk, handle, LoanState.ACTIVE)
+    await margin_call(desk, handle, "55000")
+    await topped_up_to_active(desk, handle, "one-task-top-up")
     return await repay_in_full(desk, handle, "t1")
 
 
@@ -474,8 +471,7 @@ async def reused_id_refused(desk: Desk) -> WorkflowHandle[Any, Any]:
     await desk.settle(handle)
     latest = await repay_in_full(desk, desk.client.get_workflow_handle(handle.id), "r1")
     await latest.result()
-    again = await desk.open(application("HIST-REUSED", borrower=Borrower(
-        id="B-666", name="Mallory", email="mallory@example.net", country="US")))
+    again = await desk.open(application("HIST-REUSED", borrower=MALLORY))
     await again.result()
     return again
 

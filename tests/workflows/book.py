@@ -13,6 +13,8 @@ from loanflow.models import Borrower, LoanApplication, LoanStatus
 from loanflow.store.ledger import account_balances, check_book
 
 BORROWER = Borrower(id="B-100", name="Ada Lovelace", email="ada@example.com", country="GB")
+# Someone else, applying under a loan id or a borrower id that is not theirs.
+MALLORY = Borrower(id="B-666", name="Mallory", email="mallory@example.net", country="US")
 
 
 def application(loan_id: str, **overrides: Any) -> LoanApplication:

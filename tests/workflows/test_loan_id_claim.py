@@ -9,14 +9,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from loanflow.models import Borrower, LoanState
+from loanflow.models import LoanState
 from loanflow.schema import LoanClaim, Loan
-from tests.workflows.book import BORROWER, application, count, notices
+from tests.workflows.book import BORROWER, MALLORY, application, count, notices
 from tests.workflows.conftest import Desk
 from tests.workflows.test_import import Ids, handle_of, ids, migrated, run_import  # noqa: F401
 from tests.workflows.test_lifecycle import active_loan, wait_state
-
-MALLORY = Borrower(id="B-666", name="Mallory", email="mallory@example.net", country="US")
 
 
 async def books_of(desk: Desk, loan_id: str) -> tuple[Any, ...]:
