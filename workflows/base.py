@@ -95,8 +95,17 @@ IMPORT_IN_ONE_TASK = "issue12-import-opened-in-one-task"
 # imported loan repaid and closed came back ACTIVE with its debt). The first patch a new run
 # asks for, and the only one: it implies every patch above.
 CLAIMED_ID = "loan-id-claimed-by-its-first-run"
+# Patch: a start that will be rejected (a malformed field, an unsafe policy) claims its loan id
+# before it rejects itself (`LoanWorkflow.rejected_start`). Under CLAIMED_ID alone its rejection
+# came first, so a start under an ended loan's id with a bad policy scheduled an
+# "application rejected" notice keyed by that id; addressed from the earlier loan's
+# application, it reached the earlier borrower about a loan they had repaid. Now such a start
+# is refused as a reused id and sends nothing. The first patch a new run asks for, and the
+# only one: it implies every patch above.
+CLAIM_BEFORE_REJECTING = "loan-id-claimed-before-a-rejection"
 # The patches a run's `level` is read from, newest (highest level) first.
-LEVELS = (CLAIMED_ID, IMPORT_IN_ONE_TASK, FRESH_RUN, ONE_LOOK, ONE_PUBLISH)
+LEVELS = (CLAIM_BEFORE_REJECTING, CLAIMED_ID, IMPORT_IN_ONE_TASK, FRESH_RUN, ONE_LOOK,
+          ONE_PUBLISH)
 
 
 class IdTaken(Exception):
@@ -143,7 +152,7 @@ class LoanBase:
         self._last_notice: asyncio.Task[None] | None = None
         self._cure_timer: asyncio.Task[None] | None = None
         self._cure_at: datetime | None = None
-        self._level: int | None = None  # 5: CLAIMED_ID in ... 1: ONE_PUBLISH (`level`)
+        self._level: int | None = None  # 6: CLAIM_BEFORE_REJECTING ... 1: ONE_PUBLISH (`level`)
         self._dirty = False  # published but not yet flushed (ONE_PUBLISH)
         self._reads = 0  # reads of our own database in flight (`read`)
         self._flusher: asyncio.Task[None] | None = None
@@ -204,12 +213,17 @@ class LoanBase:
         """Was this run started with CLAIMED_ID in (a new loan claims its loan id first)?"""
         return self.level() >= 5
 
+    def claims_before_rejecting(self) -> bool:
+        """Was this run started with CLAIM_BEFORE_REJECTING in (a start about to be rejected
+        claims its loan id first)?"""
+        return self.level() >= 6
+
     def id_claim(self) -> ClaimRequest | None:
         """The claim a new loan makes on its loan id before any effect, as its first run
         (CLAIMED_ID); None for a continued run (its first run claimed), a run from before the
-        patch and a start rejected already (its rejection is scheduled before the claim could
-        be asked at the point older runs ask for their patch level); the last two claim with
-        their first write (`_claim_run`)."""
+        patch and a start rejected already (a run from before CLAIM_BEFORE_REJECTING
+        scheduled its rejection before it claimed); the last two claim with their first write
+        (`_claim_run`)."""
         info = workflow.info()
         if info.continued_run_id is not None or self.f.state.is_final:
             return None

@@ -177,17 +177,14 @@ class LoanWorkflow(Servicing):
             # Patched: a run started before the check (its ids may disagree) replays as it ran.
             if self.patched(IDENTITY_CHECK):
                 return self.refuse_identity(problem)
-        elif problem is not None:
-            self.reject(problem)
-        if app.policy is not None and self.f.step == 0 and not self.f.state.is_final:
-            try:
-                app.policy.apply(RiskPolicy())
-            except (ValueError, pydantic.ValidationError) as err:
-                self.reject(f"policy: {err}")
-            else:
-                unsafe = new_loan_problem(self.f.policy)
-                if unsafe is not None and workflow.patched(POSITIVE_TARGET):
-                    self.reject(f"policy: {unsafe}")
+            problem = None
+        rejection = self.start_rejection(problem)
+        if rejection is not None:
+            if self.claims_before_rejecting():
+                holder = await self.claim_id()
+                if holder is not None:
+                    return self.refuse_identity(reused_id(app.loan_id, holder))
+            self.reject(rejection)
         self._onboarding_run = self.f.step < SERVE and not self.is_imported()
         self.shown_as_carried()
         holder = await self.claimed_by()
@@ -217,6 +214,23 @@ class LoanWorkflow(Servicing):
                 break
             self.f.step += 1
 
+    def start_rejection(self, problem: str | None) -> str | None:
+        """Why this start is rejected at once (`problem`: a malformed start; else an unsafe
+        policy); None if it goes on. Decides only: `run` claims the loan id before it acts."""
+        app = self.app
+        if problem is not None:
+            return problem
+        if app.policy is None or self.f.step != 0 or self.f.state.is_final:
+            return None
+        try:
+            app.policy.apply(RiskPolicy())
+        except (ValueError, pydantic.ValidationError) as err:
+            return f"policy: {err}"
+        unsafe = new_loan_problem(self.f.policy)
+        if unsafe is not None and workflow.patched(POSITIVE_TARGET):
+            return f"policy: {unsafe}"
+        return None
+
     async def claimed_by(self) -> str | None:
         """A new loan's claim on its loan id (`id_claim`), before any effect: the first run of
         the workflow that holds the id if that is another loan's, else None. Asked where the
@@ -224,6 +238,11 @@ class LoanWorkflow(Servicing):
         imported loan claims with the read of its migration record (`Migration.adopt`)."""
         if self.is_imported():
             return None
+        return await self.claim_id()
+
+    async def claim_id(self) -> str | None:
+        """Claim the loan id for this run (`id_claim`, a local activity): the run holding it if
+        that is another loan's, else None (also when this run makes no claim)."""
         request = self.id_claim()
         if request is None:
             return None

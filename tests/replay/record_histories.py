@@ -41,6 +41,10 @@ from workflows.market import MarketMonitor
 HISTORIES = Path(__file__).with_name("histories")
 
 
+# A policy a loan started now rejects itself for (`loanflow open` would refuse it first).
+BAD_POLICY = PolicyOverrides(post_liquidation_ltv=Decimal("-0.5"))
+
+
 async def until(desk: Desk, handle: WorkflowHandle[Any, Any], state: LoanState) -> None:
     for _ in range(300):
         if (await desk.status(handle)).state == state:
@@ -389,8 +393,7 @@ async def dust_sold_in_steps(desk: Desk) -> WorkflowHandle[Any, Any]:
 async def negative_target(desk: Desk) -> WorkflowHandle[Any, Any]:
     """Recorded before policy-positive-post-liquidation-ltv: a loan opened (past `loanflow
     open`) with a post-liquidation LTV of -0.5 runs; repaid in full."""
-    handle = await funded(desk, "HIST-NEGATIVE",
-                          policy=PolicyOverrides(post_liquidation_ltv=Decimal("-0.5")))
+    handle = await funded(desk, "HIST-NEGATIVE", policy=BAD_POLICY)
     await desk.settle(handle)
     return await repay_in_full(desk, handle, "n1")
 
@@ -493,6 +496,28 @@ async def claimed_import_refused(desk: Desk) -> WorkflowHandle[Any, Any]:
     return again
 
 
+async def policy_rejected(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with loan-id-claimed-by-its-first-run in, before
+    loan-id-claimed-before-a-rejection: a start with an unsafe policy, rejected at once (its
+    notice scheduled), its id claimed with its first write."""
+    handle = await desk.open(application("HIST-POLICY-REJECTED", policy=BAD_POLICY))
+    await handle.result()
+    return handle
+
+
+async def rejected_reused_id_refused(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with loan-id-claimed-before-a-rejection in: a loan repaid in full, then a start
+    under its id by the same borrower with an unsafe policy, refused as a reused id before
+    its rejection (the second run's history)."""
+    handle = await funded(desk, "HIST-REJECTED-REUSE")
+    await desk.settle(handle)
+    latest = await repay_in_full(desk, desk.client.get_workflow_handle(handle.id), "q1")
+    await latest.result()
+    again = await desk.open(application("HIST-REJECTED-REUSE", policy=BAD_POLICY))
+    await again.result()
+    return again
+
+
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "repaid": repaid,
     "margin_call_liquidation_default": called_and_liquidated,
@@ -524,10 +549,12 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "claimed_onboarded": claimed_onboarded,
     "reused_id_refused": reused_id_refused,
     "claimed_import_refused": claimed_import_refused,
+    "policy_rejected": policy_rejected,
+    "rejected_reused_id_refused": rejected_reused_id_refused,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued", "dust_sold_in_steps",
-              "reused_id_refused", "claimed_import_refused"}
+              "reused_id_refused", "claimed_import_refused", "rejected_reused_id_refused"}
 # Scenarios that stop and restart the worker (`Desk.backlog`): theirs caches no workflows.
 BACKLOG = {"sold_after_backlog"}
 

@@ -8,8 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
+from temporalio.client import WorkflowHandle
 
 from loanflow.models import LoanState
+from loanflow.policy import PolicyOverrides
 from loanflow.schema import LoanClaim, Loan
 from tests.workflows.book import BORROWER, MALLORY, application, count, notices
 from tests.workflows.conftest import Desk
@@ -28,14 +30,20 @@ async def books_of(desk: Desk, loan_id: str) -> tuple[Any, ...]:
             await notices(desk.db, loan_id), (row.state, row.borrower_id, row.version))
 
 
-async def test_a_closed_loan_cannot_be_started_again_under_its_id(desk: Desk, ids: Ids) -> None:
-    loan_id = ids("REUSE1")
+async def repaid_loan(desk: Desk, loan_id: str) -> WorkflowHandle[Any, Any]:
+    """A loan of BORROWER's, opened, repaid in full and closed; its workflow has ended."""
     handle = await active_loan(desk, loan_id)
     status = await desk.status(handle)
     assert await handle.execute_update(
         "repay", {"amount_usd": str(status.debt_usd), "reference": "wire-1"}) == "CLOSED"
     await handle.result()
     await desk.settle(handle)
+    return handle
+
+
+async def test_a_closed_loan_cannot_be_started_again_under_its_id(desk: Desk, ids: Ids) -> None:
+    loan_id = ids("REUSE1")
+    handle = await repaid_loan(desk, loan_id)
     before = await books_of(desk, loan_id)
 
     # Another borrower's application under the closed loan's id, started as the stock CLI
@@ -74,3 +82,37 @@ async def test_an_ended_imported_loan_does_not_come_back(desk: Desk, ids: Ids) -
     assert "belongs to an earlier loan" in (result.reason or "")
     await desk.settle(again)
     assert await books_of(desk, loan_id) == before
+
+
+async def test_a_rejected_start_under_an_ended_loans_id_mails_no_one(
+    desk: Desk, ids: Ids
+) -> None:
+    loan_id = ids("REUSE3")
+    handle = await repaid_loan(desk, loan_id)
+    before = await books_of(desk, loan_id)
+    assert "application_rejected" not in before[2]
+
+    # The same borrower's id with a policy the loan rejects itself for, by the stock CLI.
+    # Rejected before it claimed, it scheduled an "application rejected" notice under the
+    # closed loan's id, addressed from that loan's application: to its borrower.
+    bad = PolicyOverrides(post_liquidation_ltv=Decimal("-0.5"))
+    again = await desk.open(application(loan_id, policy=bad))
+    result = await again.result()
+    assert result.state == LoanState.REJECTED
+    assert f"loan_id: {loan_id!r} belongs to an earlier loan" in (result.reason or "")
+    await desk.settle(again)
+    assert await books_of(desk, loan_id) == before
+    assert handle.first_execution_run_id != again.first_execution_run_id
+
+
+async def test_a_rejected_start_under_a_new_id_claims_it(desk: Desk, ids: Ids) -> None:
+    loan_id = ids("REUSE4")
+    bad = PolicyOverrides(post_liquidation_ltv=Decimal("-0.5"))
+    handle = await desk.open(application(loan_id, policy=bad))
+    result = await handle.result()
+    assert result.state == LoanState.REJECTED and (result.reason or "").startswith("policy: ")
+    await desk.settle(handle)
+    assert await notices(desk.db, loan_id) == ["application_rejected"]
+    async with desk.db.sessions() as s:
+        holder = await s.scalar(select(LoanClaim.run_id).where(LoanClaim.loan_id == loan_id))
+    assert holder == handle.first_execution_run_id
