@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from temporalio.client import WorkflowHandle
 
@@ -17,6 +18,7 @@ from tests.workflows.book import BORROWER, MALLORY, application, count, notices
 from tests.workflows.conftest import Desk
 from tests.workflows.test_import import Ids, handle_of, ids, migrated, run_import  # noqa: F401
 from tests.workflows.test_lifecycle import active_loan, wait_state
+from workflows import base
 
 
 async def books_of(desk: Desk, loan_id: str) -> tuple[Any, ...]:
@@ -30,14 +32,25 @@ async def books_of(desk: Desk, loan_id: str) -> tuple[Any, ...]:
             await notices(desk.db, loan_id), (row.state, row.borrower_id, row.version))
 
 
-async def repaid_loan(desk: Desk, loan_id: str) -> WorkflowHandle[Any, Any]:
-    """A loan of BORROWER's, opened, repaid in full and closed; its workflow has ended."""
-    handle = await active_loan(desk, loan_id)
+async def holder_of(desk: Desk, loan_id: str) -> str | None:
+    """The run that holds a loan id's claim, None if no run does."""
+    async with desk.db.sessions() as s:
+        return await s.scalar(select(LoanClaim.run_id).where(LoanClaim.loan_id == loan_id))
+
+
+async def repay_and_close(desk: Desk, handle: WorkflowHandle[Any, Any]) -> None:
+    """Repay the loan in full: it closes and its workflow ends."""
     status = await desk.status(handle)
     assert await handle.execute_update(
         "repay", {"amount_usd": str(status.debt_usd), "reference": "wire-1"}) == "CLOSED"
     await handle.result()
     await desk.settle(handle)
+
+
+async def repaid_loan(desk: Desk, loan_id: str) -> WorkflowHandle[Any, Any]:
+    """A loan of BORROWER's, opened, repaid in full and closed; its workflow has ended."""
+    handle = await active_loan(desk, loan_id)
+    await repay_and_close(desk, handle)
     return handle
 
 
@@ -57,9 +70,7 @@ async def test_a_closed_loan_cannot_be_started_again_under_its_id(desk: Desk, id
     # Nothing written, booked or sent: the read model still shows the first loan, closed.
     assert await books_of(desk, loan_id) == before
     assert before[3][:2] == ("CLOSED", BORROWER.id)
-    async with desk.db.sessions() as s:
-        holder = await s.scalar(select(LoanClaim.run_id).where(LoanClaim.loan_id == loan_id))
-    assert holder == handle.first_execution_run_id
+    assert await holder_of(desk, loan_id) == handle.first_execution_run_id
 
 
 async def test_an_ended_imported_loan_does_not_come_back(desk: Desk, ids: Ids) -> None:
@@ -113,6 +124,32 @@ async def test_a_rejected_start_under_a_new_id_claims_it(desk: Desk, ids: Ids) -
     assert result.state == LoanState.REJECTED and (result.reason or "").startswith("policy: ")
     await desk.settle(handle)
     assert await notices(desk.db, loan_id) == ["application_rejected"]
-    async with desk.db.sessions() as s:
-        holder = await s.scalar(select(LoanClaim.run_id).where(LoanClaim.loan_id == loan_id))
-    assert holder == handle.first_execution_run_id
+    assert await holder_of(desk, loan_id) == handle.first_execution_run_id
+
+
+async def test_a_loan_started_before_claims_claims_its_id_with_its_next_write(
+    backlog_desk: Desk, ids: Ids, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upgrade: a loan onboarded by the code from before claims (its runs recorded with
+    IMPORT_IN_ONE_TASK as their newest patch, its writes claiming nothing) claims its id for
+    its first run with its first write on the new code, and once it has closed a start under
+    its id is refused."""
+    desk, loan_id = backlog_desk, ids("UPGRADE")
+    # The old code, as far as claims go. The desk's workers cache no workflow: every task
+    # replays the loan's history on the code of the moment, as after a deployment.
+    monkeypatch.setattr(base, "LEVELS", base.LEVELS[base.LEVELS.index(base.IMPORT_IN_ONE_TASK):])
+    monkeypatch.setattr(base.LoanBase, "_claim_run", lambda self: None)
+    handle = await active_loan(desk, loan_id)
+    await desk.settle(handle)
+    assert await holder_of(desk, loan_id) is None
+    async with desk.backlog():
+        monkeypatch.undo()  # the upgrade
+    await desk.price(handle, "BTC", "90000")  # a new LTV: the loan writes its read model
+    await desk.settle(handle)
+    assert await holder_of(desk, loan_id) == handle.first_execution_run_id
+
+    await repay_and_close(desk, handle)
+    again = await desk.open(application(loan_id, borrower=MALLORY))
+    result = await again.result()
+    assert result.state == LoanState.REJECTED
+    assert f"loan_id: {loan_id!r} belongs to an earlier loan" in (result.reason or "")
