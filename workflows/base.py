@@ -96,8 +96,8 @@ IMPORT_IN_ONE_TASK = "issue12-import-opened-in-one-task"
 # asks for, and the only one: it implies every patch above.
 CLAIMED_ID = "loan-id-claimed-by-its-first-run"
 # Patch: a start that will be rejected (a malformed field, an unsafe policy) claims its loan id
-# before it rejects itself (`LoanWorkflow.rejected_start`). Under CLAIMED_ID alone its rejection
-# came first, so a start under an ended loan's id with a bad policy scheduled an
+# before it rejects itself (`LoanWorkflow.run`, `start_rejection`). Under CLAIMED_ID alone the
+# rejection came first, so a start under an ended loan's id with a bad policy scheduled an
 # "application rejected" notice keyed by that id; addressed from the earlier loan's
 # application, it reached the earlier borrower about a loan they had repaid. Now such a start
 # is refused as a reused id and sends nothing. The first patch a new run asks for, and the

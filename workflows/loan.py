@@ -177,7 +177,7 @@ class LoanWorkflow(Servicing):
             # Patched: a run started before the check (its ids may disagree) replays as it ran.
             if self.patched(IDENTITY_CHECK):
                 return self.refuse_identity(problem)
-            problem = None
+            problem = None  # such a run went on, unrejected
         rejection = self.start_rejection(problem)
         if rejection is not None:
             if self.claims_before_rejecting():
