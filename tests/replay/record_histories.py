@@ -470,11 +470,18 @@ async def claimed_onboarded(desk: Desk) -> WorkflowHandle[Any, Any]:
 async def reused_id_refused(desk: Desk) -> WorkflowHandle[Any, Any]:
     """Recorded with loan-id-claimed-by-its-first-run in: a loan repaid in full, then a second
     start under its id (the stock CLI's reuse policy), refused (the second run's history)."""
-    handle = await funded(desk, "HIST-REUSED")
+    return await started_again(desk, "HIST-REUSED", "r1", borrower=MALLORY)
+
+
+async def started_again(desk: Desk, loan_id: str, reference: str,
+                        **overrides: Any) -> WorkflowHandle[Any, Any]:
+    """A loan funded and repaid in full (`reference`: the repayment's), then a second start
+    under its id with `overrides` to the application, run to its end; the second run."""
+    handle = await funded(desk, loan_id)
     await desk.settle(handle)
-    latest = await repay_in_full(desk, desk.client.get_workflow_handle(handle.id), "r1")
+    latest = await repay_in_full(desk, desk.client.get_workflow_handle(handle.id), reference)
     await latest.result()
-    again = await desk.open(application("HIST-REUSED", borrower=MALLORY))
+    again = await desk.open(application(loan_id, **overrides))
     await again.result()
     return again
 
@@ -509,13 +516,7 @@ async def rejected_reused_id_refused(desk: Desk) -> WorkflowHandle[Any, Any]:
     """Recorded with loan-id-claimed-before-a-rejection in: a loan repaid in full, then a start
     under its id by the same borrower with an unsafe policy, refused as a reused id before
     its rejection (the second run's history)."""
-    handle = await funded(desk, "HIST-REJECTED-REUSE")
-    await desk.settle(handle)
-    latest = await repay_in_full(desk, desk.client.get_workflow_handle(handle.id), "q1")
-    await latest.result()
-    again = await desk.open(application("HIST-REJECTED-REUSE", policy=BAD_POLICY))
-    await again.result()
-    return again
+    return await started_again(desk, "HIST-REJECTED-REUSE", "q1", policy=BAD_POLICY)
 
 
 SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
