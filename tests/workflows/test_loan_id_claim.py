@@ -73,7 +73,14 @@ async def test_a_closed_loan_cannot_be_started_again_under_its_id(desk: Desk, id
     assert await holder_of(desk, loan_id) == handle.first_execution_run_id
 
 
-async def test_an_ended_imported_loan_does_not_come_back(desk: Desk, ids: Ids) -> None:
+# A policy the loan rejects itself for: a start with it is rejected at once.
+BAD_POLICY = PolicyOverrides(post_liquidation_ltv=Decimal("-0.5"))
+
+
+@pytest.mark.parametrize("policy", [None, BAD_POLICY], ids=["as-imported", "bad-policy"])
+async def test_an_ended_imported_loan_does_not_come_back(
+    desk: Desk, ids: Ids, policy: PolicyOverrides | None
+) -> None:
     loan_id = ids("REUSE2")
     now = await desk.now()
     loan = migrated(loan_id, now)
@@ -87,7 +94,8 @@ async def test_an_ended_imported_loan_does_not_come_back(desk: Desk, ids: Ids) -
 
     # Its own application again, by hand: it would adopt the migration record once more and
     # find its opening balances and deposit address done, ACTIVE with the old loan's debt.
-    again = await desk.open(loan.application())
+    # With a bad policy it was rejected at once and mailed its borrower the rejection.
+    again = await desk.open(loan.application().model_copy(update={"policy": policy}))
     result = await again.result()
     assert result.state == LoanState.REJECTED and result.debt_usd == Decimal(0)
     assert "belongs to an earlier loan" in (result.reason or "")
@@ -106,8 +114,7 @@ async def test_a_rejected_start_under_an_ended_loans_id_mails_no_one(
     # The same borrower's id with a policy the loan rejects itself for, by the stock CLI.
     # Rejected before it claimed, it scheduled an "application rejected" notice under the
     # closed loan's id, addressed from that loan's application: to its borrower.
-    bad = PolicyOverrides(post_liquidation_ltv=Decimal("-0.5"))
-    again = await desk.open(application(loan_id, policy=bad))
+    again = await desk.open(application(loan_id, policy=BAD_POLICY))
     result = await again.result()
     assert result.state == LoanState.REJECTED
     assert f"loan_id: {loan_id!r} belongs to an earlier loan" in (result.reason or "")
@@ -118,8 +125,7 @@ async def test_a_rejected_start_under_an_ended_loans_id_mails_no_one(
 
 async def test_a_rejected_start_under_a_new_id_claims_it(desk: Desk, ids: Ids) -> None:
     loan_id = ids("REUSE4")
-    bad = PolicyOverrides(post_liquidation_ltv=Decimal("-0.5"))
-    handle = await desk.open(application(loan_id, policy=bad))
+    handle = await desk.open(application(loan_id, policy=BAD_POLICY))
     result = await handle.result()
     assert result.state == LoanState.REJECTED and (result.reason or "").startswith("policy: ")
     await desk.settle(handle)
