@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -26,7 +27,7 @@ import random
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +38,7 @@ from sqlalchemy import func, select
 from bench.book import SEED_PRICES, count_state, plan_book
 from bench.histories import (IMPORT_NOTICE, cost_line, import_window, sample_cost,
                              whole_history)
+from bench.import_plot import plot_import
 from bench.market import Monitor, wait_until_quiet
 from bench.profiling import (ATTACH_SECONDS, Processes, cpu_share, share_line, snapshot,
                              stack_processes, start_py_spy, stop_py_spy, worker_names,
@@ -209,6 +211,30 @@ async def progress_counts(stack: Stack) -> dict[str, int]:
             "noticed": int(noticed or 0), "mailed": int(mailed or 0)}
 
 
+@dataclass
+class Progress:
+    """The counts of `progress_counts` over the import, once a second (`watch`, for the plot)."""
+
+    seconds: list[float] = field(default_factory=list)
+    counts: dict[str, list[int]] = field(
+        default_factory=lambda: {"active": [], "noticed": [], "mailed": []})
+
+    def add(self, at: float, counts: dict[str, int]) -> None:
+        self.seconds.append(round(at, 2))
+        for name, count in counts.items():
+            self.counts[name].append(count)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, **self.counts}
+
+
+async def watch(stack: Stack, began: float, progress: Progress, every: float = 1.0) -> None:
+    """Sample `progress_counts` into `progress` from `began` on, until cancelled."""
+    while True:
+        progress.add(time.monotonic() - began, await progress_counts(stack))
+        await asyncio.sleep(every)
+
+
 async def until_done(stack: Stack, n: int, began: float, deadline: float, bar: Bar,
                      mail_grace: float = 300, poll: float = 0.25) -> dict[str, float | None]:
     """Seconds from `began` until each count of `progress_counts` reached N (None: not by
@@ -266,12 +292,22 @@ async def timed_import(stack: Stack, workers: list[int], book: Path, n: int,
         processes.kinds["py-spy"] = [p.pid for p in spies]
     try:
         phase = await Phase.start(processes)
-        run = await import_command(stack, book, args.timeout)
-        during_command = await phase.share(run.cpu_seconds)
-        if run.exit_code:
-            raise RuntimeError(f"loanflow book import failed ({run.exit_code}): {run.stderr}")
-        reached = await until_done(stack, n, phase.began, time.monotonic() + args.timeout, bar)
-        during_import = await phase.share(run.cpu_seconds)
+        progress = Progress()
+        watching = asyncio.create_task(watch(stack, phase.began, progress))
+        try:
+            run = await import_command(stack, book, args.timeout)
+            during_command = await phase.share(run.cpu_seconds)
+            if run.exit_code:
+                raise RuntimeError(f"loanflow book import failed ({run.exit_code}): "
+                                   f"{run.stderr}")
+            reached = await until_done(stack, n, phase.began, time.monotonic() + args.timeout,
+                                       bar)
+            during_import = await phase.share(run.cpu_seconds)
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+        progress.add(time.monotonic() - phase.began, await progress_counts(stack))
     finally:
         await stop_py_spy(spies)
     active, noticed = reached["active"], reached["noticed"]
@@ -284,6 +320,7 @@ async def timed_import(stack: Stack, workers: list[int], book: Path, n: int,
         "to_notices_mailed": span(n, reached["mailed"]),
         "complete": done is not None,
         "cpu_share": {"command": during_command, "import": during_import},
+        "progress": progress.as_json(),
     }
 
 
@@ -437,7 +474,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_figures(results)
     out = args.out / f"book-import-{args.loans}.json"
     write_json(out, results)
-    console.print(f"results: {out}")
+    plot_import(out.with_suffix(".png"), results)
+    console.print(f"results: {out} and {out.with_suffix('.png')}")
     return results
 
 

@@ -48,6 +48,13 @@ def test_book_import_benchmark_runs_end_to_end(tmp_path: Path) -> None:
                 "to_notices_mailed"):
         assert imported[key]["seconds"] > 0 and imported[key]["loans_per_second"] > 0, key
     assert imported["to_active_and_notices"]["seconds"] >= imported["to_active"]["seconds"]
+    # The counts over time, for the picture: from the command's start, rising, all in at the end.
+    progress = imported["progress"]
+    assert progress["seconds"][0] < imported["command"]["seconds"]
+    assert progress["seconds"] == sorted(progress["seconds"])
+    for name in ("active", "noticed", "mailed"):
+        assert progress[name] == sorted(progress[name]) and progress[name][-1] == LOANS, name
+    assert (tmp_path / f"book-import-{LOANS}.png").stat().st_size > 10_000
 
     again = results["second_import"]
     assert (again["exit_code"], again["started"], again["already_present"]) == (0, 0, LOANS)
