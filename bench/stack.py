@@ -23,7 +23,7 @@ from temporalio.client import Client
 
 from loanflow import codec_keys
 from loanflow.db import Database
-from loanflow.devserver import DevServer, port_open
+from loanflow.devserver import DevServer, dynamic_config_flags, port_open
 from loanflow.ports import free_ports
 from loanflow.settings import Settings
 from loanflow.stack import connect_when_ready
@@ -54,9 +54,7 @@ class BenchServer(DevServer):
     pragmas: dict[str, str] = field(default_factory=lambda: dict(SQLITE_PRAGMAS))
 
     def command(self) -> list[str]:
-        flags = []
-        for key, value in self.dynamic_config.items():
-            flags += ["--dynamic-config-value", f"{key}={value}"]
+        flags = dynamic_config_flags(self.dynamic_config)
         for key, value in self.pragmas.items():
             flags += ["--sqlite-pragma", f"{key}={value}"]
         return [*super().command(), *flags]
