@@ -28,21 +28,17 @@ from activities.registry import build_activities
 from loanflow.binaries import test_server
 from loanflow.db import Database
 from loanflow.models import LoanApplication, LoanState
-from loanflow.policy import PolicyOverrides
 from loanflow.ports import free_port
 from loanflow.prices.messages import ManualTick, MonitorInput, TickSummary
 from loanflow.prices.sources import Quote
 from loanflow.worker import Workers, build_worker
 from tests.support import Inbox, quiet_settings
-from tests.workflows.book import MALLORY, application
+from tests.workflows.book import BAD_POLICY, MALLORY, application
 from tests.workflows.conftest import Desk
 from workflows.market import MarketMonitor
 
 HISTORIES = Path(__file__).with_name("histories")
 
-
-# A policy a loan started now rejects itself for (`loanflow open` would refuse it first).
-BAD_POLICY = PolicyOverrides(post_liquidation_ltv=Decimal("-0.5"))
 
 
 async def until(desk: Desk, handle: WorkflowHandle[Any, Any], state: LoanState) -> None:

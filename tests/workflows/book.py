@@ -10,11 +10,15 @@ from sqlalchemy import func, select
 from loanflow import ledger
 from loanflow.db import Base, Database
 from loanflow.models import Borrower, LoanApplication, LoanStatus
+from loanflow.policy import PolicyOverrides
 from loanflow.store.ledger import account_balances, check_book
 
 BORROWER = Borrower(id="B-100", name="Ada Lovelace", email="ada@example.com", country="GB")
 # Someone else, applying under a loan id or a borrower id that is not theirs.
 MALLORY = Borrower(id="B-666", name="Mallory", email="mallory@example.net", country="US")
+# A policy a loan started now rejects itself for (`loanflow open` would refuse it first): a
+# sale sized to a negative LTV would sell all the collateral.
+BAD_POLICY = PolicyOverrides(post_liquidation_ltv=Decimal("-0.5"))
 
 
 def application(loan_id: str, **overrides: Any) -> LoanApplication:

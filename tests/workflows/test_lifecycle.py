@@ -12,9 +12,9 @@ from temporalio.client import WorkflowFailureError
 from loanflow.mail import outbox
 from loanflow.models import Borrower, LoanState
 from loanflow.money import fmt_ratio, fmt_usd
-from loanflow.policy import PolicyOverrides
 from loanflow.risk import cure_repay, cure_top_up
 from tests.workflows.book import (
+    BAD_POLICY,
     application,
     assert_books_agree,
     audit_kinds,
@@ -337,7 +337,7 @@ async def test_over_max_initial_ltv_is_rejected_with_the_reason(desk: Desk) -> N
 
 async def test_a_policy_aiming_sales_at_a_negative_ltv_is_rejected(desk: Desk) -> None:
     # Started as the stock `temporal` CLI would, past `loanflow open`'s own check.
-    app = application("X2", policy=PolicyOverrides(post_liquidation_ltv=Decimal("-0.5")))
+    app = application("X2", policy=BAD_POLICY)
     handle = await desk.open(app)
     result = await handle.result()
     assert result.state == LoanState.REJECTED

@@ -14,7 +14,8 @@ from temporalio.client import WorkflowHandle
 from loanflow.models import LoanState
 from loanflow.policy import PolicyOverrides
 from loanflow.schema import LoanClaim, Loan
-from tests.workflows.book import BORROWER, MALLORY, application, count, notices
+from tests.workflows.book import (BAD_POLICY, BORROWER, MALLORY, application, count,
+                                  notices)
 from tests.workflows.conftest import Desk
 from tests.workflows.test_import import Ids, handle_of, ids, migrated, run_import  # noqa: F401
 from tests.workflows.test_lifecycle import active_loan, wait_state
@@ -71,10 +72,6 @@ async def test_a_closed_loan_cannot_be_started_again_under_its_id(desk: Desk, id
     assert await books_of(desk, loan_id) == before
     assert before[3][:2] == ("CLOSED", BORROWER.id)
     assert await holder_of(desk, loan_id) == handle.first_execution_run_id
-
-
-# A policy the loan rejects itself for: a start with it is rejected at once.
-BAD_POLICY = PolicyOverrides(post_liquidation_ltv=Decimal("-0.5"))
 
 
 @pytest.mark.parametrize("policy", [None, BAD_POLICY], ids=["as-imported", "bad-policy"])
