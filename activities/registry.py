@@ -20,6 +20,7 @@ from activities.pricing import PricingActivities
 from activities.store import StoreActivities
 from activities.support import FakeFaults
 from loanflow.db import Database
+from loanflow.mail.delivery import NoticeDelivery
 from loanflow.settings import Settings
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def build_activities(
         db, exchange or FakeExchange(db, faults("exchange"), faults("exchange_fills").rng)
     )
     ledger = LedgerActivities(db)
-    store = StoreActivities(db)
+    store = StoreActivities(db, NoticeDelivery.for_settings(db, settings))
     migration = MigrationActivities(db)
     if notice_activities is None:
         notice_activities = default_notice_activities(db, settings)

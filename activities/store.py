@@ -33,6 +33,8 @@ from loanflow.effects import (
     Refreshed,
     RefreshRequest,
 )
+from loanflow.mail import relay
+from loanflow.mail.delivery import NoticeDelivery
 from loanflow.models import Borrower, PriceUpdate
 from loanflow.risk import shown_ltv
 from loanflow.schema import AuditRecord, BorrowerContact, Loan, utcnow
@@ -41,8 +43,10 @@ from loanflow.store.prices import observation_at
 
 
 class StoreActivities:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, notices: NoticeDelivery | None = None) -> None:
         self.db = db
+        # Records the notices a write carries (`LoanRecord.notices`) for the relay.
+        self.notices = notices
 
     @activity.defn(name=ActivityName.RECORD_LOAN)
     async def record_loan(self, record: LoanRecord) -> None:
@@ -73,6 +77,7 @@ class StoreActivities:
             async with self.db.statement() as conn:
                 observation = await observation_at(conn, request.asset, request.now)
                 await write_rows(conn, at_price(request.record, observation))
+            await self.record_notices(request.record)
             return Refreshed(observation=observation)
         observation = await stored_price(self.db, request.asset, request.now)
         await self.write(at_price(request.record, observation))
@@ -89,6 +94,7 @@ class StoreActivities:
         if self.db.autocommit is None:
             async with self.db.statement() as conn:
                 await write_rows(conn, record)
+            await self.record_notices(record)
             return
         snapshot = record.snapshot
         async with self.db.statement() as conn:
@@ -102,6 +108,19 @@ class StoreActivities:
         if record.audit:
             async with self.db.statement() as conn:
                 await append_audit(conn, snapshot.loan_id, record.audit)
+        await self.record_notices(record)
+
+    async def record_notices(self, record: LoanRecord) -> None:
+        """Record the record's notices in the outbox, after its rows (the first snapshot
+        records the contact details they are addressed from), and ring the relay. Each once by
+        its key: a retried write records nothing twice."""
+        if not record.notices:
+            return
+        if self.notices is None:
+            raise RuntimeError("this worker records no notices: build StoreActivities with them")
+        for notice in record.notices:
+            await self.notices.record_for_relay(notice)
+        relay.ring()
 
 
 def at_price(record: LoanRecord, observation: PriceUpdate | None) -> LoanRecord:

@@ -6,6 +6,9 @@ caused in one of its minimal workflows.
 A window starts at the signal event and ends with the workflow task that took in the result of
 the activity the signal led to (the margin-call notice; the baseline's no-op). Both windows end
 the same way (the baseline's with its completion), so the two counts compare like with like.
+A loan that records its notices with its read-model write (NOTICES_WITH_WRITES) has no notice
+activity: its window ends with the write's marker, in the workflow task that decided the call
+(the notice is durable in the outbox from there; the relay mails it outside Temporal).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 
 from loanflow.effects import ActivityName
+from workflows.base import NOTICES_NAMED
 
 SIGNAL = "price_update"
 MARGIN_CALL = "margin_call"
@@ -57,17 +61,38 @@ def _is_kind(event: HistoryEvent, event_type: int, marker_name: str | None) -> b
     return marker_name is None or event.marker_recorded_event_attributes.marker_name == marker_name
 
 
-async def notice_kinds(events: Sequence[HistoryEvent], converter: DataConverter) -> dict[int, str]:
-    """The kind of every notice activity scheduled, by its scheduled event id. The workflow
-    puts the kind in the activity's summary; it is decoded with the client's converter because
-    the codec may have encrypted it."""
-    notices = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-               and e.activity_task_scheduled_event_attributes.activity_type.name
-               == ActivityName.RECORD_NOTICE and e.user_metadata.HasField("summary")]
-    if not notices:
+async def notice_kinds(events: Sequence[HistoryEvent],
+                       converter: DataConverter) -> dict[int, tuple[str, ...]]:
+    """The kinds of the notices each event carries, by event id: a notice activity's scheduled
+    event (its summary is the kind) or, in runs that record their notices with their writes
+    (NOTICES_WITH_WRITES), the write's local-activity marker (its summary names them). The
+    summaries are decoded with the client's converter because the codec may have encrypted
+    them."""
+    carriers = [e for e in events if _notice_activity(e) or _write_marker(e)]
+    if not carriers:
         return {}
-    kinds = await converter.decode([e.user_metadata.summary for e in notices], [str] * len(notices))
-    return {e.event_id: kind for e, kind in zip(notices, kinds)}
+    summaries = await converter.decode([e.user_metadata.summary for e in carriers],
+                                       [str] * len(carriers))
+    kinds = {e.event_id: _kinds(e, summary) for e, summary in zip(carriers, summaries)}
+    return {event_id: named for event_id, named in kinds.items() if named}
+
+
+def _notice_activity(event: HistoryEvent) -> bool:
+    return (event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and event.activity_task_scheduled_event_attributes.activity_type.name
+            == ActivityName.RECORD_NOTICE and event.user_metadata.HasField("summary"))
+
+
+def _write_marker(event: HistoryEvent) -> bool:
+    return (_is_kind(event, *KINDS["local_activities"])
+            and event.user_metadata.HasField("summary"))
+
+
+def _kinds(event: HistoryEvent, summary: str) -> tuple[str, ...]:
+    if _notice_activity(event):
+        return (summary,)
+    _, found, named = summary.partition(NOTICES_NAMED)
+    return tuple(named.split(", ")) if found else ()
 
 
 def margin_call_window(events: Sequence[HistoryEvent],
@@ -75,29 +100,38 @@ def margin_call_window(events: Sequence[HistoryEvent],
     """From the last `price_update` signal before the (last) margin-call notice was scheduled,
     to the workflow task that took in the notice's completion. The last one: the history is
     read right after the crash tick, so its call is the newest."""
-    calls = [event_id for event_id, kind in kinds.items() if kind == MARGIN_CALL]
+    calls = [event_id for event_id, named in kinds.items() if MARGIN_CALL in named]
     if not calls:
         raise NoWindow("no margin-call notice scheduled")
     scheduled = max(calls)
     at = _index(events, scheduled)
     start = _last_before(events, at, _is_signal)
-    return events[start:_taken_in(events, at, scheduled) + 1]
+    return events[start:_notice_taken(events, at, scheduled) + 1]
 
 
 def import_window(events: Sequence[HistoryEvent], kinds: dict[int, str]) -> Sequence[HistoryEvent]:
     """An imported loan (`loanflow book import`) from its start to the workflow task that took
     in its `loan_migrated` notice's completion: what bringing one loan in ACTIVE costs."""
-    notices = [event_id for event_id, kind in kinds.items() if kind == IMPORT_NOTICE]
+    notices = [event_id for event_id, named in kinds.items() if IMPORT_NOTICE in named]
     if not notices:
         raise NoWindow("no import notice scheduled")
     scheduled = min(notices)
-    return events[:_taken_in(events, _index(events, scheduled), scheduled) + 1]
+    return events[:_notice_taken(events, _index(events, scheduled), scheduled) + 1]
 
 
 def whole_history(events: Sequence[HistoryEvent], kinds: dict[int, str]) -> Sequence[HistoryEvent]:
     """Every event so far, of every run (`workflow_cost` reads them all; `kinds` unused: the
     signature of a window)."""
     return events
+
+
+def _notice_taken(events: Sequence[HistoryEvent], at: int, scheduled: int) -> int:
+    """The index of the event that ends a notice's window: the workflow task that took in its
+    activity's completion, or the write's marker itself (recorded with its task's commands:
+    the notice is in the outbox once the write's task completes)."""
+    if events[at].event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+        return at
+    return _taken_in(events, at, scheduled)
 
 
 def _taken_in(events: Sequence[HistoryEvent], at: int, scheduled: int) -> int:

@@ -254,6 +254,9 @@ class LoanRecord(BaseModel):
     # The loan's first run, on the first write of a run that did not claim its loan id at its
     # start (a loan started before claims were kept): the write claims it if no run holds it.
     claim_run: str | None = None
+    # The notices the loan sent since its last write (runs with NOTICES_WITH_WRITES): recorded
+    # in the outbox with the write, each once by its key, and mailed by the notice relay.
+    notices: list[Notice] = Field(default_factory=list)
 
 
 class RefreshRequest(BaseModel):

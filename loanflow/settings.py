@@ -47,6 +47,11 @@ class Settings(BaseSettings):
                                lt=65536)
     ui_port: int = Field(8233, validation_alias=_env("LOANFLOW_UI_PORT"), gt=0, lt=65536)
 
+    # Run the notice relay in this worker (`loanflow.mail.relay`): one per database.
+    notice_relay: bool = Field(True, validation_alias=_env("LOANFLOW_NOTICE_RELAY"))
+    # The longest the relay waits before it tries the mail server again during an outage.
+    notice_relay_backoff_seconds: float = Field(
+        30, validation_alias=_env("LOANFLOW_NOTICE_RELAY_BACKOFF_SECONDS"), gt=0, le=3600)
     smtp_host: str = Field("127.0.0.1", validation_alias=_env("SMTP_HOST"))
     smtp_port: int = Field(8025, validation_alias=_env("SMTP_PORT"), gt=0, lt=65536)
     smtp_username: str | None = Field(None, validation_alias=_env("SMTP_USERNAME"))

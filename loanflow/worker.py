@@ -20,6 +20,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from loanflow import event_loop, failures
 from loanflow.db import Database
 from loanflow.failures import StartupError
+from loanflow.mail.delivery import NoticeDelivery
+from loanflow.mail.relay import NoticeRelay
 from loanflow.namespace_setup import ensure_search_attributes
 from loanflow.settings import Settings, SettingsError, get_settings
 from loanflow.temporal_client import connect, connect_config
@@ -36,11 +38,13 @@ MARKET_WORKFLOWS: Sequence[type] = (MarketMonitor,)
 
 
 class Workers:
-    """The loans worker and the market worker, started, run and shut down together."""
+    """The loans worker and the market worker, started, run and shut down together, and the
+    notice relay beside them (if this process runs it)."""
 
-    def __init__(self, loans: Worker, market: Worker) -> None:
-        self.loans, self.market = loans, market
+    def __init__(self, loans: Worker, market: Worker, relay: NoticeRelay | None = None) -> None:
+        self.loans, self.market, self.relay = loans, market, relay
         self._stack = AsyncExitStack()
+        self._relaying: asyncio.Task[None] | None = None
 
     @property
     def task_queue(self) -> str:
@@ -53,7 +57,20 @@ class Workers:
     async def __aenter__(self) -> Self:
         await self._stack.enter_async_context(self.loans)
         await self._stack.enter_async_context(self.market)
+        self._start_relay()
+        self._stack.push_async_callback(self._stop_relay)
         return self
+
+    def _start_relay(self) -> None:
+        if self.relay is not None and self._relaying is None:
+            self._relaying = asyncio.create_task(self.relay.run(), name="notice relay")
+
+    async def _stop_relay(self) -> None:
+        """Stop the relay once the row it is on is settled (`NoticeRelay.stop`)."""
+        relaying, self._relaying = self._relaying, None
+        if relaying is not None and self.relay is not None:
+            self.relay.stop()
+            await relaying
 
     async def __aexit__(self, kind: type[BaseException] | None, err: BaseException | None,
                         tb: TracebackType | None) -> None:
@@ -62,9 +79,11 @@ class Workers:
     async def run(self) -> None:
         """Until shut down or either worker fails; the other is then shut down too."""
         runs = [asyncio.create_task(w.run()) for w in (self.loans, self.market)]
+        self._start_relay()
         try:
             await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            await self._stop_relay()
             await asyncio.gather(*(w.shutdown() for w in (self.loans, self.market)),
                                  return_exceptions=True)
         await asyncio.gather(*runs)
@@ -120,7 +139,10 @@ def build_worker(
     market = Worker(client, task_queue=settings.market_queue, workflows=list(MARKET_WORKFLOWS),
                     activities=list(activities), max_cached_workflows=20,
                     max_concurrent_activities=20, **shared)
-    return Workers(loans, market)
+    relay = (NoticeRelay(NoticeDelivery.for_settings(db, settings),
+                         max_backoff=settings.notice_relay_backoff_seconds)
+             if settings.notice_relay else None)
+    return Workers(loans, market, relay)
 
 
 def workflow_options(settings: Settings) -> dict[str, Any]:

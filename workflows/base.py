@@ -103,9 +103,19 @@ CLAIMED_ID = "loan-id-claimed-by-its-first-run"
 # is refused as a reused id and sends nothing. The first patch a new run asks for, and the
 # only one: it implies every patch above.
 CLAIM_BEFORE_REJECTING = "loan-id-claimed-before-a-rejection"
+# Patch of issue 12: a loan's notices are recorded with its read-model write, in the same
+# local activity (`LoanRecord.notices`), and the worker's notice relay mails them from the
+# outbox (`loanflow.mail.relay`). Each notice was an activity of its own, scheduled through the
+# server and completed in a workflow task of its own: in a 1,000-loan import that was a third
+# of the server's CPU and one of an imported loan's two workflow tasks; in a crash, one more
+# task per called loan while the margin calls queue. The notice is durable from the write
+# (the relay resumes after a crash, and each message still goes out once per server
+# acceptance), and a slow or absent mail server no longer holds any loan's task. The first
+# patch a new run asks for, and the only one: it implies every patch above.
+NOTICES_WITH_WRITES = "notices-recorded-with-the-read-model"
 # The patches a run's `level` is read from, newest (highest level) first.
-LEVELS = (CLAIM_BEFORE_REJECTING, CLAIMED_ID, IMPORT_IN_ONE_TASK, FRESH_RUN, ONE_LOOK,
-          ONE_PUBLISH)
+LEVELS = (NOTICES_WITH_WRITES, CLAIM_BEFORE_REJECTING, CLAIMED_ID, IMPORT_IN_ONE_TASK,
+          FRESH_RUN, ONE_LOOK, ONE_PUBLISH)
 
 
 class IdTaken(Exception):
@@ -146,13 +156,14 @@ class LoanBase:
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self._audit: list[AuditEntry] = []
+        self._notices: list[Notice] = []  # to be recorded with the next write (NOTICES_WITH_WRITES)
         self._published: tuple[Any, ...] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._timer_at: datetime | None = None
         self._last_notice: asyncio.Task[None] | None = None
         self._cure_timer: asyncio.Task[None] | None = None
         self._cure_at: datetime | None = None
-        self._level: int | None = None  # 6: CLAIM_BEFORE_REJECTING ... 1: ONE_PUBLISH (`level`)
+        self._level: int | None = None  # 7: NOTICES_WITH_WRITES ... 1: ONE_PUBLISH (`level`)
         self._dirty = False  # published but not yet flushed (ONE_PUBLISH)
         self._reads = 0  # reads of our own database in flight (`read`)
         self._flusher: asyncio.Task[None] | None = None
@@ -212,6 +223,11 @@ class LoanBase:
     def claims_its_id(self) -> bool:
         """Was this run started with CLAIMED_ID in (a new loan claims its loan id first)?"""
         return self.level() >= 5
+
+    def notices_with_writes(self) -> bool:
+        """Was this run started with NOTICES_WITH_WRITES in (notices recorded with the
+        read-model write, mailed by the relay)?"""
+        return self.level() >= 7
 
     def claims_before_rejecting(self) -> bool:
         """Was this run started with CLAIM_BEFORE_REJECTING in (a start about to be rejected
@@ -360,6 +376,11 @@ class LoanBase:
             borrower_id=self.app.borrower.id,
             data={k: v for k, v in data.items() if v is not None},
         )
+        if self.notices_with_writes():
+            # Recorded by the task's flush (the level was asked in the run's first task).
+            self._notices.append(notice)
+            self.mark_dirty()
+            return
         if not self.patched(ORDERED_NOTICES):
             self.spawn(self._deliver(notice))  # histories from before: side by side
             return
@@ -457,6 +478,10 @@ class LoanBase:
         if not self.current():
             self._write()
             return
+        self.mark_dirty()
+
+    def mark_dirty(self) -> None:
+        """Something is to be written by the task's flush (`flush_when_settled`)."""
         self._dirty = True
         if self._flusher is None:
             # Not a background task: `drain` flushes what is pending instead of waiting for it.
@@ -518,11 +543,12 @@ class LoanBase:
         """Write the read model (snapshot and audit entries) and upsert the search attributes,
         if anything shown changed or there are audit entries to write."""
         shown = self._shown()
-        if shown == self._published and not self._audit:
+        if shown == self._published and not self._audit and not self._notices:
             return
         self._show(shown)
+        written = self._record()
         self._last_record = self.spawn(
-            record(ActivityName.RECORD_LOAN, self._record(), summary="publish loan")
+            record(ActivityName.RECORD_LOAN, written, summary=naming_notices("publish loan", written))
         )
 
     def _show(self, shown: tuple[Any, ...]) -> None:
@@ -569,8 +595,9 @@ class LoanBase:
             else None,
         )
         audit, self._audit = self._audit, []
+        notices, self._notices = self._notices, []
         return LoanRecord(snapshot=snapshot, audit=audit, contact=not self.contact_unverified,
-                          claim_run=self._claim_run())
+                          claim_run=self._claim_run(), notices=notices)
 
     def _claim_run(self) -> str | None:
         """The loan's first run, sent with the loan's first write since it claimed nothing: a
@@ -595,11 +622,14 @@ class LoanBase:
                                  record=self._record())
         try:
             refreshed = await self.read(ActivityName.REFRESH_LOAN, request, Refreshed,
-                                        summary="daily look: latest stored price, publish loan")
+                                        summary=naming_notices(
+                                            "daily look: latest stored price, publish loan",
+                                            request.record))
         except ActivityError as err:
             # Maybe not written: the entries go back and the next flush writes everything.
             workflow.logger.warning("daily look failed: %s", err.cause or err)
             self._audit[:0] = request.record.audit
+            self._notices[:0] = request.record.notices
             self._published, self._dirty = None, True
             return
         observation = refreshed.observation
@@ -633,6 +663,18 @@ class LoanBase:
                   if state == LoanState.AWAITING_COLLATERAL else None),
                  ("maturity", f.maturity if not state.is_final else None)]
         return [(name, at) for name, at in named if at is not None]
+
+
+# How a write's summary names the notices it records (`bench.histories` reads it).
+NOTICES_NAMED = "; notices: "
+
+
+def naming_notices(summary: str, written: LoanRecord) -> str:
+    """A write's summary with the kinds of the notices it records, if any: in the Web UI's
+    timeline the notices show on the write that recorded them."""
+    if not written.notices:
+        return summary
+    return summary + NOTICES_NAMED + ", ".join(n.kind for n in written.notices)
 
 
 def _jsonable(value: Any) -> Any:

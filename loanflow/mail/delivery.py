@@ -152,6 +152,20 @@ class NoticeDelivery:
             return False
         return await self._insert(await self.addressed(notice), claimed=False) is not None
 
+    async def record_for_relay(self, notice: Notice) -> bool:
+        """Record a notice a loan's read-model write carries (`LoanRecord.notices`), `pending`
+        for the relay; True if this call recorded it. Insert first: nearly every such notice is
+        new, and a retried write finds the key taken. A notice that cannot be addressed is
+        raised to operations and not recorded, rather than hold the loan's write: the loans
+        that write their notices claimed their loan id first, so their application is the
+        first snapshot's, written just before by the same write."""
+        try:
+            addressed = await self.addressed(notice)
+        except ApplicationError as err:
+            _alert(notice.key, notice.loan_id, "<unaddressed>", err.message)
+            return False
+        return await self._insert(addressed, claimed=False) is not None
+
     async def record_and_deliver(self, notice: Notice) -> tuple[bool, str]:
         """`record`, then `deliver`, for a notice most likely new (an activity's first
         attempt): (created, status). The row is recorded already claimed, so a new notice

@@ -163,6 +163,22 @@ _MARK_SENT = (
 )
 
 
+async def due(db: Database, *, stale_before: datetime, limit: int) -> list[tuple[str, str]]:
+    """The keys (with their loans) of the rows the relay should bring to a final status, oldest first: every
+    `pending` row, and every `sending` row no live attempt holds (released, or claimed before
+    `stale_before`: its holder stopped, say a worker killed mid-send)."""
+    query = (
+        select(_OUTBOX.c.notice_key, _OUTBOX.c.loan_id)
+        .where((_OUTBOX.c.status == PENDING)
+               | ((_OUTBOX.c.status == SENDING)
+                  & (_OUTBOX.c.claimed_at.is_(None) | (_OUTBOX.c.claimed_at < stale_before))))
+        .order_by(_OUTBOX.c.created_at, _OUTBOX.c.notice_key)
+        .limit(limit)
+    )
+    async with db.engine.connect() as conn:
+        return [(row.notice_key, row.loan_id) for row in await conn.execute(query)]
+
+
 async def load_notice(db: Database, key: str) -> Notice | None:
     """A recorded notice as the loan sent it."""
     async with db.transaction() as session:

@@ -45,10 +45,25 @@ MARGIN_CALL_COST = {"workflow_tasks": 4, "activities": 1, "local_activities": 2,
 async def test_a_margin_call_costs_what_its_history_shows() -> None:
     events = loan_events()
     kinds = await notice_kinds(events, DataConverter.default)
-    assert kinds[103] == "margin_call"
+    assert kinds[103] == ("margin_call",)
     window = margin_call_window(events, kinds)
     assert (window[0].event_id, window[-1].event_id) == (95, 120)
     assert count(window) == MARGIN_CALL_COST
+
+
+async def test_a_margin_call_recorded_with_its_write_ends_with_the_write() -> None:
+    """notices_with_writes_serving (NOTICES_WITH_WRITES): from the price_update signal (15) to
+    the marker of the write that recorded the margin-call notice (24), whose summary names it:
+    workflow tasks completed 18 and 23; timers started 19, 20; no activity."""
+    events = loan_events(HISTORIES / "notices_with_writes_serving.json")
+    kinds = await notice_kinds(events, DataConverter.default)
+    assert kinds[24] == ("margin_call",) and kinds[67] == ("collateral_received",
+                                                           "margin_call_cured")
+    window = margin_call_window(events, kinds)
+    assert (window[0].event_id, window[-1].event_id) == (15, 24)
+    assert count(window) == {"workflow_tasks": 2, "activities": 0, "local_activities": 1,
+                             "patch_markers": 0, "search_attribute_upserts": 0,
+                             "timers_started": 2, "history_events": 10}
 
 
 async def test_encrypted_summaries_are_decoded_with_the_client_converter() -> None:
@@ -68,7 +83,7 @@ async def test_encrypted_summaries_are_decoded_with_the_client_converter() -> No
 
 def test_a_history_without_a_margin_call_has_no_window() -> None:
     with pytest.raises(NoWindow):
-        margin_call_window(loan_events(), {7: "application_received"})
+        margin_call_window(loan_events(), {7: ("application_received",)})
 
 
 async def test_an_imported_loan_costs_what_its_history_shows() -> None:
@@ -78,14 +93,14 @@ async def test_an_imported_loan_costs_what_its_history_shows() -> None:
     (it was recorded before the first patch); timer 27."""
     events = loan_events(HISTORIES / "imported.json")
     kinds = await notice_kinds(events, DataConverter.default)
-    assert kinds[25] == "loan_migrated"
+    assert kinds[25] == ("loan_migrated",)
     window = import_window(events, kinds)
     assert (window[0].event_id, window[-1].event_id) == (1, 33)
     assert count(window) == {"workflow_tasks": 6, "activities": 3, "local_activities": 4,
                              "patch_markers": 0, "search_attribute_upserts": 0, "timers_started": 1,
                              "history_events": 33}
     with pytest.raises(NoWindow):
-        import_window(events, {38: "margin_call"})
+        import_window(events, {38: ("margin_call",)})
 
 
 @pytest.mark.timeout(120)

@@ -23,6 +23,7 @@ from loanflow.worker import shown_url
 from tests.notify.helpers import Sink, settings_for
 from tests.workflows.conftest import Desk
 from tests.workflows.test_lifecycle import active_loan
+from workflows import base
 from workflows.calls import EFFECT_RETRY, NOTICE_HEARTBEAT
 
 
@@ -56,7 +57,11 @@ async def test_heartbeating_beats_while_the_body_runs() -> None:
     assert len(beats) >= 3
 
 
-async def test_notices_are_scheduled_with_a_short_heartbeat_timeout(desk: Desk) -> None:
+async def test_notices_are_scheduled_with_a_short_heartbeat_timeout(
+        desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loan started before NOTICES_WITH_WRITES still sends each notice as an activity (a
+    loan started since records them with its writes and schedules none)."""
+    monkeypatch.setattr(base, "LEVELS", base.LEVELS[base.LEVELS.index(base.CLAIM_BEFORE_REJECTING):])
     handle = await active_loan(desk, "HB1")
     await desk.settle(handle)
     notices = [e.activity_task_scheduled_event_attributes

@@ -272,16 +272,38 @@ async def hostile_rules(desk: Desk) -> WorkflowHandle[Any, Any]:
     return await repay_in_full(desk, handle, "h1")
 
 
-async def ordered_notices_cure_timer(desk: Desk) -> WorkflowHandle[Any, Any]:
+async def ordered_notices_cure_timer(desk: Desk,
+                                     loan_id: str = "HIST-ISSUE11") -> WorkflowHandle[Any, Any]:
     """Recorded with the issue-11 patches in: notices one after another, and a margin call's
     deadline as a timer of its own (started, moved by an extension, dropped by the cure)."""
-    handle = await funded(desk, "HIST-ISSUE11")
+    handle = await funded(desk, loan_id)
     await margin_call(desk, handle, "42000")
     await handle.execute_update("extend_cure", {"hours": 6, "reason": "wire", "operator": "ops"})
     await desk.env.sleep(timedelta(hours=25))  # past the 24 h reminder
     await desk.price(handle, "BTC", "42000")
-    await topped_up_to_active(desk, handle, "HIST-ISSUE11-more")
+    await topped_up_to_active(desk, handle, f"{loan_id}-more")
     return await repay_in_full(desk, handle, "i1")
+
+
+async def notices_with_writes_onboarded(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with notices-recorded-with-the-read-model in: a loan's onboarding run, its
+    notices (application received to paid out) recorded with its writes (first run)."""
+    handle = await funded(desk, "HIST-NOTICES-ONBOARDED")
+    await desk.settle(handle)
+    return handle
+
+
+async def notices_with_writes_serving(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with notices-recorded-with-the-read-model in: the serving run of a loan
+    margin-called, its deadline extended, a day on (its daily look), cured by a top-up and
+    repaid, every notice recorded with a write (latest run)."""
+    return await ordered_notices_cure_timer(desk, "HIST-NOTICES-SERVING")
+
+
+async def notices_with_writes_imported(desk: Desk) -> WorkflowHandle[Any, Any]:
+    """Recorded with notices-recorded-with-the-read-model in: an imported loan whose import
+    notice rides with its first write, then margin-called, topped up and repaid."""
+    return await import_one_task(desk, "HIST-NOTICES-IMPORTED")
 
 
 async def sparse_checks_on_the_minute(desk: Desk) -> WorkflowHandle[Any, Any]:
@@ -442,14 +464,15 @@ async def import_refused(desk: Desk) -> WorkflowHandle[Any, Any]:
     return handle
 
 
-async def import_one_task(desk: Desk) -> WorkflowHandle[Any, Any]:
+async def import_one_task(desk: Desk,
+                          loan_id: str = "HIST-IMPORT-ONE-TASK") -> WorkflowHandle[Any, Any]:
     """Recorded with issue12-import-opened-in-one-task in: an imported loan opened in its first
     task (its opening effects as local activities, one write once ACTIVE), margin-called on its
     first signalled price, topped up, then repaid in full."""
     from loanflow.store.prices import store_observation
 
     await store_observation(desk.db, "BTC", Decimal("100000"), await desk.now())
-    handle = await open_imported(desk, "HIST-IMPORT-ONE-TASK", "40000.00", "500.00")
+    handle = await open_imported(desk, loan_id, "40000.00", "500.00")
     await margin_call(desk, handle, "55000")
     await topped_up_to_active(desk, handle, "one-task-top-up")
     return await repay_in_full(desk, handle, "t1")
@@ -548,10 +571,14 @@ SCENARIOS: dict[str, Callable[[Desk], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "claimed_import_refused": claimed_import_refused,
     "policy_rejected": policy_rejected,
     "rejected_reused_id_refused": rejected_reused_id_refused,
+    "notices_with_writes_onboarded": notices_with_writes_onboarded,
+    "notices_with_writes_serving": notices_with_writes_serving,
+    "notices_with_writes_imported": notices_with_writes_imported,
 }
 # Scenarios whose saved history is of the latest run rather than the first.
 LATEST_RUN = {"continue_as_new_resumed_run", "fresh_run_continued", "dust_sold_in_steps",
-              "reused_id_refused", "claimed_import_refused", "rejected_reused_id_refused"}
+              "reused_id_refused", "claimed_import_refused", "rejected_reused_id_refused",
+              "notices_with_writes_serving"}
 # Scenarios that stop and restart the worker (`Desk.backlog`): theirs caches no workflows.
 BACKLOG = {"sold_after_backlog"}
 

@@ -1,5 +1,5 @@
-"""An SMTP outage during a margin call: the loan goes on, and once the mail server is back the
-margin-call e-mail arrives exactly once."""
+"""An SMTP outage during a margin call: the loan goes on, its notice waits in the outbox, and
+once the mail server is back the notice relay mails it exactly once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import email
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from typing import Any
 
 import pytest_asyncio
 from aiosmtpd.controller import Controller
@@ -21,7 +21,7 @@ from loanflow.models import LoanState
 from loanflow.ports import free_port
 from loanflow.worker import build_worker
 from tests.support import Inbox, quiet_settings
-from tests.workflows.book import table
+from tests.workflows.book import notices, table
 from tests.workflows.conftest import Desk
 from tests.workflows.test_lifecycle import active_loan, wait_state
 
@@ -30,7 +30,8 @@ from tests.workflows.test_lifecycle import active_loan, wait_state
 async def dark_desk(ts_env: WorkflowEnvironment, db: Database) -> AsyncIterator[tuple[Desk, int]]:
     """A desk whose mail server is down: nothing listens on its SMTP port yet."""
     port = free_port()
-    settings = quiet_settings(smtp_port=port, smtp_timeout_seconds=2)
+    settings = quiet_settings(smtp_port=port, smtp_timeout_seconds=2,
+                              notice_relay_backoff_seconds=1)
     task_queue = f"loans-{uuid.uuid4().hex[:8]}"
     worker = build_worker(ts_env.client, db, settings, task_queue=task_queue,
                           activities=build_activities(db, settings))
@@ -47,39 +48,47 @@ async def test_margin_call_mail_arrives_once_after_an_outage(dark_desk: tuple[De
     status = await wait_state(desk, handle, LoanState.MARGIN_CALL)
     assert status.cure_repay_usd is not None  # the loan is not held up by the mail outage
 
-    # The notice is being retried: Temporal has run it more than once against the dark port.
-    for _ in range(100):
-        pending = (await handle.describe()).raw_description.pending_activities
-        if any(a.activity_type.name == "record_notice" and a.attempt >= 2 for a in pending):
+    # The notices wait in the outbox, the loan's oldest tried by the relay against the dark
+    # port, the margin call behind it; the loan holds no activity for them, and its
+    # onboarding run has continued as new.
+    first_key, key = "OUT1:notice:application_received", "OUT1:notice:margin_call:1"
+    for _ in range(200):
+        first, call = await outbox_row(desk, first_key), await outbox_row(desk, key)
+        if first is not None and first.last_error and call is not None:
             break
-        await desk.env.sleep(timedelta(seconds=5))
+        await asyncio.sleep(0.05)
     else:
-        raise AssertionError("the margin-call notice was never retried")
-    # The run that onboarded it serves on while its notices wait: it continues as new only
-    # once they are out (patch issue12-fresh-run-once-serving).
-    assert (await handle.describe()).run_id == handle.first_execution_run_id
+        raise AssertionError(f"the relay never tried {first_key}, or {key} was not recorded")
+    assert "SMTP server unavailable" in first.last_error and first.status == "pending"
+    assert call.status == "pending"
+    assert not (await handle.describe()).raw_description.pending_activities
+    await desk.settle(handle)
+    run = desk.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+    assert (await run.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
 
     inbox = Inbox()
     server = Controller(inbox, hostname="127.0.0.1", port=port)
     server.start()
     try:
-        for _ in range(300):
-            calls = [m for m in inbox.messages if b"margin_call:1" in m]
-            if calls and not (await handle.describe()).raw_description.pending_activities:
+        for _ in range(400):  # the relay's wait after an outage is at most 1 s here
+            row = await outbox_row(desk, key)
+            if row.status == "sent":
                 break
-            await desk.env.sleep(timedelta(seconds=30))  # lets the retry backoff run out
             await asyncio.sleep(0.05)
     finally:
         server.stop()
     calls = [email.message_from_bytes(m) for m in inbox.messages if b"margin_call:1" in m]
-    assert len(calls) == 1
-    await desk.settle(handle)  # the task that continues it, and the new run's first
-    first = desk.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
-    assert (await first.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert len(calls) == 1 and row.status == "sent"
+    # Every notice of the loan once, in the order the loan sent them.
+    kinds = [email.message_from_bytes(m)["Message-ID"] for m in inbox.messages]
+    assert len(kinds) == len(set(kinds)) == len(await notices(desk.db, "OUT1"))
+    assert b"application_received" in inbox.messages[0]
     assert status.cure_repay_usd is not None
     body = calls[0].get_payload()[0].get_payload(decode=True).decode()
     assert f"{status.cure_repay_usd:,}" in body
+
+
+async def outbox_row(desk: Desk, key: str) -> Any:
     outbox = table("outbox")
     async with desk.db.sessions() as s:
-        query = select(outbox.c.status).where(outbox.c.notice_key == "OUT1:notice:margin_call:1")
-        assert (await s.execute(query)).scalar_one() == "sent"
+        return (await s.execute(select(outbox).where(outbox.c.notice_key == key))).first()

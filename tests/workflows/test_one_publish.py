@@ -18,7 +18,7 @@ from loanflow.effects import ActivityName
 from loanflow.models import LoanState
 from loanflow.schema import Loan
 from loanflow.store.prices import store_observation
-from tests.workflows.book import table
+from tests.workflows.book import notices, table
 from tests.workflows.conftest import Desk
 from tests.workflows.test_import import Ids, handle_of, ids, migrated, run_import  # noqa: F401
 from tests.workflows.test_lifecycle import active_loan, wait_state
@@ -97,14 +97,17 @@ async def test_an_imported_loan_writes_its_read_model_once_per_task(desk: Desk,
 
 async def test_an_imported_loan_opens_in_its_first_task(desk: Desk, ids: Ids) -> None:
     """Its opening effects run as local activities in the task that reads its migration
-    record: the notice is the one activity scheduled through the server (before the patch the
-    deposit address and the opening balances were two more, and a task took in their results)."""
+    record, and its notice is recorded with its first write: no activity is scheduled through
+    the server (before IMPORT_IN_ONE_TASK the deposit address and the opening balances were two,
+    and a task took in their results; before NOTICES_WITH_WRITES the notice was one more)."""
     handle = await imported_with_a_stored_price(desk, ids("ONE3"))
     history = await handle.fetch_history()
     scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name
                  for e in history.events
                  if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
-    assert scheduled == [ActivityName.RECORD_NOTICE]
+    assert scheduled == []
+    await desk.settle(handle)
+    assert await notices(desk.db, ids("ONE3")) == ["loan_migrated"]
     # The local activities each completed task recorded; the first task that recorded any
     # must have recorded them all. (Counted from the fourth event, once a full run saw no
     # marker there: a first task that does not complete is retried whole, its local

@@ -1,0 +1,142 @@
+"""The notice relay: mails the notices that loans record with their read-model writes.
+
+A loan started with NOTICES_WITH_WRITES (`workflows.base`) does not schedule an activity per
+notice: its notices ride with its next read-model write (`LoanRecord.notices`), which records
+each once by its key, rendered, `pending` in the outbox (`NoticeDelivery.record_for_relay`).
+From there the relay, a task of the worker process, brings each row to a final status through
+the same `NoticeDelivery.deliver` as the notice activity and `loanflow mail resend`: the claim,
+the point of no return before the data, `sent` on the server's 250, the probe or `unconfirmed`
+when nobody can know. So a message still goes out once per server acceptance; what the relay
+adds is only which rows to take, and in which order.
+
+- Oldest first, and a loan's notices in the order it recorded them: a row that cannot go yet
+  (a 4xx for its recipient, another attempt holding it) holds back its loan's later rows for a
+  while, longer each time (up to `max_backoff`); other loans' rows go on.
+- The mail server down is an outage, not a loan's problem: after a few rows in a row that
+  cannot go, the pass stops and the relay waits, longer each time (up to `max_backoff`), then
+  tries again. Nothing is lost meanwhile: every row waits in the outbox.
+- A row a stopped relay held (a worker killed mid-send) is taken again once its claim is older
+  than the delivery's in-flight grace: before the data it is simply sent, after it the probe
+  or `unconfirmed` decides, exactly as for a retried activity.
+- Run one relay per database (`LOANFLOW_NOTICE_RELAY`, on by default in `loanflow worker`). Two
+  still send each message once (the claims fence them), but could interleave one loan's
+  notices.
+
+A write in this process rings the relay's bell (`ring`), so a notice leaves at once; rows
+recorded by another process are found by the poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from temporalio.exceptions import ApplicationError
+
+from loanflow.mail import outbox
+from loanflow.mail.delivery import NoticeDelivery
+
+log = logging.getLogger("loanflow.relay")
+
+_BELLS: set[asyncio.Event] = set()
+# Rows that could not go, one after another, before a pass counts as an outage and stops.
+OUTAGE_AFTER = 3
+
+
+def ring() -> None:
+    """Notices were recorded in this process: its relays look now, not at their next poll."""
+    for bell in _BELLS:
+        bell.set()
+
+
+class NoticeRelay:
+    """Delivers the outbox's due rows (see the module's docstring)."""
+
+    def __init__(self, delivery: NoticeDelivery, *, poll: float = 0.5, batch: int = 200,
+                 max_backoff: float = 30.0) -> None:
+        self.delivery = delivery
+        self.poll, self.batch, self.max_backoff = poll, batch, max_backoff
+        # Loans whose oldest due row could not go: (not before, last wait), on the loop's clock.
+        self._held: dict[str, tuple[float, float]] = {}
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Relay until `stop` (see there)."""
+        bell = asyncio.Event()
+        _BELLS.add(bell)
+        backoff = 0.0
+        try:
+            while not self._stopping.is_set():
+                bell.clear()
+                if await self.relay_due():
+                    backoff = 0.0
+                    await self._pause(bell, self.poll)
+                else:  # an outage: wait it out, however many notices ring meanwhile
+                    backoff = min(max(2 * backoff, 1.0), self.max_backoff)
+                    log.warning("notice relay: notices cannot go out; trying again in %.0f s",
+                                backoff)
+                    await self._pause(self._stopping, backoff)
+        finally:
+            _BELLS.discard(bell)
+
+    def stop(self) -> None:
+        """Ask the relay to stop after the row it is on (await its task to know it has). Never
+        cancel it: cancelled inside a database call, a SQLite write could keep its lock, and every
+        writer of the desk (the loans' own writes) would wait on it."""
+        self._stopping.set()
+
+    async def _pause(self, event: asyncio.Event, seconds: float) -> None:
+        """Until `event` is set (or the relay is stopped), at most `seconds`."""
+        waits = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._stopping.wait())}
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    async def relay_due(self) -> bool:
+        """One pass over the due rows; False if it stopped at an outage."""
+        try:
+            while True:
+                due = await outbox.due(self.delivery.db, limit=self.batch,
+                                       stale_before=self.delivery.clock()
+                                       - self.delivery.in_flight_grace)
+                if not await self._deliver(due):
+                    return False
+                if len(due) < self.batch:
+                    return True
+        except Exception as err:  # the database away, say: the relay outlives it
+            log.warning("notice relay paused: %s", err)
+            return False
+
+    async def _deliver(self, due: list[tuple[str, str]]) -> bool:
+        """Deliver these rows in order, but none of a held loan's; False at an outage."""
+        failures = 0
+        for key, loan_id in due:
+            if self._stopping.is_set():
+                return True
+            if self._held_back(loan_id):
+                continue
+            try:
+                await self.delivery.deliver(key)
+            except ApplicationError as err:
+                self._hold(loan_id)
+                failures += 1
+                # (the delivery logged a mail server's refusal; this says the rest)
+                log.info("notice %s not sent yet: %s", key, err.message)
+                if failures >= OUTAGE_AFTER:
+                    return False
+                continue
+            failures = 0
+            self._held.pop(loan_id, None)
+        return True
+
+    def _held_back(self, loan_id: str) -> bool:
+        """Does this loan wait (a notice of its could not go): its later rows wait too."""
+        hold = self._held.get(loan_id)
+        return hold is not None and asyncio.get_running_loop().time() < hold[0]
+
+    def _hold(self, loan_id: str) -> None:
+        """Hold a loan's rows back, longer each time one could not go (up to max_backoff)."""
+        backoff = min(max(2 * self._held.get(loan_id, (0.0, 0.0))[1], 1.0), self.max_backoff)
+        self._held[loan_id] = (asyncio.get_running_loop().time() + backoff, backoff)

@@ -1,0 +1,148 @@
+"""The notice relay (`loanflow.mail.relay`): notices recorded for it, as a loan's write records
+them, go out over real SMTP (an aiosmtpd sink on loopback) once each, oldest first and a loan's
+in order; an outage or one deferred recipient loses nothing and holds back only what it must.
+On SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from loanflow.db import Database
+from loanflow.effects import Notice
+from loanflow.mail import outbox, relay
+from loanflow.mail.delivery import NoticeDelivery
+from loanflow.mail.message import NOTICE_KEY_HEADER
+from loanflow.mail.preview import SAMPLE_BORROWER, sample_data
+from loanflow.mail.relay import NoticeRelay
+from loanflow.notice_schema import PENDING, SENDING, SENT
+
+from .helpers import Sink, settings_for
+
+
+def notice(loan: str, kind: str, email: str = "ada@example.com") -> Notice:
+    borrower = SAMPLE_BORROWER.model_copy(update={"email": email})
+    return Notice(key=f"{loan}:notice:{kind}", loan_id=loan, kind=kind, borrower=borrower,
+                  data=sample_data(kind))
+
+
+def delivery(db: Database, sink: Sink, tmp_path: Path, **kw: object) -> NoticeDelivery:
+    return NoticeDelivery(db, settings_for(sink, tmp_path), **kw)  # type: ignore[arg-type]
+
+
+async def record(d: NoticeDelivery, *notices: Notice) -> None:
+    for n in notices:
+        assert await d.record_for_relay(n)
+
+
+def keys(sink: Sink) -> list[str]:
+    return [m[NOTICE_KEY_HEADER] for m in sink.parsed()]
+
+
+async def status(db: Database, key: str) -> str:
+    row = await outbox.find(db, key)
+    assert row is not None
+    return row.status
+
+
+async def test_recorded_notices_go_out_once_oldest_first(db: Database, sink: Sink,
+                                                         tmp_path: Path) -> None:
+    d = delivery(db, sink, tmp_path)
+    sent = [notice("A", "loan_disbursed"), notice("B", "loan_disbursed"), notice("A", "margin_call")]
+    await record(d, *sent)
+    assert not await d.record_for_relay(sent[0])  # a retried write records nothing twice
+    assert [await status(db, n.key) for n in sent] == [PENDING] * 3
+
+    assert await NoticeRelay(d).relay_due()
+    assert keys(sink) == [n.key for n in sent]
+    assert [await status(db, n.key) for n in sent] == [SENT] * 3
+    assert await NoticeRelay(d).relay_due()  # nothing due: nothing sent again
+    assert len(sink.messages()) == 3
+
+
+async def test_a_deferred_recipient_holds_back_only_its_own_loan(db: Database, sink: Sink,
+                                                                 tmp_path: Path) -> None:
+    d = delivery(db, sink, tmp_path)
+    busy = [notice("A", "loan_disbursed", "busy@example.com"), notice("A", "margin_call")]
+    other = notice("B", "loan_disbursed")
+    await record(d, *busy, other)
+
+    assert await NoticeRelay(d).relay_due()  # one refusal is no outage
+    assert keys(sink) == [other.key]
+    # The loan's margin call waits behind its first notice: its notices stay in order.
+    assert [await status(db, n.key) for n in busy] == [PENDING, PENDING]
+    row = await outbox.find(db, busy[0].key)
+    assert row is not None and row.last_error is not None and "451" in row.last_error
+
+
+async def test_an_outage_stops_the_pass_and_nothing_is_lost(db: Database, stopped_sink: Sink,
+                                                            tmp_path: Path) -> None:
+    d = delivery(db, stopped_sink, tmp_path)
+    waiting = [notice(loan, "margin_call") for loan in "ABCDE"]
+    await record(d, *waiting)
+
+    assert not await NoticeRelay(d).relay_due()  # the mail server is down: an outage
+    tried = [n for n in waiting if (await outbox.find(db, n.key)).last_error]  # type: ignore[union-attr]
+    assert len(tried) == relay.OUTAGE_AFTER  # the pass stopped; no row tried past it
+    assert {await status(db, n.key) for n in waiting} == {PENDING}
+
+    await stopped_sink.start()
+    try:
+        assert await NoticeRelay(d).relay_due()
+        assert keys(stopped_sink) == [n.key for n in waiting]
+    finally:
+        await stopped_sink.stop()
+
+
+async def test_a_row_a_stopped_relay_held_is_sent_once(db: Database, sink: Sink,
+                                                       tmp_path: Path) -> None:
+    """A relay killed after its claim and before the data left the row `sending`: once the
+    claim is older than the in-flight grace the next relay sends it; a fresh claim (a live
+    attempt) is left alone."""
+    now = datetime.now(timezone.utc)
+    held = notice("A", "margin_call")
+    d = delivery(db, sink, tmp_path, in_flight_grace=timedelta(seconds=30), clock=lambda: now)
+    await record(d, held)
+    await outbox.change(db, held.key, 0, status=SENDING, attempts=1, claimed_at=now)
+
+    assert await NoticeRelay(d).relay_due()
+    assert sink.messages() == [] and await status(db, held.key) == SENDING
+
+    later = delivery(db, sink, tmp_path, in_flight_grace=timedelta(seconds=30),
+                     clock=lambda: now + timedelta(seconds=31))
+    assert await NoticeRelay(later).relay_due()
+    assert keys(sink) == [held.key] and await status(db, held.key) == SENT
+
+
+async def test_the_bell_sends_a_new_notice_at_once(db: Database, sink: Sink,
+                                                   tmp_path: Path) -> None:
+    d = delivery(db, sink, tmp_path)
+    running = asyncio.create_task(NoticeRelay(d, poll=3600).run())
+    try:
+        await asyncio.sleep(0.2)  # the relay found nothing and waits for its bell
+        await record(d, notice("A", "loan_disbursed"))
+        relay.ring()
+        for _ in range(100):
+            if sink.messages():
+                break
+            await asyncio.sleep(0.05)
+        assert keys(sink) == ["A:notice:loan_disbursed"]
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+
+async def test_a_notice_without_contact_details_is_raised_not_recorded(
+        db: Database, sink: Sink, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """No loan recorded its application: the write is not held up, operations are told."""
+    unaddressed = Notice(key="Z:notice:loan_disbursed", loan_id="Z", kind="loan_disbursed",
+                         borrower_id="B-1", data=sample_data("loan_disbursed"))
+    with caplog.at_level(logging.ERROR, logger="loanflow.notify"):
+        assert not await delivery(db, sink, tmp_path).record_for_relay(unaddressed)
+    assert await outbox.find(db, unaddressed.key) is None
+    assert "NOTICE NOT DELIVERED key=Z:notice:loan_disbursed" in caplog.text
