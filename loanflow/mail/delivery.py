@@ -49,6 +49,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timedelta
 from typing import Protocol, Self
 
@@ -63,6 +64,7 @@ from loanflow.mail.smtp import (
     DeliveryAborted,
     PermanentDeliveryError,
     SmtpConfig,
+    SmtpSession,
     TransientDeliveryError,
     UncertainDeliveryError,
     send,
@@ -260,8 +262,9 @@ class NoticeDelivery:
 
     # --- delivering ------------------------------------------------------------------------
 
-    async def deliver(self, key: str) -> str:
-        """Bring the outbox row to a final status, sending at most what is safe to send."""
+    async def deliver(self, key: str, session: SmtpSession | None = None) -> str:
+        """Bring the outbox row to a final status, sending at most what is safe to send (on
+        `session`'s connection if given, else on one of its own)."""
         for _ in range(5):  # each turn re-reads a row another attempt changed under us
             row = await outbox.find(self.db, key)
             if row is None:
@@ -283,10 +286,11 @@ class NoticeDelivery:
                 data_started_at=None,
             )
             if version is not None:
-                return await self._send(row, _Hold(key, version))
+                return await self._send(row, _Hold(key, version), session)
         raise _deferred(f"outbox row {key} keeps changing under concurrent attempts")
 
-    async def _send(self, row: OutboxRow, hold: _Hold) -> str:
+    async def _send(self, row: OutboxRow, hold: _Hold,
+                    session: SmtpSession | None = None) -> str:
         try:
             message = build_message(
                 notice_key=row.notice_key,
@@ -298,8 +302,8 @@ class NoticeDelivery:
                 settings=self.settings,
                 date=row.created_at,
             )
-            reply = await send(
-                self.smtp,
+            transmit = session.send if session is not None else partial(send, self.smtp)
+            reply = await transmit(
                 to_bytes(message),
                 sender=self.settings.mail_from,
                 recipient=row.to_address,

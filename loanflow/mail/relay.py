@@ -9,11 +9,12 @@ the point of no return before the data, `sent` on the server's 250, the probe or
 when nobody can know. So a message still goes out once per server acceptance; what the relay
 adds is only which rows to take, and in which order.
 
-- Oldest first, and a loan's notices in the order it recorded them: a row that cannot go yet
+- Oldest first, in `LANES` lanes at once (each on an SMTP connection kept for the pass), each
+  loan in one lane, so a loan's notices go in the order it recorded them: a row that cannot go yet
   (a 4xx for its recipient, another attempt holding it) holds back its loan's later rows for a
   while, longer each time (up to `max_backoff`); other loans' rows go on.
 - The mail server down is an outage, not a loan's problem: after a few rows in a row that
-  cannot go, the pass stops and the relay waits, longer each time (up to `max_backoff`), then
+  cannot go (OUTAGE_AFTER, across the lanes), the pass stops and the relay waits, longer each time (up to `max_backoff`), then
   tries again. Nothing is lost meanwhile: every row waits in the outbox.
 - A row a stopped relay held (a worker killed mid-send) is taken again once its claim is older
   than the delivery's in-flight grace: before the data it is simply sent, after it the probe
@@ -30,17 +31,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 
 from temporalio.exceptions import ApplicationError
 
 from loanflow.mail import outbox
 from loanflow.mail.delivery import NoticeDelivery
+from loanflow.mail.smtp import SmtpSession
 
 log = logging.getLogger("loanflow.relay")
 
 _BELLS: set[asyncio.Event] = set()
-# Rows that could not go, one after another, before a pass counts as an outage and stops.
+# Rows that could not go, one after another in a lane, before a pass counts as an outage.
 OUTAGE_AFTER = 3
+# Messages on their way at once, each on a connection of its own, each loan in one lane.
+LANES = 4
 
 
 def ring() -> None:
@@ -52,13 +57,16 @@ def ring() -> None:
 class NoticeRelay:
     """Delivers the outbox's due rows (see the module's docstring)."""
 
-    def __init__(self, delivery: NoticeDelivery, *, poll: float = 0.5, batch: int = 200,
-                 max_backoff: float = 30.0) -> None:
+    def __init__(self, delivery: NoticeDelivery, *, poll: float = 0.5, batch: int = 500,
+                 max_backoff: float = 30.0, lanes: int = LANES) -> None:
         self.delivery = delivery
         self.poll, self.batch, self.max_backoff = poll, batch, max_backoff
+        # One SMTP connection per lane, kept for a pass.
+        self.sessions = [SmtpSession(delivery.smtp) for _ in range(lanes)]
         # Loans whose oldest due row could not go: (not before, last wait), on the loop's clock.
         self._held: dict[str, tuple[float, float]] = {}
         self._stopping = asyncio.Event()
+        self._failures = 0  # rows of this pass that could not go, one after another
 
     async def run(self) -> None:
         """Relay until `stop` (see there)."""
@@ -101,35 +109,53 @@ class NoticeRelay:
                 due = await outbox.due(self.delivery.db, limit=self.batch,
                                        stale_before=self.delivery.clock()
                                        - self.delivery.in_flight_grace)
-                if not await self._deliver(due):
+                if not await self._deliver_in_lanes(due):
                     return False
                 if len(due) < self.batch:
                     return True
         except Exception as err:  # the database away, say: the relay outlives it
             log.warning("notice relay paused: %s", err)
             return False
+        finally:
+            for session in self.sessions:  # idle connections are not kept
+                await session.close()
 
-    async def _deliver(self, due: list[tuple[str, str]]) -> bool:
-        """Deliver these rows in order, but none of a held loan's; False at an outage."""
-        failures = 0
+    async def _deliver_in_lanes(self, due: list[tuple[str, str]]) -> bool:
+        """The rows in `lanes` lanes at once, each loan's rows in one lane, in their order;
+        every lane finishes before the next pass (so no row is in two lanes)."""
+        self._failures = 0
+        lanes: list[list[tuple[str, str]]] = [[] for _ in self.sessions]
         for key, loan_id in due:
+            lanes[zlib.crc32(loan_id.encode()) % len(lanes)].append((key, loan_id))
+        done = await asyncio.gather(*(self._deliver(rows, session)
+                                      for rows, session in zip(lanes, self.sessions) if rows),
+                                    return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return all(done)
+
+    async def _deliver(self, due: list[tuple[str, str]], session: SmtpSession) -> bool:
+        """Deliver these rows in order, but none of a held loan's; False at an outage (rows
+        that could not go, OUTAGE_AFTER in a row across the lanes)."""
+        for key, loan_id in due:
+            if self._failures >= OUTAGE_AFTER:
+                return False
             if self._stopping.is_set():
                 return True
             if self._held_back(loan_id):
                 continue
             try:
-                await self.delivery.deliver(key)
+                await self.delivery.deliver(key, session)
             except ApplicationError as err:
                 self._hold(loan_id)
-                failures += 1
+                self._failures += 1
                 # (the delivery logged a mail server's refusal; this says the rest)
                 log.info("notice %s not sent yet: %s", key, err.message)
-                if failures >= OUTAGE_AFTER:
-                    return False
                 continue
-            failures = 0
+            self._failures = 0
             self._held.pop(loan_id, None)
-        return True
+        return self._failures < OUTAGE_AFTER
 
     def _held_back(self, loan_id: str) -> bool:
         """Does this loan wait (a notice of its could not go): its later rows wait too."""

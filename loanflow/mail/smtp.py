@@ -42,6 +42,10 @@ class TransientDeliveryError(DeliveryError):
     pass
 
 
+class ConnectionDeliveryError(TransientDeliveryError):
+    """No connection, or it failed before the data: nothing was sent."""
+
+
 class PermanentDeliveryError(DeliveryError):
     pass
 
@@ -93,15 +97,65 @@ async def send(
     recipient: str,
     commit: CommitHook | None = None,
 ) -> str:
-    """Send one message to one recipient; return the server's reply to the data, e.g.
-    "250 2.0.0 Ok: queued as 4F2A1". Raises a DeliveryError subclass (see the module doc)."""
+    """Send one message to one recipient on a connection of its own; return the server's reply
+    to the data, e.g. "250 2.0.0 Ok: queued as 4F2A1". Raises a DeliveryError subclass (see
+    the module doc)."""
     client = _client(config)
+    try:
+        return await _transaction(client, config, payload, sender, recipient, commit)
+    finally:
+        await _close(client)
+
+
+class SmtpSession:
+    """One connection kept open for many messages sent one after another (a lane of the notice
+    relay): a message's own connect, EHLO and QUIT were most of its SMTP round trips. After any
+    failure the connection is closed and the next message opens a new one. A message that
+    finds its reused connection gone (the server drops idle ones) before anything was sent is
+    tried once more on a new connection."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self._client: aiosmtplib.SMTP | None = None
+
+    async def send(self, payload: bytes, *, sender: str, recipient: str,
+                   commit: CommitHook | None = None) -> str:
+        """As `send`, on the session's connection."""
+        reused = self._client is not None and self._client.is_connected
+        try:
+            return await self._send(payload, sender, recipient, commit)
+        except ConnectionDeliveryError:
+            if not reused:
+                raise
+        return await self._send(payload, sender, recipient, commit)
+
+    async def _send(self, payload: bytes, sender: str, recipient: str,
+                    commit: CommitHook | None) -> str:
+        if self._client is None or not self._client.is_connected:
+            self._client = _client(self.config)
+        try:
+            return await _transaction(self._client, self.config, payload, sender, recipient,
+                                      commit)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await _close(client)
+
+
+async def _transaction(client: aiosmtplib.SMTP, config: SmtpConfig, payload: bytes,
+                       sender: str, recipient: str, commit: CommitHook | None) -> str:
+    """One message on `client` (connected first if it is not), bounded by total_timeout."""
     past_commit = False
     loop = asyncio.get_running_loop()
     deadline = loop.time() + config.total_timeout
     try:
         async with asyncio.timeout_at(deadline):
-            await client.connect()
+            if not client.is_connected:
+                await client.connect()
             await client.mail(sender)
             await client.rcpt(recipient)
         # The commit is a database write and runs outside the timeout: a timeout that cancelled
@@ -114,12 +168,9 @@ async def send(
         async with asyncio.timeout_at(max(deadline, loop.time() + config.timeout)):
             reply = await client.data(payload)
     except DeliveryError:
-        await _close(client)
         raise
     except Exception as err:  # noqa: BLE001  (sorted below; anything unknown is re-raised)
-        await _close(client)
         raise classify(err, past_commit=past_commit) from err
-    await _close(client)
     return f"{reply.code} {reply.message}".strip()
 
 
@@ -143,7 +194,7 @@ def classify(err: Exception, *, past_commit: bool) -> Exception:
     what = f"{type(err).__name__}: {err}".rstrip(": ")
     if past_commit:
         return UncertainDeliveryError(f"connection lost after the message data was sent ({what})")
-    return TransientDeliveryError(f"SMTP server unavailable ({what})")
+    return ConnectionDeliveryError(f"SMTP server unavailable ({what})")
 
 
 def _by_code(err: aiosmtplib.SMTPResponseException, reason: str) -> DeliveryError:

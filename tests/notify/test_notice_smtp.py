@@ -25,6 +25,7 @@ from loanflow.mail.smtp import (
     DeliveryAborted,
     PermanentDeliveryError,
     SmtpConfig,
+    SmtpSession,
     TransientDeliveryError,
     UncertainDeliveryError,
     classify,
@@ -101,6 +102,26 @@ async def test_implicit_tls(tmp_path: Path, certificate: tuple[Path, Path]) -> N
     finally:
         await sink.stop()
     assert len(sink.messages()) == 1
+
+
+async def test_a_session_sends_many_messages_on_one_connection(sink: Sink) -> None:
+    """The relay's lanes: one connection for message after message; once it is gone (closed
+    after a failure, or by the server) the next message opens a new one."""
+    session = SmtpSession(config(sink.port))
+    try:
+        for _ in range(3):
+            assert (await session.send(MESSAGE, sender="a@x.example",
+                                       recipient="b@y.example")).startswith("250")
+        first = session._client
+        assert first is not None and first.is_connected
+        with pytest.raises(PermanentDeliveryError):  # a failure closes the connection
+            await session.send(MESSAGE, sender="a@x.example", recipient="gone@example.com")
+        assert session._client is None and not first.is_connected
+        await session.send(MESSAGE, sender="a@x.example", recipient="b@y.example")
+        assert session._client is not None and session._client is not first
+    finally:
+        await session.close()
+    assert len(sink.messages()) == 4
 
 
 async def test_a_refused_commit_sends_nothing(sink: Sink) -> None:
