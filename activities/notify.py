@@ -1,6 +1,8 @@
 """The notice activity: record a borrower notice and deliver its e-mail exactly once per server
 acceptance. How "once" is kept, and where it has a limit, is `loanflow.mail.delivery`, which
-`loanflow mail resend` uses too."""
+`loanflow mail resend` and the notice relay use too. Loans started since
+NOTICES_WITH_WRITES (`workflows.base`) record their notices with their read-model writes and
+the relay (`loanflow.mail.relay`) mails them; this activity serves the loans started before."""
 
 from __future__ import annotations
 

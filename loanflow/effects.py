@@ -183,7 +183,8 @@ class PostingReceipt(BaseModel):
 class Notice(BaseModel):
     """One borrower notice. `data` holds the figures the message states, as strings.
 
-    A loan sends the borrower's id only: the notice activity reads the contact details from
+    A loan sends the borrower's id only: the write that records the notice (or, for loans
+    started before NOTICES_WITH_WRITES, the notice activity) reads the contact details from
     the database (the loan's own application, `loanflow.store.borrowers`), so no name or
     e-mail is in the loan's history. Notices sent before that carried `borrower` inline; those
     are still accepted, and the activity fills `borrower` in itself before rendering."""
