@@ -187,9 +187,7 @@ async def worker_processes(stack: Stack, tuning: Tuning, cache: int, log: Path,
     def command(index: int) -> list[str]:
         # Each process's fakes fail on a sequence of their own (as independent machines would).
         seed = (stack.settings.fake_seed or 0) + index
-        # One notice relay per database, as in production (`loanflow.mail.relay`).
-        settings = stack.settings.model_copy(update={"fake_seed": seed,
-                                                     "notice_relay": index == 0})
+        settings = stack.settings.model_copy(update={"fake_seed": seed})
         return [sys.executable, "-m", "bench.worker", "--address", stack.server.address,
                 "--settings", settings.model_dump_json(), "--cache", str(cache),
                 "--max-activities", str(tuning.max_concurrent_activities),

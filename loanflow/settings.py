@@ -47,7 +47,8 @@ class Settings(BaseSettings):
                                lt=65536)
     ui_port: int = Field(8233, validation_alias=_env("LOANFLOW_UI_PORT"), gt=0, lt=65536)
 
-    # Run the notice relay in this worker (`loanflow.mail.relay`): one per database.
+    # Run a notice relay in this worker (`loanflow.mail.relay`); of the workers' relays on one
+    # database one sends, the others stand by (`loanflow.mail.relay_lease`).
     notice_relay: bool = Field(True, validation_alias=_env("LOANFLOW_NOTICE_RELAY"))
     # The longest the relay waits before it tries the mail server again during an outage.
     notice_relay_backoff_seconds: float = Field(

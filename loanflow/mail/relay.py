@@ -19,9 +19,10 @@ adds is only which rows to take, and in which order.
 - A row a stopped relay held (a worker killed mid-send) is taken again once its claim is older
   than the delivery's in-flight grace: before the data it is simply sent, after it the probe
   or `unconfirmed` decides, exactly as for a retried activity.
-- Run one relay per database (`LOANFLOW_NOTICE_RELAY`, on by default in `loanflow worker`). Two
-  still send each message once (the claims fence them), but could interleave one loan's
-  notices.
+- One relay sends per database, however many workers run one: the one holding the relay
+  lease (`loanflow.mail.relay_lease`); the others stand by and take over when it goes. Even
+  two at once would send each message once (the claims fence them); the lease keeps a loan's
+  notices in order across workers.
 
 A write in this process rings the relay's bell (`ring`), so a notice leaves at once; rows
 recorded by another process are found by the poll.
@@ -37,6 +38,7 @@ from temporalio.exceptions import ApplicationError
 
 from loanflow.mail import outbox
 from loanflow.mail.delivery import NoticeDelivery
+from loanflow.mail.relay_lease import RelayLease
 from loanflow.mail.smtp import SmtpSession
 
 log = logging.getLogger("loanflow.relay")
@@ -46,6 +48,8 @@ _BELLS: set[asyncio.Event] = set()
 OUTAGE_AFTER = 3
 # Messages on their way at once, each on a connection of its own, each loan in one lane.
 LANES = 4
+# How often a relay standing by (another worker's holds the lease) asks for the lease.
+STANDBY = 5.0
 
 
 def ring() -> None:
@@ -58,8 +62,10 @@ class NoticeRelay:
     """Delivers the outbox's due rows (see the module's docstring)."""
 
     def __init__(self, delivery: NoticeDelivery, *, poll: float = 0.5, batch: int = 500,
-                 max_backoff: float = 30.0, lanes: int = LANES) -> None:
+                 max_backoff: float = 30.0, lanes: int = LANES,
+                 lease: RelayLease | None = None) -> None:
         self.delivery = delivery
+        self.lease = lease or RelayLease(delivery.db)
         self.poll, self.batch, self.max_backoff = poll, batch, max_backoff
         # One SMTP connection per lane, kept for a pass.
         self.sessions = [SmtpSession(delivery.smtp) for _ in range(lanes)]
@@ -69,12 +75,16 @@ class NoticeRelay:
         self._failures = 0  # rows of this pass that could not go, one after another
 
     async def run(self) -> None:
-        """Relay until `stop` (see there)."""
+        """Relay until `stop` (see there), while this worker holds the relay lease; stand by
+        while another does."""
         bell = asyncio.Event()
         _BELLS.add(bell)
         backoff = 0.0
         try:
             while not self._stopping.is_set():
+                if not await self._leased():
+                    await self._pause(self._stopping, STANDBY)
+                    continue
                 bell.clear()
                 if await self.relay_due():
                     backoff = 0.0
@@ -86,6 +96,19 @@ class NoticeRelay:
                     await self._pause(self._stopping, backoff)
         finally:
             _BELLS.discard(bell)
+            await self.lease.release()
+
+    async def _leased(self) -> bool:
+        """Does this relay hold the database's relay lease (taking it if it is free)?"""
+        was_held = self.lease.held
+        try:
+            held = await self.lease.acquire()
+        except Exception as err:  # the database away: try again after the standby
+            log.warning("notice relay: cannot take the relay lease: %s", err)
+            return False
+        if held and not was_held:
+            log.info("notice relay: this worker relays the outbox's notices")
+        return held
 
     def stop(self) -> None:
         """Ask the relay to stop after the row it is on (await its task to know it has). Never

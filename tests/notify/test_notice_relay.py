@@ -18,6 +18,7 @@ from loanflow.mail.delivery import NoticeDelivery
 from loanflow.mail.message import NOTICE_KEY_HEADER
 from loanflow.mail.preview import SAMPLE_BORROWER, sample_data
 from loanflow.mail.relay import NoticeRelay
+from loanflow.mail.relay_lease import RelayLease
 from loanflow.notice_schema import PENDING, SENDING, SENT
 
 from .helpers import Sink, settings_for
@@ -122,7 +123,8 @@ async def test_a_row_a_stopped_relay_held_is_sent_once(db: Database, sink: Sink,
 async def test_the_bell_sends_a_new_notice_at_once(db: Database, sink: Sink,
                                                    tmp_path: Path) -> None:
     d = delivery(db, sink, tmp_path)
-    running = asyncio.create_task(NoticeRelay(d, poll=3600).run())
+    bell_only = NoticeRelay(d, poll=3600)
+    running = asyncio.create_task(bell_only.run())
     try:
         await asyncio.sleep(0.2)  # the relay found nothing and waits for its bell
         await record(d, notice("A", "loan_disbursed"))
@@ -133,9 +135,8 @@ async def test_the_bell_sends_a_new_notice_at_once(db: Database, sink: Sink,
             await asyncio.sleep(0.05)
         assert keys(sink) == ["A:notice:loan_disbursed"]
     finally:
-        running.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await running
+        bell_only.stop()
+        await running
 
 
 async def test_a_notice_without_contact_details_is_raised_not_recorded(
@@ -147,3 +148,38 @@ async def test_a_notice_without_contact_details_is_raised_not_recorded(
         assert not await delivery(db, sink, tmp_path).record_for_relay(unaddressed)
     assert await outbox.find(db, unaddressed.key) is None
     assert "NOTICE NOT DELIVERED key=Z:notice:loan_disbursed" in caplog.text
+
+
+async def test_one_relay_holds_the_lease_and_another_takes_it_over(db: Database) -> None:
+    """Two workers' relays on one database: one lease; given back (its worker gone), the
+    other relay takes it."""
+    first, second = RelayLease(db), RelayLease(Database(db.url))
+    try:
+        assert await first.acquire() and await first.acquire()  # held: asked again, still held
+        assert not await second.acquire() and not second.held
+        await first.release()
+        assert await second.acquire()
+        assert not await first.acquire()
+    finally:
+        await first.release()
+        await second.release()
+        await second.db.dispose()
+
+
+async def test_of_two_relays_only_the_lease_holder_sends(db: Database, sink: Sink,
+                                                         tmp_path: Path) -> None:
+    d = delivery(db, sink, tmp_path)
+    holder = RelayLease(Database(db.url))
+    assert await holder.acquire()  # another worker's relay holds the lease
+    standing_by = NoticeRelay(d, poll=0.05)
+    running = asyncio.create_task(standing_by.run())
+    try:
+        await record(d, notice("A", "loan_disbursed"))
+        relay.ring()
+        await asyncio.sleep(0.5)
+        assert sink.messages() == [] and not standing_by.lease.held
+    finally:
+        standing_by.stop()
+        await running
+        await holder.release()
+        await holder.db.dispose()
