@@ -163,15 +163,21 @@ _MARK_SENT = (
 )
 
 
-async def due(db: Database, *, stale_before: datetime, limit: int) -> list[tuple[str, str]]:
-    """The keys (with their loans) of the rows the relay should bring to a final status, oldest first: every
-    `pending` row, and every `sending` row no live attempt holds (released, or claimed before
-    `stale_before`: its holder stopped, say a worker killed mid-send)."""
+async def due(db: Database, *, claimed_before: datetime, stale_before: datetime,
+              limit: int) -> list[tuple[str, str]]:
+    """The keys (with their loans) of the rows the relay should bring to a final status, oldest
+    first: every `pending` row; every `sending` row not past its point of no return claimed
+    before `claimed_before` (its holder is slow or gone, say a worker killed mid-send; if it is
+    alive, the claim's version fences it out before the data, so taking it over is safe); and
+    every `sending` row past it that no live attempt holds (released, or claimed before
+    `stale_before`)."""
+    sending, claimed = _OUTBOX.c.status == SENDING, _OUTBOX.c.claimed_at
     query = (
         select(_OUTBOX.c.notice_key, _OUTBOX.c.loan_id)
         .where((_OUTBOX.c.status == PENDING)
-               | ((_OUTBOX.c.status == SENDING)
-                  & (_OUTBOX.c.claimed_at.is_(None) | (_OUTBOX.c.claimed_at < stale_before))))
+               | (sending & claimed.is_(None))
+               | (sending & _OUTBOX.c.data_started_at.is_(None) & (claimed < claimed_before))
+               | (sending & (claimed < stale_before)))
         .order_by(_OUTBOX.c.created_at, _OUTBOX.c.notice_key)
         .limit(limit)
     )

@@ -16,8 +16,9 @@ adds is only which rows to take, and in which order.
 - The mail server down is an outage, not a loan's problem: after a few rows in a row that
   cannot go (OUTAGE_AFTER, across the lanes), the pass stops and the relay waits, longer each time (up to `max_backoff`), then
   tries again. Nothing is lost meanwhile: every row waits in the outbox.
-- A row a stopped relay held (a worker killed mid-send) is taken again once its claim is older
-  than the delivery's in-flight grace: before the data it is simply sent, after it the probe
+- A row a stopped relay held (a worker killed mid-send) is taken again: before the data once
+  its claim is older than one SMTP timeout (a live holder would be fenced out by the claim's
+  version anyway), after it once the claim is older than the in-flight grace, when the probe
   or `unconfirmed` decides, exactly as for a retried activity.
 - One relay sends per database, however many workers run one: the one holding the relay
   lease (`loanflow.mail.relay_lease`); the others stand by and take over when it goes. Even
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
+from datetime import timedelta
 
 from temporalio.exceptions import ApplicationError
 
@@ -129,9 +131,11 @@ class NoticeRelay:
         """One pass over the due rows; False if it stopped at an outage."""
         try:
             while True:
-                due = await outbox.due(self.delivery.db, limit=self.batch,
-                                       stale_before=self.delivery.clock()
-                                       - self.delivery.in_flight_grace)
+                now = self.delivery.clock()
+                due = await outbox.due(
+                    self.delivery.db, limit=self.batch,
+                    claimed_before=now - timedelta(seconds=self.delivery.smtp.timeout),
+                    stale_before=now - self.delivery.in_flight_grace)
                 if not await self._deliver_in_lanes(due):
                     return False
                 if len(due) < self.batch:

@@ -31,8 +31,8 @@ ADVISORY_KEY = 0x6C6F616E_72656C  # "loanrel"
 class RelayLease:
     """Try to take the relay lease (`acquire`), hold it, and give it back (`release`)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, *, key: int = ADVISORY_KEY) -> None:
+        self.db, self.key = db, key  # `key`: the advisory lock's (PostgreSQL)
         self._conn: AsyncConnection | None = None
         self._fd: int | None = None
 
@@ -49,7 +49,7 @@ class RelayLease:
         conn = await self.db.engine.connect()
         try:
             taken = (await conn.execute(text("SELECT pg_try_advisory_lock(:key)"),
-                                        {"key": ADVISORY_KEY})).scalar_one()
+                                        {"key": self.key})).scalar_one()
             # The lock is the session's, not the transaction's: end the transaction, so that
             # the held connection keeps no snapshot open (it would hold back vacuum).
             await conn.commit()
@@ -65,8 +65,7 @@ class RelayLease:
     async def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            # Not back to the pool with the lock: the session itself ends, and its lock with it.
-            await conn.invalidate()
+            await _unlock(conn, self.key)
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)  # and with its descriptor, the flock
@@ -84,6 +83,17 @@ class RelayLease:
             return False
         self._fd = fd
         return True
+
+
+async def _unlock(conn: AsyncConnection, key: int) -> None:
+    """Give the advisory lock back at once (the next relay may ask the moment this returns),
+    then the connection to the pool; if that fails, end the session, which ends its lock."""
+    try:
+        await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        await conn.commit()
+        await conn.close()
+    except Exception:  # noqa: BLE001  (the connection may be gone: so is its lock)
+        await conn.invalidate()
 
 
 def _lock_path(url: str) -> Path | None:

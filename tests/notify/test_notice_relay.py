@@ -19,6 +19,7 @@ from loanflow.mail.message import NOTICE_KEY_HEADER
 from loanflow.mail.preview import SAMPLE_BORROWER, sample_data
 from loanflow.mail.relay import NoticeRelay
 from loanflow.mail.relay_lease import RelayLease
+from loanflow.mail.sink import SinkProbe
 from loanflow.notice_schema import PENDING, SENDING, SENT
 
 from .helpers import Sink, settings_for
@@ -100,24 +101,35 @@ async def test_an_outage_stops_the_pass_and_nothing_is_lost(db: Database, stoppe
         await stopped_sink.stop()
 
 
-async def test_a_row_a_stopped_relay_held_is_sent_once(db: Database, sink: Sink,
-                                                       tmp_path: Path) -> None:
-    """A relay killed after its claim and before the data left the row `sending`: once the
-    claim is older than the in-flight grace the next relay sends it; a fresh claim (a live
-    attempt) is left alone."""
+async def test_rows_a_killed_relay_held_are_sent_once(db: Database, sink: Sink,
+                                                      tmp_path: Path) -> None:
+    """A relay killed after its claim left two rows `sending`. The one it had not begun to send
+    is taken again after one SMTP timeout (2 s here; had its holder lived, the claim's version
+    would fence it out before the data). The one past the point of no return is left to its
+    holder for the in-flight grace, then settled by the sink's probe: not in the sink, so
+    sent, once. A fresh claim (a live attempt) is left alone."""
     now = datetime.now(timezone.utc)
-    held = notice("A", "margin_call")
-    d = delivery(db, sink, tmp_path, in_flight_grace=timedelta(seconds=30), clock=lambda: now)
-    await record(d, held)
-    await outbox.change(db, held.key, 0, status=SENDING, attempts=1, claimed_at=now)
+    before_data, after_data = notice("A", "margin_call"), notice("B", "margin_call")
 
-    assert await NoticeRelay(d).relay_due()
-    assert sink.messages() == [] and await status(db, held.key) == SENDING
+    def relay_at(seconds: float) -> NoticeRelay:
+        return NoticeRelay(delivery(db, sink, tmp_path, in_flight_grace=timedelta(seconds=30),
+                                    clock=lambda: now + timedelta(seconds=seconds),
+                                    probe=SinkProbe(sink.directory)))
 
-    later = delivery(db, sink, tmp_path, in_flight_grace=timedelta(seconds=30),
-                     clock=lambda: now + timedelta(seconds=31))
-    assert await NoticeRelay(later).relay_due()
-    assert keys(sink) == [held.key] and await status(db, held.key) == SENT
+    d = relay_at(0).delivery
+    await record(d, before_data, after_data)
+    await outbox.change(db, before_data.key, 0, status=SENDING, attempts=1, claimed_at=now)
+    await outbox.change(db, after_data.key, 0, status=SENDING, attempts=1, claimed_at=now,
+                        data_started_at=now)
+
+    assert await relay_at(1).relay_due()
+    assert sink.messages() == []
+    assert await relay_at(3).relay_due()
+    assert keys(sink) == [before_data.key] and await status(db, before_data.key) == SENT
+    assert await status(db, after_data.key) == SENDING  # its holder may still be sending
+    assert await relay_at(31).relay_due()
+    assert sorted(keys(sink)) == sorted([before_data.key, after_data.key])
+    assert await status(db, after_data.key) == SENT
 
 
 async def test_the_bell_sends_a_new_notice_at_once(db: Database, sink: Sink,
@@ -150,10 +162,15 @@ async def test_a_notice_without_contact_details_is_raised_not_recorded(
     assert "NOTICE NOT DELIVERED key=Z:notice:loan_disbursed" in caplog.text
 
 
+# The lease tests' own advisory lock on PostgreSQL, which every test shares: a relay of another
+# test's desk must not hold theirs.
+TEST_KEY = 0x6C6F616E_74657374
+
+
 async def test_one_relay_holds_the_lease_and_another_takes_it_over(db: Database) -> None:
     """Two workers' relays on one database: one lease; given back (its worker gone), the
     other relay takes it."""
-    first, second = RelayLease(db), RelayLease(Database(db.url))
+    first, second = RelayLease(db, key=TEST_KEY), RelayLease(Database(db.url), key=TEST_KEY)
     try:
         assert await first.acquire() and await first.acquire()  # held: asked again, still held
         assert not await second.acquire() and not second.held
@@ -169,9 +186,9 @@ async def test_one_relay_holds_the_lease_and_another_takes_it_over(db: Database)
 async def test_of_two_relays_only_the_lease_holder_sends(db: Database, sink: Sink,
                                                          tmp_path: Path) -> None:
     d = delivery(db, sink, tmp_path)
-    holder = RelayLease(Database(db.url))
+    holder = RelayLease(Database(db.url), key=TEST_KEY)
     assert await holder.acquire()  # another worker's relay holds the lease
-    standing_by = NoticeRelay(d, poll=0.05)
+    standing_by = NoticeRelay(d, poll=0.05, lease=RelayLease(db, key=TEST_KEY))
     running = asyncio.create_task(standing_by.run())
     try:
         await record(d, notice("A", "loan_disbursed"))
