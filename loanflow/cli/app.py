@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from loanflow.cli import helpstyle
+from loanflow.cli.output import blocking_stdio
 from loanflow.cli.errors import CliError, explain, fail, run
 from loanflow.settings import get_settings
 
@@ -128,10 +129,15 @@ register()
 
 def main() -> None:
     """The console script."""
-    code = invoke()
-    # Skip the interpreter's teardown: the Temporal client's native threads can crash it
-    # after a short command ("Fatal Python error: PyGILState_Release ... finalizing", SIGABRT;
-    # temporalio/sdk-python#300). Everything the command does is finished by now.
+    finish(invoke())
+
+
+def finish(code: int) -> None:
+    """Flush what the command printed and exit with `code`, skipping the interpreter's
+    teardown: the Temporal client's native threads can crash it after a short command ("Fatal
+    Python error: PyGILState_Release ... finalizing", SIGABRT; temporalio/sdk-python#300).
+    Everything the command does is finished by now."""
+    blocking_stdio()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

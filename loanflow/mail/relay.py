@@ -10,12 +10,13 @@ when nobody can know. So a message still goes out once per server acceptance; wh
 adds is only which rows to take, and in which order.
 
 - Oldest first, in `LANES` lanes at once (each on an SMTP connection kept for the pass), each
-  loan in one lane, so a loan's notices go in the order it recorded them: a row that cannot go yet
-  (a 4xx for its recipient, another attempt holding it) holds back its loan's later rows for a
-  while, longer each time (up to `max_backoff`); other loans' rows go on.
+  loan in one lane, so a loan's notices go in the order it recorded them: a row that cannot go
+  yet (a 4xx for its recipient, another attempt holding it) holds back its loan's later rows
+  for a while, longer each time (up to `max_backoff`); other loans' rows go on.
 - The mail server down is an outage, not a loan's problem: after a few rows in a row that
-  cannot go (OUTAGE_AFTER, across the lanes), the pass stops and the relay waits, longer each time (up to `max_backoff`), then
-  tries again. Nothing is lost meanwhile: every row waits in the outbox.
+  cannot go (OUTAGE_AFTER, across the lanes), the pass stops and the relay waits, longer each
+  time (up to `max_backoff`), then tries again. Nothing is lost meanwhile: every row waits in
+  the outbox.
 - A row a stopped relay held (a worker killed mid-send) is taken again: before the data once
   its claim is older than one SMTP timeout (a live holder would be fenced out by the claim's
   version anyway), after it once the claim is older than the in-flight grace, when the probe
@@ -46,7 +47,7 @@ from loanflow.mail.smtp import SmtpSession
 log = logging.getLogger("loanflow.relay")
 
 _BELLS: set[asyncio.Event] = set()
-# Rows that could not go, one after another in a lane, before a pass counts as an outage.
+# Rows that could not go, one after another across the lanes, before a pass is an outage.
 OUTAGE_AFTER = 3
 # Messages on their way at once, each on a connection of its own, each loan in one lane.
 LANES = 4
