@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from loanflow.devserver import DevServer
 from loanflow.ports import free_port
-from loanflow.temporal_client import connect
+from loanflow.stack import connect_when_ready
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -29,7 +29,8 @@ async def dev_server(tmp_path_factory: Any) -> AsyncIterator[DevServer]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def dev_client(dev_server: DevServer) -> Client:
-    return await connect(target_host=dev_server.address)
+    # The server listens a moment before it answers (a plain connect lost that race in a full run).
+    return await connect_when_ready(dev_server.address)
 
 
 @pytest_asyncio.fixture
