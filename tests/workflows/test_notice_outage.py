@@ -7,21 +7,20 @@ import asyncio
 import email
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest_asyncio
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import build_activities
 from loanflow.db import Database
+from loanflow.mail import outbox
 from loanflow.models import LoanState
 from loanflow.ports import free_port
 from loanflow.worker import build_worker
 from tests.support import Inbox, quiet_settings
-from tests.workflows.book import notices, table
+from tests.workflows.book import notices
 from tests.workflows.conftest import Desk
 from tests.workflows.test_lifecycle import active_loan, wait_state
 
@@ -53,7 +52,7 @@ async def test_margin_call_mail_arrives_once_after_an_outage(dark_desk: tuple[De
     # onboarding run has continued as new.
     first_key, key = "OUT1:notice:application_received", "OUT1:notice:margin_call:1"
     for _ in range(200):
-        first, call = await outbox_row(desk, first_key), await outbox_row(desk, key)
+        first, call = await outbox.find(desk.db, first_key), await outbox.find(desk.db, key)
         if first is not None and first.last_error and call is not None:
             break
         await asyncio.sleep(0.05)
@@ -71,7 +70,7 @@ async def test_margin_call_mail_arrives_once_after_an_outage(dark_desk: tuple[De
     server.start()
     try:
         for _ in range(400):  # the relay's wait after an outage is at most 1 s here
-            row = await outbox_row(desk, key)
+            row = await outbox.find(desk.db, key)
             if row.status == "sent":
                 break
             await asyncio.sleep(0.05)
@@ -87,8 +86,3 @@ async def test_margin_call_mail_arrives_once_after_an_outage(dark_desk: tuple[De
     body = calls[0].get_payload()[0].get_payload(decode=True).decode()
     assert f"{status.cure_repay_usd:,}" in body
 
-
-async def outbox_row(desk: Desk, key: str) -> Any:
-    outbox = table("outbox")
-    async with desk.db.sessions() as s:
-        return (await s.execute(select(outbox).where(outbox.c.notice_key == key))).first()
