@@ -8,9 +8,9 @@ that saw the same row, exactly one moves it on; the other learns it lost and loo
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Table, Update, bindparam, func, select
+from sqlalchemy import Table, Update, bindparam, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from loanflow.db import Database, check_values
@@ -163,26 +163,38 @@ _MARK_SENT = (
 )
 
 
+class DueRow(NamedTuple):
+    """A row the relay should bring to a final status; (created_at, key) is its place in the
+    relay's order."""
+
+    key: str
+    loan_id: str
+    created_at: datetime
+
+
 async def due(db: Database, *, claimed_before: datetime, stale_before: datetime,
-              limit: int) -> list[tuple[str, str]]:
-    """The keys (with their loans) of the rows the relay should bring to a final status, oldest
-    first: every `pending` row; every `sending` row not past its point of no return claimed
-    before `claimed_before` (its holder is slow or gone, say a worker killed mid-send; if it is
-    alive, the claim's version fences it out before the data, so taking it over is safe); and
-    every `sending` row past it that no live attempt holds (released, or claimed before
-    `stale_before`)."""
+              limit: int, after: DueRow | None = None) -> list[DueRow]:
+    """The rows the relay should bring to a final status, oldest first (and only those after
+    `after`, so a pass moves on past rows it had to leave): every `pending` row; every
+    `sending` row not past its point of no return claimed before `claimed_before` (its holder
+    is slow or gone, say a worker killed mid-send; if it is alive, the claim's version fences it
+    out before the data, so taking it over is safe); and every `sending` row past it that no
+    live attempt holds (released, or claimed before `stale_before`)."""
     sending, claimed = _OUTBOX.c.status == SENDING, _OUTBOX.c.claimed_at
+    created, key = _OUTBOX.c.created_at, _OUTBOX.c.notice_key
     query = (
-        select(_OUTBOX.c.notice_key, _OUTBOX.c.loan_id)
+        select(key, _OUTBOX.c.loan_id, created)
         .where((_OUTBOX.c.status == PENDING)
                | (sending & claimed.is_(None))
                | (sending & _OUTBOX.c.data_started_at.is_(None) & (claimed < claimed_before))
                | (sending & (claimed < stale_before)))
-        .order_by(_OUTBOX.c.created_at, _OUTBOX.c.notice_key)
+        .order_by(created, key)
         .limit(limit)
     )
+    if after is not None:
+        query = query.where(tuple_(created, key) > tuple_(after.created_at, after.key))
     async with db.engine.connect() as conn:
-        return [(row.notice_key, row.loan_id) for row in await conn.execute(query)]
+        return [DueRow(*row) for row in await conn.execute(query)]
 
 
 async def load_notice(db: Database, key: str) -> Notice | None:

@@ -130,17 +130,21 @@ class NoticeRelay:
 
     async def relay_due(self) -> bool:
         """One pass over the due rows; False if it stopped at an outage."""
+        after: outbox.DueRow | None = None
         try:
             while True:
                 now = self.delivery.clock()
                 due = await outbox.due(
-                    self.delivery.db, limit=self.batch,
+                    self.delivery.db, limit=self.batch, after=after,
                     claimed_before=now - timedelta(seconds=self.delivery.smtp.timeout),
                     stale_before=now - self.delivery.in_flight_grace)
                 if not await self._deliver_in_lanes(due):
                     return False
                 if len(due) < self.batch:
                     return True
+                # On past what this batch left (held loans' rows): a batch of nothing but
+                # held rows would otherwise come back again and again until the holds end.
+                after = due[-1]
         except Exception as err:  # the database away, say: the relay outlives it
             log.warning("notice relay paused: %s", err)
             return False
@@ -148,13 +152,13 @@ class NoticeRelay:
             for session in self.sessions:  # idle connections are not kept
                 await session.close()
 
-    async def _deliver_in_lanes(self, due: list[tuple[str, str]]) -> bool:
+    async def _deliver_in_lanes(self, due: list[outbox.DueRow]) -> bool:
         """The rows in `lanes` lanes at once, each loan's rows in one lane, in their order;
         every lane finishes before the next pass (so no row is in two lanes)."""
         self._failures = 0
-        lanes: list[list[tuple[str, str]]] = [[] for _ in self.sessions]
-        for key, loan_id in due:
-            lanes[zlib.crc32(loan_id.encode()) % len(lanes)].append((key, loan_id))
+        lanes: list[list[outbox.DueRow]] = [[] for _ in self.sessions]
+        for row in due:
+            lanes[zlib.crc32(row.loan_id.encode()) % len(lanes)].append(row)
         done = await asyncio.gather(*(self._deliver(rows, session)
                                       for rows, session in zip(lanes, self.sessions) if rows),
                                     return_exceptions=True)
@@ -163,10 +167,10 @@ class NoticeRelay:
                 raise outcome
         return all(done)
 
-    async def _deliver(self, due: list[tuple[str, str]], session: SmtpSession) -> bool:
+    async def _deliver(self, due: list[outbox.DueRow], session: SmtpSession) -> bool:
         """Deliver these rows in order, but none of a held loan's; False at an outage (rows
         that could not go, OUTAGE_AFTER in a row across the lanes)."""
-        for key, loan_id in due:
+        for key, loan_id, _ in due:
             if self._failures >= OUTAGE_AFTER:
                 return False
             if self._stopping.is_set():

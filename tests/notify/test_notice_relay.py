@@ -81,6 +81,21 @@ async def test_a_deferred_recipient_holds_back_only_its_own_loan(db: Database, s
     assert row is not None and row.last_error is not None and "451" in row.last_error
 
 
+async def test_a_batch_of_held_loans_does_not_stop_the_rows_behind_it(
+        db: Database, sink: Sink, tmp_path: Path) -> None:
+    """Two loans whose recipient defers fill a whole batch of the oldest rows: once they are
+    held, the pass goes on to the rows after them (it used to fetch the same held batch again
+    and again, never returning, until the holds ran out)."""
+    d = delivery(db, sink, tmp_path)
+    held = [notice(loan, "margin_call", "busy@example.com") for loan in "AB"]
+    behind = notice("Z", "margin_call")
+    await record(d, *held, behind)
+
+    assert await asyncio.wait_for(NoticeRelay(d, batch=2).relay_due(), timeout=10)
+    assert keys(sink) == [behind.key]
+    assert [await status(db, n.key) for n in held] == [PENDING, PENDING]
+
+
 async def test_an_outage_stops_the_pass_and_nothing_is_lost(db: Database, stopped_sink: Sink,
                                                             tmp_path: Path) -> None:
     d = delivery(db, stopped_sink, tmp_path)
