@@ -1,12 +1,16 @@
-"""The notice activity alone: N fresh margin-call notices recorded and delivered to the local
-SMTP sink (a separate process, so its CPU is not counted), one after another.
+"""A notice's own cost, two ways: the notice activity (loans started before notices rode with
+their write: N fresh margin-call notices recorded and delivered one after another), and the
+relay's path (N notices of N loans recorded as a loan's write records them, then mailed by one
+pass of the notice relay, four lanes); each to the local SMTP sink (a separate process, so its
+CPU is not counted).
 
     python -m bench.notice --notices 300                       # SQLite in a temporary dir
     python -m bench.notice --notices 300 --db postgresql+psycopg://postgres@127.0.0.1:5432/x
 
-Prints wall seconds and this process's CPU seconds per notice (the worker's share of a notice:
-rendering, the database driver, SQLAlchemy, SMTP; the database server's own CPU is not in it),
-and the SQL statements and transactions one notice cost. The database must be empty or new:
+Prints, for each path (`activity`; `relay`: `record` and `send`), wall seconds and this
+process's CPU seconds per notice (the worker's share of a notice: rendering, the database
+driver, SQLAlchemy, SMTP; the database server's own CPU is not in it), and the SQL statements
+and transactions one notice cost. The database must be empty or new:
 the tables are created, the keys are fresh per run.
 """
 
@@ -20,8 +24,8 @@ import time
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +36,9 @@ from activities.notify import NotifyActivities
 from bench.stack import start_sink_process, wait_for_port
 from loanflow.db import Database
 from loanflow.effects import Notice
+from loanflow.mail.delivery import NoticeDelivery
 from loanflow.mail.preview import SAMPLE_BORROWER, sample_data
+from loanflow.mail.relay import NoticeRelay
 from loanflow.mail.sink import list_messages
 from loanflow.ports import free_port
 from loanflow.models import Borrower
@@ -86,38 +92,78 @@ async def run(notices: int, url: str | None, var_dir: Path) -> dict[str, Any]:
         await wait_for_port(port)
         settings = Settings(var_dir=var_dir, smtp_host="127.0.0.1", smtp_port=port,
                             smtp_security="none", mail_from="notices@northwind.example")
-        acts = NotifyActivities(db, settings)
-        borrower = SAMPLE_BORROWER.model_copy(update={"id": f"B-{uuid.uuid4().hex[:8]}"})
-        run_id = uuid.uuid4().hex[:8]
-        loan_id = f"bench-{run_id}"
-        async with db.transaction() as session:
-            session.add(opened_loan(loan_id, borrower))
-        batch = [Notice(key=f"{loan_id}:notice:margin_call:{i}", loan_id=loan_id,
-                        kind="margin_call", borrower_id=borrower.id,
-                        data=sample_data("margin_call")) for i in range(notices + 5)]
-        env = ActivityEnvironment()
-        for notice in batch[:5]:  # warm-up: templates, statement caches, the pool
-            await env.run(acts.record_notice, notice)
-        with counting(db) as counts:
-            wall, cpu = time.perf_counter(), time.process_time()
-            for notice in batch[5:]:
-                receipt = await env.run(acts.record_notice, notice)
-                assert receipt.status == "sent", receipt
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        activity_path = await _activity_path(NotifyActivities(db, settings), notices)
+        relay_path = await _relay_path(NoticeDelivery(db, settings), notices)
         delivered = len(list_messages(mail))
     finally:
         await db.dispose()
         sink.terminate()
         sink.wait()
-    return {
-        "notices": notices,
-        "database": db.engine.dialect.name,
-        "delivered": delivered,
+    return {"notices": notices, "database": db.engine.dialect.name,
+            "delivered": delivered, "activity": activity_path, "relay": relay_path}
+
+
+async def _opened(db: Database, loans: int) -> tuple[list[str], Borrower]:
+    """`loans` fresh loans in the read model, as their first writes leave them."""
+    borrower = SAMPLE_BORROWER.model_copy(update={"id": f"B-{uuid.uuid4().hex[:8]}"})
+    run_id = uuid.uuid4().hex[:8]
+    loan_ids = [f"bench-{run_id}-{i}" for i in range(loans)]
+    async with db.transaction() as session:
+        session.add_all(opened_loan(loan_id, borrower) for loan_id in loan_ids)
+    return loan_ids, borrower
+
+
+def _margin_call(loan_id: str, borrower: Borrower, n: int) -> Notice:
+    return Notice(key=f"{loan_id}:notice:margin_call:{n}", loan_id=loan_id, kind="margin_call",
+                  borrower_id=borrower.id, data=sample_data("margin_call"))
+
+
+async def _activity_path(acts: NotifyActivities, notices: int) -> dict[str, float]:
+    """The notice activity, one notice after another (the first 5 warm up: templates,
+    statement caches, the pool)."""
+    (loan_id,), borrower = await _opened(acts.db, 1)
+    batch = [_margin_call(loan_id, borrower, i) for i in range(notices + 5)]
+    env = ActivityEnvironment()
+    for notice in batch[:5]:
+        await env.run(acts.record_notice, notice)
+    async with _measured(acts.db, notices) as figures:
+        for notice in batch[5:]:
+            receipt = await env.run(acts.record_notice, notice)
+            assert receipt.status == "sent", receipt
+    return figures
+
+
+async def _relay_path(delivery: NoticeDelivery, notices: int) -> dict[str, dict[str, float]]:
+    """Each of `notices` loans records one notice (as its write does: `record_for_relay`),
+    then one relay pass mails them all; after a warm-up of 5 the same way."""
+    loan_ids, borrower = await _opened(delivery.db, notices + 5)
+    batch = [_margin_call(loan_id, borrower, 0) for loan_id in loan_ids]
+    relay = NoticeRelay(delivery)
+    for notice in batch[:5]:
+        await delivery.record_for_relay(notice)
+    await relay.relay_due()
+    async with _measured(delivery.db, notices) as record:
+        for notice in batch[5:]:
+            assert await delivery.record_for_relay(notice)
+    async with _measured(delivery.db, notices) as send:
+        assert await relay.relay_due()
+    return {"record": record, "send": send}
+
+
+@asynccontextmanager
+async def _measured(db: Database, notices: int) -> AsyncIterator[dict[str, float]]:
+    """Wall and CPU ms, statements and commits per notice of the block, into the dict."""
+    figures: dict[str, float] = {}
+    with counting(db) as counts:
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield figures
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    figures.update({
         "wall_ms_per_notice": round(wall / notices * 1000, 2),
         "cpu_ms_per_notice": round(cpu / notices * 1000, 2),
         "statements_per_notice": round(counts["statements"] / notices, 2),
         "commits_per_notice": round(counts["commits"] / notices, 2),
-    }
+    })
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -289,6 +289,12 @@ class NoticeDelivery:
                 return await self._send(row, _Hold(key, version), session)
         raise _deferred(f"outbox row {key} keeps changing under concurrent attempts")
 
+    async def deliver_claimed(self, row: OutboxRow, version: int,
+                              session: SmtpSession | None = None) -> str:
+        """Send a row the caller claimed (`outbox.claim`: it holds `version`), as `deliver`
+        does once it has claimed a row."""
+        return await self._send(row, _Hold(row.notice_key, version), session)
+
     async def _send(self, row: OutboxRow, hold: _Hold,
                     session: SmtpSession | None = None) -> str:
         try:

@@ -8,7 +8,7 @@ that saw the same row, exactly one moves it on; the other learns it lost and loo
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Table, Update, bindparam, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -24,8 +24,12 @@ def utcnow() -> datetime:
 
 
 async def find(db: Database, key: str) -> OutboxRow | None:
-    async with db.transaction() as session:
-        return await session.get(OutboxRow, key)
+    """The outbox row of notice `key` as it is now (detached: read it, change it through
+    `change`). A Core SELECT: every delivery reads its row, and an ORM session's set-up and
+    commit cost more CPU than the read."""
+    async with db.engine.connect() as conn:
+        found = (await conn.execute(_FIND, {"key": key})).mappings().first()
+    return None if found is None else OutboxRow(**found)
 
 
 async def insert(
@@ -98,6 +102,7 @@ _NOTICES: Table = NoticeRow.__table__  # type: ignore[assignment]
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 _INSERT_NOTICE = _NOTICES.insert()
 _INSERT_OUTBOX = _OUTBOX.insert()
+_FIND = select(_OUTBOX).where(_OUTBOX.c.notice_key == bindparam("key"))
 
 
 async def change(db: Database, key: str, seen_version: int, **values: Any) -> int | None:
@@ -163,27 +168,19 @@ _MARK_SENT = (
 )
 
 
-class DueRow(NamedTuple):
-    """A row the relay should bring to a final status; (created_at, key) is its place in the
-    relay's order."""
-
-    key: str
-    loan_id: str
-    created_at: datetime
-
-
 async def due(db: Database, *, claimed_before: datetime, stale_before: datetime,
-              limit: int, after: DueRow | None = None) -> list[DueRow]:
+              limit: int, after: OutboxRow | None = None) -> list[OutboxRow]:
     """The rows the relay should bring to a final status, oldest first (and only those after
     `after`, so a pass moves on past rows it had to leave): every `pending` row; every
     `sending` row not past its point of no return claimed before `claimed_before` (its holder
     is slow or gone, say a worker killed mid-send; if it is alive, the claim's version fences it
     out before the data, so taking it over is safe); and every `sending` row past it that no
-    live attempt holds (released, or claimed before `stale_before`)."""
+    live attempt holds (released, or claimed before `stale_before`). Whole rows, as `find`
+    reads them: a pending row is sent as read (`claim` checks its version)."""
     sending, claimed = _OUTBOX.c.status == SENDING, _OUTBOX.c.claimed_at
     created, key = _OUTBOX.c.created_at, _OUTBOX.c.notice_key
     query = (
-        select(key, _OUTBOX.c.loan_id, created)
+        select(_OUTBOX)
         .where((_OUTBOX.c.status == PENDING)
                | (sending & claimed.is_(None))
                | (sending & _OUTBOX.c.data_started_at.is_(None) & (claimed < claimed_before))
@@ -192,9 +189,46 @@ async def due(db: Database, *, claimed_before: datetime, stale_before: datetime,
         .limit(limit)
     )
     if after is not None:
-        query = query.where(tuple_(created, key) > tuple_(after.created_at, after.key))
+        query = query.where(tuple_(created, key) > tuple_(after.created_at, after.notice_key))
     async with db.engine.connect() as conn:
-        return [DueRow(*row) for row in await conn.execute(query)]
+        return [OutboxRow(**row) for row in (await conn.execute(query)).mappings()]
+
+
+async def claim(db: Database, rows: list[OutboxRow], now: datetime) -> dict[str, int]:
+    """Claim these `pending` rows for one sender at once, each as `change` would (`sending`,
+    one more attempt, at its version as read): the version each now holds, by key. A row
+    another attempt changed since it was read is not claimed (nor in the answer). One
+    statement where a claim each cost a commit each."""
+    if not rows:
+        return {}
+    async with db.statement() as conn:
+        claimed = await conn.execute(
+            _OUTBOX.update()
+            .where(_OUTBOX.c.status == PENDING, _versions_in(rows))
+            .values(status=SENDING, attempts=_OUTBOX.c.attempts + 1, claimed_at=now,
+                    data_started_at=None, version=_OUTBOX.c.version + 1, updated_at=now)
+            .returning(_OUTBOX.c.notice_key, _OUTBOX.c.version))
+        return {key: version for key, version in claimed}
+
+
+async def release(db: Database, claimed: dict[str, int], now: datetime) -> None:
+    """Give back rows `claim` took and nobody tried (their loan held back, the pass stopped):
+    `pending` again, the attempt not counted. A row that moved on meanwhile is left alone."""
+    if not claimed:
+        return
+    async with db.statement() as conn:
+        await conn.execute(
+            _OUTBOX.update()
+            .where(_OUTBOX.c.status == SENDING, _OUTBOX.c.data_started_at.is_(None),
+                   tuple_(_OUTBOX.c.notice_key, _OUTBOX.c.version).in_(list(claimed.items())))
+            .values(status=PENDING, attempts=_OUTBOX.c.attempts - 1, claimed_at=None,
+                    version=_OUTBOX.c.version + 1, updated_at=now))
+
+
+def _versions_in(rows: list[OutboxRow]) -> Any:
+    """Each row at the version it was read at."""
+    return tuple_(_OUTBOX.c.notice_key, _OUTBOX.c.version).in_(
+        [(row.notice_key, row.version) for row in rows])
 
 
 async def load_notice(db: Database, key: str) -> Notice | None:

@@ -43,6 +43,7 @@ from loanflow.mail import outbox
 from loanflow.mail.delivery import NoticeDelivery
 from loanflow.mail.relay_lease import RelayLease
 from loanflow.mail.smtp import SmtpSession
+from loanflow.notice_schema import PENDING, OutboxRow
 
 log = logging.getLogger("loanflow.relay")
 
@@ -130,7 +131,7 @@ class NoticeRelay:
 
     async def relay_due(self) -> bool:
         """One pass over the due rows; False if it stopped at an outage."""
-        after: outbox.DueRow | None = None
+        after: OutboxRow | None = None
         try:
             while True:
                 now = self.delivery.clock()
@@ -152,11 +153,11 @@ class NoticeRelay:
             for session in self.sessions:  # idle connections are not kept
                 await session.close()
 
-    async def _deliver_in_lanes(self, due: list[outbox.DueRow]) -> bool:
+    async def _deliver_in_lanes(self, due: list[OutboxRow]) -> bool:
         """The rows in `lanes` lanes at once, each loan's rows in one lane, in their order;
         every lane finishes before the next pass (so no row is in two lanes)."""
         self._failures = 0
-        lanes: list[list[outbox.DueRow]] = [[] for _ in self.sessions]
+        lanes: list[list[OutboxRow]] = [[] for _ in self.sessions]
         for row in due:
             lanes[zlib.crc32(row.loan_id.encode()) % len(lanes)].append(row)
         done = await asyncio.gather(*(self._deliver(rows, session)
@@ -167,27 +168,44 @@ class NoticeRelay:
                 raise outcome
         return all(done)
 
-    async def _deliver(self, due: list[outbox.DueRow], session: SmtpSession) -> bool:
+    async def _deliver(self, due: list[OutboxRow], session: SmtpSession) -> bool:
         """Deliver these rows in order, but none of a held loan's; False at an outage (rows
-        that could not go, OUTAGE_AFTER in a row across the lanes)."""
-        for key, loan_id, _ in due:
-            if self._failures >= OUTAGE_AFTER:
-                return False
-            if self._stopping.is_set():
-                return True
-            if self._held_back(loan_id):
-                continue
-            try:
-                await self.delivery.deliver(key, session)
-            except ApplicationError as err:
-                self._hold(loan_id)
-                self._failures += 1
-                # (the delivery logged a mail server's refusal; this says the rest)
-                log.info("notice %s not sent yet: %s", key, err.message)
-                continue
-            self._failures = 0
-            self._held.pop(loan_id, None)
-        return self._failures < OUTAGE_AFTER
+        that could not go, OUTAGE_AFTER in a row across the lanes). The pending ones are
+        claimed together first (one statement, not one each); those left untried are given
+        back at the end."""
+        pending = [row for row in due
+                   if row.status == PENDING and not self._held_back(row.loan_id)]
+        claimed = await outbox.claim(self.delivery.db, pending, self.delivery.clock())
+        try:
+            for row in due:
+                if self._failures >= OUTAGE_AFTER:
+                    return False
+                if self._stopping.is_set():
+                    return True
+                if not self._held_back(row.loan_id):
+                    await self._deliver_row(row, claimed.pop(row.notice_key, None), session)
+            return self._failures < OUTAGE_AFTER
+        finally:
+            await outbox.release(self.delivery.db, claimed, self.delivery.clock())
+
+    async def _deliver_row(self, row: OutboxRow, claimed: int | None,
+                           session: SmtpSession) -> None:
+        """One row: sent as claimed at version `claimed`, or the whole way (`deliver`) if it
+        was not (a row taken over from a stopped relay, say). A row that cannot go yet holds
+        back its loan."""
+        try:
+            if claimed is None:
+                await self.delivery.deliver(row.notice_key, session)
+            else:
+                await self.delivery.deliver_claimed(row, claimed, session)
+        except ApplicationError as err:
+            self._hold(row.loan_id)
+            self._failures += 1
+            # (the delivery logged a mail server's refusal; this says the rest)
+            log.info("notice %s not sent yet: %s", row.notice_key, err.message)
+            return
+        self._failures = 0
+        self._held.pop(row.loan_id, None)
 
     def _held_back(self, loan_id: str) -> bool:
         """Does this loan wait (a notice of its could not go): its later rows wait too."""

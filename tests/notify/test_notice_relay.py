@@ -79,6 +79,9 @@ async def test_a_deferred_recipient_holds_back_only_its_own_loan(db: Database, s
     assert [await status(db, n.key) for n in busy] == [PENDING, PENDING]
     row = await outbox.find(db, busy[0].key)
     assert row is not None and row.last_error is not None and "451" in row.last_error
+    # Claimed with its lane's rows, the margin call was given back untried: no attempt counted.
+    later = await outbox.find(db, busy[1].key)
+    assert later is not None and (later.attempts, later.claimed_at) == (0, None)
 
 
 async def test_a_batch_of_held_loans_does_not_stop_the_rows_behind_it(
