@@ -77,7 +77,8 @@ class StoreActivities:
             async with self.db.statement() as conn:
                 observation = await observation_at(conn, request.asset, request.now)
                 await write_rows(conn, at_price(request.record, observation))
-            await self.record_notices(request.record)
+                await self.record_notices(request.record, conn)
+            ring_for(request.record)
             return Refreshed(observation=observation)
         observation = await stored_price(self.db, request.asset, request.now)
         await self.write(at_price(request.record, observation))
@@ -94,7 +95,8 @@ class StoreActivities:
         if self.db.autocommit is None:
             async with self.db.statement() as conn:
                 await write_rows(conn, record)
-            await self.record_notices(record)
+                await self.record_notices(record, conn)
+            ring_for(record)
             return
         snapshot = record.snapshot
         async with self.db.statement() as conn:
@@ -109,17 +111,25 @@ class StoreActivities:
             async with self.db.statement() as conn:
                 await append_audit(conn, snapshot.loan_id, record.audit)
         await self.record_notices(record)
+        ring_for(record)
 
-    async def record_notices(self, record: LoanRecord) -> None:
+    async def record_notices(self, record: LoanRecord, conn: AsyncConnection | None = None) -> None:
         """Record the record's notices in the outbox, after its rows (the first snapshot
-        records the contact details they are addressed from), and ring the relay. Each once by
-        its key: a retried write records nothing twice."""
+        records the contact details they are addressed from): on PostgreSQL in the write's
+        own transaction (`conn`), so a loan's rows and its notices land together, at the cost
+        of one commit; on SQLite each in a transaction of its own. Each once by its key: a
+        retried write records nothing twice."""
         if not record.notices:
             return
         if self.notices is None:
             raise RuntimeError("this worker records no notices: build StoreActivities with them")
         for notice in record.notices:
-            await self.notices.record_for_relay(notice)
+            await self.notices.record_for_relay(notice, conn)
+
+
+def ring_for(record: LoanRecord) -> None:
+    """Once a write's notices are committed: the relay in this process looks now."""
+    if record.notices:
         relay.ring()
 
 

@@ -1,17 +1,18 @@
 """A notice's own cost, two ways: the notice activity (loans started before notices rode with
 their write: N fresh margin-call notices recorded and delivered one after another), and the
-relay's path (N notices of N loans recorded as a loan's write records them, then mailed by one
-pass of the notice relay, four lanes); each to the local SMTP sink (a separate process, so its
+relay's path (N notices of N loans recorded with the loans' writes, then mailed by one
+pass of the notice relay, four lanes; each loan's write is a margin call's, snapshot and
+audit entry with the notice); each to the local SMTP sink (a separate process, so its
 CPU is not counted).
 
     python -m bench.notice --notices 300                       # SQLite in a temporary dir
     python -m bench.notice --notices 300 --db postgresql+psycopg://postgres@127.0.0.1:5432/x
 
-Prints, for each path (`activity`; `relay`: `record` and `send`), wall seconds and this
-process's CPU seconds per notice (the worker's share of a notice: rendering, the database
-driver, SQLAlchemy, SMTP; the database server's own CPU is not in it), and the SQL statements
-and transactions one notice cost. The database must be empty or new:
-the tables are created, the keys are fresh per run.
+Prints, for each path (`activity`; `relay`: the loan's `write` with its notice, and `send`),
+wall seconds and this process's CPU seconds per notice (the worker's share of a notice:
+rendering, the database driver, SQLAlchemy, SMTP; the database server's own CPU is not in
+it), and the SQL statements and transactions one notice cost. The database must be empty or
+new: the tables are created, the keys are fresh per run.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from sqlalchemy import event
 from temporalio.testing import ActivityEnvironment
 
 from activities.notify import NotifyActivities
+from activities.store import StoreActivities
 from bench.stack import start_sink_process, wait_for_port
 from loanflow.db import Database
-from loanflow.effects import Notice
+from loanflow.effects import AuditEntry, LoanRecord, LoanSnapshot, Notice
 from loanflow.mail.delivery import NoticeDelivery
 from loanflow.mail.preview import SAMPLE_BORROWER, sample_data
 from loanflow.mail.relay import NoticeRelay
@@ -134,20 +136,38 @@ async def _activity_path(acts: NotifyActivities, notices: int) -> dict[str, floa
 
 
 async def _relay_path(delivery: NoticeDelivery, notices: int) -> dict[str, dict[str, float]]:
-    """Each of `notices` loans records one notice (as its write does: `record_for_relay`),
-    then one relay pass mails them all; after a warm-up of 5 the same way."""
+    """Each of `notices` loans makes its margin-call write (`record_loan`: the snapshot, an
+    audit entry and the notice, as a loan's margin call writes them), then one relay pass
+    mails them all; after a warm-up of 5 the same way."""
     loan_ids, borrower = await _opened(delivery.db, notices + 5)
-    batch = [_margin_call(loan_id, borrower, 0) for loan_id in loan_ids]
+    writes = [_margin_call_write(loan_id, borrower) for loan_id in loan_ids]
+    store, env = StoreActivities(delivery.db, delivery), ActivityEnvironment()
     relay = NoticeRelay(delivery)
-    for notice in batch[:5]:
-        await delivery.record_for_relay(notice)
+    for write in writes[:5]:
+        await env.run(store.record_loan, write)
     await relay.relay_due()
     async with _measured(delivery.db, notices) as record:
-        for notice in batch[5:]:
-            assert await delivery.record_for_relay(notice)
+        for write in writes[5:]:
+            await env.run(store.record_loan, write)
     async with _measured(delivery.db, notices) as send:
         assert await relay.relay_due()
-    return {"record": record, "send": send}
+    return {"write": record, "send": send}
+
+
+def _margin_call_write(loan_id: str, borrower: Borrower) -> LoanRecord:
+    """The read-model write of a margin call: the loan's new state, its audit entry, its
+    notice."""
+    now = datetime.now(timezone.utc)
+    snapshot = LoanSnapshot(
+        loan_id=loan_id, version=2, borrower_id=borrower.id, state="MARGIN_CALL",
+        collateral_asset="BTC", collateral_amount=Decimal("1"), principal_usd=Decimal("20000"),
+        debt_usd=Decimal("20004.11"), ltv=Decimal("0.7412"), cure_deadline=now,
+        warning_price=Decimal("30000"), margin_call_price=Decimal("28000"),
+        liquidation_price=Decimal("25000"), cure_price=Decimal("33000"), updated_at=now)
+    audit = AuditEntry(key=f"{loan_id}:audit:margin_call:1", at=now, kind="margin_call",
+                       state="MARGIN_CALL", detail={"ltv": "0.7412"}, price=Decimal("26985.5"))
+    return LoanRecord(snapshot=snapshot, audit=[audit],
+                      notices=[_margin_call(loan_id, borrower, 0)])
 
 
 @asynccontextmanager

@@ -132,6 +132,16 @@ def dialect_name(target: AsyncSession | AsyncConnection) -> str:
     return target.get_bind().dialect.name
 
 
+def inserts_of_new_rows(table: Any, *keys: Any) -> dict[str, Any]:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING for each dialect, built once: a row whose key is
+    taken is left as it is, and no error aborts the transaction it runs in (add RETURNING to
+    learn whether it was new)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return {name: dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+            for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+
+
 class ValueTooLong(ValueError):
     """A string longer than its column. Raised before the database sees it (SQLite would
     store it anyway; PostgreSQL refuses with "value too long", which an activity would retry

@@ -53,6 +53,7 @@ from functools import partial
 from datetime import datetime, timedelta
 from typing import Protocol, Self
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.exceptions import ApplicationError
 
 from loanflow.db import Database
@@ -154,19 +155,21 @@ class NoticeDelivery:
             return False
         return await self._insert(await self.addressed(notice), claimed=False) is not None
 
-    async def record_for_relay(self, notice: Notice) -> bool:
+    async def record_for_relay(self, notice: Notice,
+                               conn: AsyncConnection | None = None) -> bool:
         """Record a notice a loan's read-model write carries (`LoanRecord.notices`), `pending`
         for the relay; True if this call recorded it. Insert first: nearly every such notice is
         new, and a retried write finds the key taken. A notice that cannot be addressed is
         raised to operations and not recorded, rather than hold the loan's write: the loans
         that write their notices claimed their loan id first, so their application is the
-        first snapshot's, written just before by the same write."""
+        first snapshot's, written just before by the same write. On `conn`, in the caller's
+        transaction (the write's own, on PostgreSQL), else in one of its own."""
         try:
-            addressed = await self.addressed(notice)
+            addressed = await self.addressed(notice, conn)
         except ApplicationError as err:
             _alert(notice.key, notice.loan_id, "<unaddressed>", err.message)
             return False
-        return await self._insert(addressed, claimed=False) is not None
+        return await self._insert(addressed, claimed=False, conn=conn) is not None
 
     async def record_and_deliver(self, notice: Notice) -> tuple[bool, str]:
         """`record`, then `deliver`, for a notice most likely new (an activity's first
@@ -181,7 +184,8 @@ class NoticeDelivery:
             return True, row.status
         return True, await self._send(row, _Hold(row.notice_key, row.version))
 
-    async def _insert(self, notice: Notice, *, claimed: bool) -> OutboxRow | None:
+    async def _insert(self, notice: Notice, *, claimed: bool,
+                      conn: AsyncConnection | None = None) -> OutboxRow | None:
         """Render and record an addressed notice; the row as recorded, None if recorded
         before. A notice that cannot be rendered is recorded failed and raised to operations
         (once: only by the call that recorded it)."""
@@ -191,7 +195,7 @@ class NoticeDelivery:
         except RenderError as err:
             error = f"cannot render: {err}"
         row = await outbox.insert(
-            self.db,
+            conn or self.db,
             notice,
             rendered=rendered,
             error=error,
@@ -203,13 +207,13 @@ class NoticeDelivery:
             _alert(notice.key, notice.loan_id, notice.borrower.email, error)
         return row
 
-    async def addressed(self, notice: Notice) -> Notice:
+    async def addressed(self, notice: Notice, conn: AsyncConnection | None = None) -> Notice:
         """The notice with the contact details of its loan's own application (see
         `loanflow.store.borrowers`; a notice from a loan in flight since before borrower ids
-        may still carry them itself)."""
+        may still carry them itself); read on `conn` if given."""
         if notice.borrower is not None:
             return notice
-        contact = await find_contact(self.db, notice.loan_id)
+        contact = await find_contact(conn or self.db, notice.loan_id)
         if contact is None:
             # The loan's first read-model write records them; it may land a moment later.
             raise _deferred(f"no contact details recorded yet for borrower {notice.borrower_id} "

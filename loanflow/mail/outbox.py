@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Table, Update, bindparam, func, select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loanflow.db import Database, check_values
+from loanflow.db import Database, check_values, dialect_name, inserts_of_new_rows
 from loanflow.effects import Notice
 from loanflow.mail.render import RenderedMessage
 from loanflow.notice_schema import FAILED, PENDING, SENDING, SENT, NoticeRow, OutboxRow
@@ -33,7 +33,7 @@ async def find(db: Database, key: str) -> OutboxRow | None:
 
 
 async def insert(
-    db: Database,
+    target: Database | AsyncConnection,
     notice: Notice,
     *,
     rendered: RenderedMessage | None,
@@ -42,10 +42,12 @@ async def insert(
     now: datetime,
     claimed: bool = False,
 ) -> OutboxRow | None:
-    """Record the notice and its outbox row in one transaction and return the row as
-    recorded; None if the key was already recorded (by an earlier attempt or by a duplicate
-    racing this one). Without a rendered message (`error` says why) the row is recorded as
-    failed at once. `claimed`: the row is recorded already held by the caller (`sending`,
+    """Record the notice and its outbox row in one transaction (a transaction of its own on a
+    Database, else the caller's on its connection: a loan's write records its notices with
+    its rows) and return the row as recorded; None if the key was already recorded (by an
+    earlier attempt or by a duplicate racing this one): nothing is written then, and no error
+    aborts the caller's transaction. Without a rendered message (`error` says why) the row
+    is recorded as failed at once. `claimed`: the row is recorded already held by the caller (`sending`,
     attempt 1, version 1, as if claimed right after), so a new notice's first attempt needs no
     read and no claim of its own; its hold is `CLAIMED_VERSION`."""
     claim = claimed and rendered is not None
@@ -85,14 +87,20 @@ async def insert(
     # made is made here.
     check_values(_NOTICES, recorded)
     check_values(_OUTBOX, row)
-    try:
-        async with db.engine.begin() as conn:
-            await conn.execute(_INSERT_NOTICE, recorded)  # first: the outbox row refers to it
-            await conn.execute(_INSERT_OUTBOX, row)
-    except IntegrityError:
-        if await find(db, notice.key) is None:
-            raise
+    if isinstance(target, Database):
+        async with target.engine.begin() as conn:
+            return await _insert_rows(conn, recorded, row)
+    return await _insert_rows(target, recorded, row)
+
+
+async def _insert_rows(conn: AsyncConnection, recorded: dict[str, Any],
+                       row: dict[str, Any]) -> OutboxRow | None:
+    """The notice (first: the outbox row refers to it), then its outbox row unless the notice
+    was there already."""
+    new = await conn.execute(_INSERT_NEW_NOTICE[dialect_name(conn)], recorded)
+    if new.first() is None:  # (RETURNING: psycopg's rowcount is -1 for such an INSERT)
         return None
+    await conn.execute(_INSERT_OUTBOX, row)
     return OutboxRow(**row)
 
 
@@ -100,7 +108,8 @@ async def insert(
 CLAIMED_VERSION = 1
 _NOTICES: Table = NoticeRow.__table__  # type: ignore[assignment]
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
-_INSERT_NOTICE = _NOTICES.insert()
+_INSERT_NEW_NOTICE = {dialect: insert.returning(_NOTICES.c.key) for dialect, insert
+                      in inserts_of_new_rows(_NOTICES, _NOTICES.c.key).items()}
 _INSERT_OUTBOX = _OUTBOX.insert()
 _FIND = select(_OUTBOX).where(_OUTBOX.c.notice_key == bindparam("key"))
 

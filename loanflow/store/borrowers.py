@@ -23,14 +23,17 @@ from loanflow.models import Borrower
 from loanflow.schema import BorrowerContact, Loan
 
 
-async def find_contact(db: Database, loan_id: str) -> Borrower | None:
+async def find_contact(db: Database | AsyncConnection, loan_id: str) -> Borrower | None:
     """The contact details loan `loan_id` opened with; None while its first read-model write
-    has not landed (it records them)."""
-    async with db.engine.connect() as conn:
-        row = (await conn.execute(_APPLICATION, {"loan_id": loan_id})).first()
-        if row is None:
-            return None
-        return _applicant(row.application) or await _latest(conn, row.borrower_id)
+    has not landed (it records them). Read on a connection of its own, or in the caller's
+    transaction (a loan's write addressing its notices sees its own first snapshot)."""
+    if isinstance(db, Database):
+        async with db.engine.connect() as conn:
+            return await find_contact(conn, loan_id)
+    row = (await db.execute(_APPLICATION, {"loan_id": loan_id})).first()
+    if row is None:
+        return None
+    return _applicant(row.application) or await _latest(db, row.borrower_id)
 
 
 async def find_borrower(db: Database, borrower_id: str) -> Borrower | None:

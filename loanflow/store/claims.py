@@ -4,10 +4,9 @@ loan for ever, whatever the Temporal server's id reuse policy lets a start do.""
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loanflow.db import dialect_name
+from loanflow.db import dialect_name, inserts_of_new_rows
 from loanflow.schema import LoanClaim, utcnow
 
 
@@ -27,8 +26,5 @@ async def hold(conn: AsyncConnection, loan_id: str, run_id: str, borrower_id: st
 
 
 # Built once: every new loan claims its id.
-_INSERTS = {
-    name: dialect.insert(LoanClaim).on_conflict_do_nothing(index_elements=[LoanClaim.loan_id])
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
+_INSERTS = inserts_of_new_rows(LoanClaim, LoanClaim.loan_id)
 _HOLDER = select(LoanClaim.run_id).where(LoanClaim.loan_id == bindparam("loan_id"))
