@@ -47,9 +47,9 @@ async def insert(
     its rows) and return the row as recorded; None if the key was already recorded (by an
     earlier attempt or by a duplicate racing this one): nothing is written then, and no error
     aborts the caller's transaction. Without a rendered message (`error` says why) the row
-    is recorded as failed at once. `claimed`: the row is recorded already held by the caller (`sending`,
-    attempt 1, version 1, as if claimed right after), so a new notice's first attempt needs no
-    read and no claim of its own; its hold is `CLAIMED_VERSION`."""
+    is recorded as failed at once. `claimed`: the row is recorded already held by the caller
+    (`sending`, attempt 1, version 1, as if claimed right after), so a new notice's first
+    attempt needs no read and no claim of its own; its hold is `CLAIMED_VERSION`."""
     claim = claimed and rendered is not None
     row = {
         "notice_key": notice.key,
