@@ -548,7 +548,8 @@ class LoanBase:
         self._show(shown)
         written = self._record()
         self._last_record = self.spawn(
-            record(ActivityName.RECORD_LOAN, written, summary=naming_notices("publish loan", written))
+            record(ActivityName.RECORD_LOAN, written,
+                   summary=naming_notices("publish loan", written))
         )
 
     def _show(self, shown: tuple[Any, ...]) -> None:

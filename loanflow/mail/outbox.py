@@ -7,6 +7,7 @@ that saw the same row, exactly one moves it on; the other learns it lost and loo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -213,7 +214,8 @@ async def claim(db: Database, rows: list[OutboxRow], now: datetime) -> dict[str,
     async with db.statement() as conn:
         claimed = await conn.execute(
             _OUTBOX.update()
-            .where(_OUTBOX.c.status == PENDING, _versions_in(rows))
+            .where(_OUTBOX.c.status == PENDING,
+                   _at_versions((row.notice_key, row.version) for row in rows))
             .values(status=SENDING, attempts=_OUTBOX.c.attempts + 1, claimed_at=now,
                     data_started_at=None, version=_OUTBOX.c.version + 1, updated_at=now)
             .returning(_OUTBOX.c.notice_key, _OUTBOX.c.version))
@@ -229,15 +231,14 @@ async def release(db: Database, claimed: dict[str, int], now: datetime) -> None:
         await conn.execute(
             _OUTBOX.update()
             .where(_OUTBOX.c.status == SENDING, _OUTBOX.c.data_started_at.is_(None),
-                   tuple_(_OUTBOX.c.notice_key, _OUTBOX.c.version).in_(list(claimed.items())))
+                   _at_versions(claimed.items()))
             .values(status=PENDING, attempts=_OUTBOX.c.attempts - 1, claimed_at=None,
                     version=_OUTBOX.c.version + 1, updated_at=now))
 
 
-def _versions_in(rows: list[OutboxRow]) -> Any:
-    """Each row at the version it was read at."""
-    return tuple_(_OUTBOX.c.notice_key, _OUTBOX.c.version).in_(
-        [(row.notice_key, row.version) for row in rows])
+def _at_versions(versions: Iterable[tuple[str, int]]) -> Any:
+    """The rows of these keys, each only while at its version."""
+    return tuple_(_OUTBOX.c.notice_key, _OUTBOX.c.version).in_(list(versions))
 
 
 async def load_notice(db: Database, key: str) -> Notice | None:
